@@ -1,0 +1,26 @@
+"""Production server: `gunicorn -c config/gunicorn.conf.py config.wsgi`.
+
+An LLM call holds its thread for as long as the upstream takes (seconds, sometimes
+minutes) while using almost no CPU. So we run a few processes (about one per core)
+with many threads each: the number of calls that can wait on upstreams at once is
+workers x threads, and a slow upstream only ties up its own thread.
+Sizing rule: threads >= expected concurrent upstream calls / workers, plus headroom
+for page views. Override with WEB_CONCURRENCY and GUNICORN_THREADS.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", max(2, min(multiprocessing.cpu_count(), 4))))
+threads = int(os.environ.get("GUNICORN_THREADS", 32))
+# Longer than the longest allowed upstream call (LLM_MAX_TIMEOUT, 300 s by default).
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 330))
+graceful_timeout = 30
+keepalive = 5
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 5000))
+max_requests_jitter = 500
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

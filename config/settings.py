@@ -1,0 +1,261 @@
+"""Settings, read from the environment.
+
+Production sets DJANGO_SECRET_KEY, FIELD_ENCRYPTION_KEY, ALLOWED_HOSTS and usually
+DATABASE_URL and REDIS_URL; every one may also come from a file named by NAME_FILE.
+Dev mode (DJANGO_DEBUG=1, what `make run` uses) needs nothing: it generates its keys
+once into .local/dev-secrets.json (git-ignored) so stored secrets survive restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_secret(name: str, default: str | None = None) -> str | None:
+    """Return NAME from the environment, or the contents of the file named by NAME_FILE."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {exc}") from exc
+    return default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env_secret(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = env_secret(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    value = env_secret(name) or default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _dev_secrets() -> dict[str, str]:
+    """Return the dev-mode keys, generating them once into a git-ignored file."""
+    path = BASE_DIR / ".local" / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    data = {
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    path.chmod(0o600)
+    return data
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+_SECRET_KEY_HOWTO = (
+    "Set DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE). Make one with: "
+    'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+)
+_FIELD_KEY_HOWTO = (
+    "Set FIELD_ENCRYPTION_KEY (or FIELD_ENCRYPTION_KEY_FILE) to a comma-separated list of "
+    "Fernet keys; the first encrypts, all decrypt. Make one with: "
+    'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
+
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
+_field_keys = env_list("FIELD_ENCRYPTION_KEY")
+if DEBUG and (not SECRET_KEY or not _field_keys):
+    _dev = _dev_secrets()
+    SECRET_KEY = SECRET_KEY or _dev["DJANGO_SECRET_KEY"]
+    _field_keys = _field_keys or [_dev["FIELD_ENCRYPTION_KEY"]]
+if not SECRET_KEY:
+    raise ImproperlyConfigured(_SECRET_KEY_HOWTO)
+if not _field_keys:
+    raise ImproperlyConfigured(_FIELD_KEY_HOWTO)
+for _key in _field_keys:
+    try:
+        Fernet(_key)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"FIELD_ENCRYPTION_KEY holds an invalid key. {_FIELD_KEY_HOWTO}") from exc
+FIELD_ENCRYPTION_KEY = _field_keys
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "encrypted_model_fields",
+    "integrations",
+    "sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+            "builtins": ["django_htmx.templatetags.django_htmx"],
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_secret("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and IMMEDIATE transactions let several gunicorn threads share SQLite
+    # without "database is locked" errors.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_redis_url = env_secret("REDIS_URL")
+if _redis_url:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_url,
+            "KEY_PREFIX": "byollm",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+# Tests and dev serve straight from the finders; production from collectstatic output.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Security: strict in production, relaxed only where dev mode serves plain http.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
+)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Outbound LLM calls (integrations/llm/transport.py) ---------------------------
+# Loopback (127.0.0.0/8, ::1) is allowed in dev mode and tests so local model servers
+# (Ollama, LM Studio, the demo upstream) work; production refuses it unless asked.
+LLM_ALLOW_LOOPBACK = env_bool("LLM_ALLOW_LOOPBACK", DEBUG)
+LLM_ALLOW_PRIVATE = env_bool("LLM_ALLOW_PRIVATE", False)
+# Hosts or CIDRs that may be reached even though they are private or loopback,
+# e.g. "10.0.0.0/8,vllm.internal". Link-local and cloud metadata stay refused.
+LLM_ALLOWED_NETWORKS = env_list("LLM_ALLOWED_NETWORKS")
+LLM_CONNECT_TIMEOUT = float(env_secret("LLM_CONNECT_TIMEOUT") or 10)
+LLM_DEFAULT_TIMEOUT = float(env_secret("LLM_DEFAULT_TIMEOUT") or 60)
+LLM_MAX_TIMEOUT = float(env_secret("LLM_MAX_TIMEOUT") or 300)
+LLM_MAX_RESPONSE_BYTES = env_int("LLM_MAX_RESPONSE_BYTES", 2 * 1024 * 1024)
+
+# The built-in demo upstream (/demo/v1/...) is for dev mode only.
+DEMO_UPSTREAM_ENABLED = env_bool("DEMO_UPSTREAM_ENABLED", DEBUG)
+DEMO_BASE_URL = env_secret("DEMO_BASE_URL") or "http://127.0.0.1:8000/demo/v1"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_secret("LOG_LEVEL") or "INFO"},
+    "loggers": {
+        # httpx logs full request URLs at INFO; a query-parameter API key would leak.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

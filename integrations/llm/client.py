@@ -1,0 +1,277 @@
+"""The one function that calls a model: `call(config, prompt) -> CallResult`.
+
+The Test button, the Sandbox, the REST API and the health-check command all come
+here with the same `LLMConfig`, so a passing test means the Sandbox will work.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import time
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.core.cache import cache
+
+from integrations.llm import transport
+from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt
+from integrations.llm.errors import TITLES, LLMError, classify_status
+from integrations.llm.protocols import adapter_for
+from integrations.llm.redact import excerpt, redact_request, scrub, scrub_json
+from integrations.secrets import decrypt, encrypt
+
+RAW_LIMIT = 64 * 1024
+UPSTREAM_MESSAGE_LIMIT = 300
+
+
+def _options(config: LLMConfig) -> transport.ClientOptions:
+    return transport.ClientOptions(
+        verify_tls=config.verify_tls, ca_bundle=config.ca_bundle, proxy_url=config.proxy_url
+    )
+
+
+def _set_path(body: Any, path: str, value: str) -> None:
+    if not isinstance(body, dict):
+        raise LLMError("config", "The auth profile puts the token in the JSON body, but the body is not an object.")
+    parts = [p for p in path.split(".") if p]
+    if not parts:
+        raise LLMError("config", "The auth profile has no body field path.")
+    node = body
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise LLMError("config", f"The body field path {path!r} runs into a non-object.")
+    node[parts[-1]] = value
+
+
+def _with_query(url: str, name: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + [(name, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _oauth_cache_key(auth: AuthConfig) -> str:
+    material = "\n".join([auth.token_url, auth.client_id, auth.client_secret, auth.scope])
+    return "oauth-token:" + hashlib.sha256(material.encode()).hexdigest()
+
+
+def oauth_token(auth: AuthConfig, options: transport.ClientOptions, timeout: float) -> str:
+    """Return an access token for client credentials, cached (encrypted) until expiry."""
+    key = _oauth_cache_key(auth)
+    cached = cache.get(key)
+    if cached:
+        token = decrypt(cached)
+        if isinstance(token, str):
+            return token
+    form = {"grant_type": "client_credentials", "client_id": auth.client_id}
+    form["client_secret"] = auth.client_secret
+    if auth.scope:
+        form["scope"] = auth.scope
+    raw = transport.send(
+        "POST",
+        auth.token_url,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        content=urlencode(form).encode(),
+        timeout=timeout,
+        options=options,
+    )
+    secrets = [auth.client_secret]
+    try:
+        data = json.loads(raw.body)
+    except ValueError:
+        data = None
+    token = data.get("access_token") if isinstance(data, dict) else None
+    if raw.status_code >= 400 or not isinstance(token, str) or not token:
+        detail = scrub(raw.body.decode("utf-8", "replace"), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+        raise LLMError(
+            "auth",
+            f"The OAuth token endpoint answered {raw.status_code} without an access token.",
+            status=raw.status_code,
+            upstream_message=detail,
+        )
+    expires_in = data.get("expires_in")
+    ttl = int(expires_in) - 60 if isinstance(expires_in, int | float) else 3000
+    cache.set(key, encrypt(token), max(ttl, 30))
+    return token
+
+
+def forget_oauth_token(auth: AuthConfig) -> None:
+    cache.delete(_oauth_cache_key(auth))
+
+
+def apply_auth(
+    config: LLMConfig, url: str, headers: dict[str, str], body: Any
+) -> tuple[str, list[str]]:
+    """Add the auth profile to a request; return the URL and any extra secret (a fetched token)."""
+    auth = config.auth
+    if auth.kind == "bearer":
+        headers["Authorization"] = f"Bearer {auth.token}"
+    elif auth.kind == "header":
+        if not auth.header_name:
+            raise LLMError("config", "The auth profile has no header name.")
+        headers[auth.header_name] = auth.token
+    elif auth.kind == "basic":
+        pair = f"{auth.username}:{auth.password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        return url, [base64.b64encode(pair).decode()]
+    elif auth.kind == "query":
+        if not auth.query_param:
+            raise LLMError("config", "The auth profile has no query parameter name.")
+        url = _with_query(url, auth.query_param, auth.token)
+    elif auth.kind == "body":
+        if body is None:
+            raise LLMError("config", "This request has no JSON body to carry the token.")
+        _set_path(body, auth.body_path, auth.token)
+    elif auth.kind == "oauth2":
+        token = oauth_token(auth, _options(config), config.timeout)
+        headers["Authorization"] = f"Bearer {token}"
+        return url, [token]
+    return url, []
+
+
+def build_request(config: LLMConfig, prompt: Prompt) -> tuple[str, dict[str, str], Any, list[str]]:
+    """Return (url, headers, body, extra secrets) exactly as they will be sent."""
+    adapter = adapter_for(config.protocol)
+    url = adapter.url(config)
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    headers.update(adapter.headers(config))
+    for header in config.headers:
+        headers[header.name] = header.value
+    body = copy.deepcopy(adapter.body(config, prompt))
+    url, extra = apply_auth(config, url, headers, body)
+    return url, headers, body, extra
+
+
+def preview_request(config: LLMConfig, prompt: Prompt) -> dict:
+    """Return the redacted request without sending it (OAuth tokens are not fetched)."""
+    if config.auth.kind == "oauth2":
+        config = replace(config, auth=AuthConfig(kind="bearer", token="$ACCESS_TOKEN"))
+    url, headers, body, extra = build_request(config, prompt)
+    return redact_request("POST", url, headers, body, config.secrets() + extra, _secret_names(config))
+
+
+def _secret_names(config: LLMConfig) -> set[str]:
+    names = {h.name.lower() for h in config.headers if h.secret}
+    if config.auth.kind == "header":
+        names.add(config.auth.header_name.lower())
+    return names
+
+
+def upstream_message(data: Any, text: str) -> str:
+    """Return the upstream's own error message from an error body."""
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("code") or error.get("type")
+            if message:
+                return str(message)
+        if isinstance(error, str):
+            return error
+        for key in ("message", "detail", "error_description", "msg"):
+            if data.get(key):
+                return str(data[key]) if not isinstance(data[key], list) else json.dumps(data[key])
+    stripped = text.strip()
+    if stripped.startswith("<"):
+        return ""  # an HTML error page says nothing useful in one line
+    return stripped
+
+
+def call(config: LLMConfig, prompt: Prompt) -> CallResult:
+    """Send one prompt to one model and return what happened; never raises for upstream trouble."""
+    started = time.perf_counter()
+    secrets = config.secrets()
+    result = CallResult(ok=False)
+    try:
+        for attempt in range(2):
+            url, headers, body, extra = build_request(config, prompt)
+            secrets = config.secrets() + extra
+            result.request = redact_request("POST", url, headers, body, secrets, _secret_names(config))
+            raw = transport.send(
+                "POST",
+                url,
+                headers=headers,
+                content=json.dumps(body).encode(),
+                timeout=config.timeout,
+                options=_options(config),
+            )
+            # A cached OAuth token may have been revoked early: fetch a new one once.
+            if raw.status_code == 401 and config.auth.kind == "oauth2" and attempt == 0:
+                forget_oauth_token(config.auth)
+                continue
+            break
+        _interpret(raw, config, secrets, result)
+    except LLMError as exc:
+        exc.message = scrub(exc.message, secrets)
+        exc.upstream_message = scrub(exc.upstream_message, secrets)
+        result.error = exc
+    result.latency_ms = round((time.perf_counter() - started) * 1000)
+    result.ok = result.error is None
+    return result
+
+
+def _interpret(raw: transport.RawResponse, config: LLMConfig, secrets: list[str], result: CallResult) -> None:
+    result.status_code = raw.status_code
+    text = raw.body.decode("utf-8", "replace")
+    result.raw = excerpt(text, secrets, RAW_LIMIT)
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        data = None
+    if data is not None:
+        result.raw_json = scrub_json(data, secrets)
+    if raw.status_code >= 400:
+        message = scrub(upstream_message(data, text), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+        kind = classify_status(raw.status_code, text, message)
+        result.error = LLMError(
+            kind,
+            f"{raw.status_code} from the endpoint: {TITLES[kind].lower()}.",
+            status=raw.status_code,
+            upstream_message=message,
+        )
+        return
+    if data is None:
+        content_type = raw.headers.get("content-type", "no content type")
+        raise LLMError(
+            "non_json",
+            f"The endpoint answered {raw.status_code} with {content_type}, not JSON.",
+            status=raw.status_code,
+        )
+    content, finish_reason, usage = adapter_for(config.protocol).parse(data, config)
+    result.content = content
+    result.finish_reason = finish_reason
+    result.usage = usage
+
+
+def list_models(config: LLMConfig) -> list[str]:
+    """Return the model IDs the endpoint's /models list offers."""
+    adapter = adapter_for(config.protocol)
+    url = adapter.models_url(config)
+    if not url:
+        raise LLMError("config", "This protocol has no model list to fetch.")
+    headers = {"Accept": "application/json"}
+    headers.update(adapter.headers(config))
+    for header in config.headers:
+        headers[header.name] = header.value
+    if config.auth.kind == "body":
+        raise LLMError("config", "The model list cannot carry a token in a JSON body.")
+    url, extra = apply_auth(config, url, headers, None)
+    raw = transport.send("GET", url, headers=headers, timeout=config.timeout, options=_options(config))
+    secrets = config.secrets() + extra
+    text = raw.body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if raw.status_code >= 400:
+        kind = classify_status(raw.status_code, text, "")
+        message = scrub(upstream_message(data, text), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+        raise LLMError(kind, f"{raw.status_code} from the model list.", raw.status_code, message)
+    items = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise LLMError("bad_shape", "The model list is not a list.")
+    ids = [str(i.get("id")) for i in items if isinstance(i, dict) and i.get("id")]
+    return sorted(set(ids))

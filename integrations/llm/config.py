@@ -1,0 +1,122 @@
+"""The plain configuration the client works from, independent of Django rows.
+
+The Test button builds it from a form, the Sandbox and the API from saved rows;
+either way the same `LLMConfig` goes to the same `call()`. Secrets here are
+plaintext in memory only; nothing in this module renders or stores them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    kind: str = "none"
+    token: str = ""
+    header_name: str = ""
+    query_param: str = ""
+    body_path: str = ""
+    username: str = ""
+    password: str = ""
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    scope: str = ""
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.token, self.password, self.client_secret) if s]
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    value: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class ResponsePaths:
+    content: str = ""
+    finish_reason: str = ""
+    prompt_tokens: str = ""
+    completion_tokens: str = ""
+    total_tokens: str = ""
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    endpoint: str
+    protocol: str = "openai-chat"
+    model_id: str = ""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    headers: tuple[Header, ...] = ()
+    api_version: str = ""
+    deployment: str = ""
+    request_template: Any = None
+    response_paths: ResponsePaths = field(default_factory=ResponsePaths)
+    default_params: dict = field(default_factory=dict)
+    timeout: float = 60.0
+    verify_tls: bool = True
+    ca_bundle: str = ""
+    proxy_url: str = ""
+
+    def secrets(self) -> list[str]:
+        """Return every secret value this configuration may send."""
+        values = self.auth.secrets() + [h.value for h in self.headers if h.secret and h.value]
+        # Longest first so that a secret containing another is scrubbed whole.
+        return sorted(set(values), key=len, reverse=True)
+
+    def fingerprint(self, key: str) -> str:
+        """Return a hash of the normalized configuration, secrets included by HMAC only."""
+
+        def digest(value: str) -> str:
+            return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()[:16]
+
+        data = asdict(self)
+        for name in ("token", "password", "client_secret"):
+            data["auth"][name] = digest(data["auth"][name]) if data["auth"][name] else ""
+        data["headers"] = sorted(
+            [h["name"].lower(), digest(h["value"]) if h["secret"] else h["value"], h["secret"]]
+            for h in data["headers"]
+        )
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str = ""
+    user: str = ""
+    params: dict = field(default_factory=dict)  # max_tokens, temperature, top_p, stop, ...
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+    @property
+    def reported(self) -> bool:
+        return any(
+            v is not None for v in (self.prompt_tokens, self.completion_tokens, self.total_tokens)
+        )
+
+
+@dataclass
+class CallResult:
+    ok: bool
+    content: str = ""
+    finish_reason: str = ""
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+    status_code: int | None = None
+    request: dict = field(default_factory=dict)  # redacted: method, url, headers, body
+    raw: str = ""  # the response body, capped and scrubbed
+    raw_json: Any = None
+    error: Any = None  # LLMError when not ok

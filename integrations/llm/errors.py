@@ -1,0 +1,118 @@
+"""Classified failures of an LLM call, each with a one-line hint the user can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HINTS: dict[str, str] = {
+    "config": "Fix the configuration and test again.",
+    "credential": "Re-enter the secret in the auth profile or header, or restore the encryption key.",
+    "invalid_url": "Use an http:// or https:// URL such as https://api.openai.com/v1.",
+    "dns": "Check the host name in the endpoint; it does not resolve from this server.",
+    "refused": "Nothing listens at that host and port. Check the endpoint and that the server is up.",
+    "tls": "The TLS certificate was refused. Add the host's CA bundle, or turn TLS "
+    "verification off for a trusted self-signed host.",
+    "timeout": "The endpoint did not answer in time. Raise the timeout or check the server's load.",
+    "connection": "The connection broke. Check the endpoint, any proxy, and the server's logs.",
+    "redirect": "The endpoint redirects. Use the final URL directly; redirects are not followed.",
+    "blocked": "That address is not allowed from this console. Private and loopback addresses "
+    "need LLM_ALLOW_PRIVATE, LLM_ALLOW_LOOPBACK or LLM_ALLOWED_NETWORKS; metadata and "
+    "link-local addresses are always refused.",
+    "auth": "The credentials were refused. Check the auth profile (key, header name, scheme).",
+    "forbidden": "The key is valid but lacks access to this model or endpoint. Check its permissions.",
+    "not_found_path": "The URL does not exist. Check the endpoint: most servers serve under /v1, "
+    "and the path must not be doubled.",
+    "unknown_model": "The endpoint does not know this model. Check the Model ID.",
+    "bad_request": "The endpoint rejected the request. Check the request body and parameters.",
+    "too_large": "The request is too large for the endpoint. Shorten the prompt or lower max_tokens.",
+    "rate_limited": "Rate limited or out of quota. Wait and retry, or check the provider's billing.",
+    "server_error": "The endpoint failed on its side. Retry later or check the server's logs.",
+    "non_json": "The endpoint did not answer JSON. Check that the URL points at the API, "
+    "not a web page.",
+    "bad_shape": "The answer is JSON but not in the expected shape. Check the protocol, or the "
+    "response paths of a custom template.",
+    "oversized": "The answer exceeds the size cap. Lower max_tokens or raise LLM_MAX_RESPONSE_BYTES.",
+    "http_error": "The endpoint answered with an error. Read its message above.",
+}
+
+TITLES: dict[str, str] = {
+    "config": "Configuration error",
+    "credential": "Credential unreadable",
+    "invalid_url": "Invalid URL",
+    "dns": "Host not found",
+    "refused": "Connection refused",
+    "tls": "TLS error",
+    "timeout": "Timed out",
+    "connection": "Connection failed",
+    "redirect": "Redirect not followed",
+    "blocked": "Address blocked",
+    "auth": "Authentication failed",
+    "forbidden": "Access denied",
+    "not_found_path": "Path not found",
+    "unknown_model": "Unknown model",
+    "bad_request": "Bad request",
+    "too_large": "Request too large",
+    "rate_limited": "Rate limited",
+    "server_error": "Server error",
+    "non_json": "Not JSON",
+    "bad_shape": "Unexpected response",
+    "oversized": "Response too large",
+    "http_error": "HTTP error",
+}
+
+
+@dataclass
+class LLMError(Exception):
+    """A failure with a kind (see HINTS), a short message and a hint."""
+
+    kind: str
+    message: str
+    status: int | None = None
+    upstream_message: str = ""
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def hint(self) -> str:
+        return HINTS.get(self.kind, "")
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.kind, "Error")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "message": self.message,
+            "hint": self.hint,
+            "status": self.status,
+            "upstream_message": self.upstream_message,
+        }
+
+
+def classify_status(status: int, body_text: str, upstream_message: str) -> str:
+    """Return the error kind for an HTTP error status."""
+    if status == 401:
+        return "auth"
+    if status == 403:
+        return "forbidden"
+    if status == 404:
+        lowered = (upstream_message or body_text[:2000]).lower()
+        return "unknown_model" if "model" in lowered else "not_found_path"
+    if status in (413,):
+        return "too_large"
+    if status == 429:
+        return "rate_limited"
+    if status in (400, 422):
+        lowered = upstream_message.lower()
+        if "model" in lowered and ("not found" in lowered or "does not exist" in lowered):
+            return "unknown_model"
+        return "bad_request"
+    if status >= 500:
+        return "server_error"
+    return "http_error"

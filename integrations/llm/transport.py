@@ -1,0 +1,368 @@
+"""The one place that opens sockets to an upstream.
+
+- http and https only; no redirects followed; no cookies kept; no proxy from the
+  environment unless one is configured on the integration.
+- Every resolved address is checked, and the socket is opened to the address that
+  was checked (a custom httpcore network backend), so DNS rebinding has no window.
+  Link-local and cloud metadata addresses are always refused; loopback and private
+  ranges only where settings allow them.
+- A connect timeout, an overall deadline that also holds against a body (or headers)
+  trickled one byte at a time, and a cap on the response size.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+from django.conf import settings
+
+from integrations.llm.errors import LLMError
+
+USER_AGENT = "byollm-console/0.1"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Never reachable, whatever the settings say.
+ALWAYS_BLOCKED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",  # link-local, AWS/GCP/Azure/OpenStack metadata
+        "fe80::/10",  # IPv6 link-local
+        "fd00:ec2::254/128",  # AWS metadata over IPv6
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "168.63.129.16/32",  # Azure wire server
+        "0.0.0.0/8",  # "this host": reaches loopback on Linux
+        "::/128",
+        "224.0.0.0/4",  # multicast
+        "ff00::/8",
+        "255.255.255.255/32",
+    )
+]
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """Return the IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
+def _allowlisted(ip: IPAddress, host: str) -> bool:
+    for entry in settings.LLM_ALLOWED_NETWORKS:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            if entry.lower().rstrip(".") == host.lower().rstrip("."):
+                return True
+    return False
+
+
+def address_refusal(ip: IPAddress, host: str = "") -> str | None:
+    """Return why an address may not be reached, or None if it may."""
+    candidates = [ip]
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        candidates.append(embedded)
+    for candidate in candidates:
+        if any(candidate in net for net in ALWAYS_BLOCKED if net.version == candidate.version):
+            return f"{ip} is a link-local, metadata or reserved address"
+    for candidate in candidates:
+        if _allowlisted(candidate, host):
+            continue
+        if candidate.is_loopback:
+            if not settings.LLM_ALLOW_LOOPBACK:
+                return f"{ip} is a loopback address"
+        elif candidate.is_private or candidate in SHARED_ADDRESS_SPACE:
+            if not settings.LLM_ALLOW_PRIVATE:
+                return f"{ip} is a private address"
+        elif candidate.is_reserved or candidate.is_unspecified or candidate.is_multicast:
+            return f"{ip} is a reserved address"
+    return None
+
+
+def resolve_checked(host: str, port: int) -> list[str]:
+    """Resolve host and return its addresses, refusing if any of them is not allowed.
+
+    getaddrinfo also parses the odd IPv4 spellings (0x7f.0.0.1, 2130706433, 0177.1),
+    so what is checked is what the socket would reach.
+    """
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise LLMError("dns", f"Cannot resolve host {host!r}.") from exc
+    addresses: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = str(sockaddr[0]).split("%")[0]
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise LLMError("dns", f"Host {host!r} has no address.")
+    for address in addresses:
+        reason = address_refusal(ipaddress.ip_address(address), host)
+        if reason:
+            raise LLMError("blocked", f"Refused to connect to {host}: {reason}.")
+    return addresses
+
+
+def _remaining(timeout: float | None, exc: type[Exception]) -> float | None:
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise exc("overall deadline reached")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write also respects the call's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream):
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _remaining(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Resolve, check, then connect to exactly the address that was checked."""
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        addresses = resolve_checked(host, port)
+        timeout = _remaining(timeout, httpcore.ConnectTimeout)
+        last_error: OSError | None = None
+        for address in addresses:
+            try:
+                sock = socket.create_connection((address, port), timeout)
+            except TimeoutError as exc:
+                raise httpcore.ConnectTimeout(str(exc)) from exc
+            except OSError as exc:
+                last_error = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return _DeadlineStream(httpcore._backends.sync.SyncStream(sock))
+        raise httpcore.ConnectError(str(last_error)) from last_error
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    verify_tls: bool = True
+    ca_bundle: str = ""
+    proxy_url: str = ""
+
+
+_clients: dict[ClientOptions, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _ssl_context(options: ClientOptions) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if options.ca_bundle.strip():
+        try:
+            context.load_verify_locations(cadata=options.ca_bundle)
+        except (ssl.SSLError, ValueError) as exc:
+            raise LLMError("config", "The CA bundle is not valid PEM.") from exc
+    if not options.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _client(options: ClientOptions) -> httpx.Client:
+    """Return a pooled client for these TLS and proxy options."""
+    client = _clients.get(options)
+    if client is not None:
+        return client
+    with _clients_lock:
+        client = _clients.get(options)
+        if client is None:
+            proxy = options.proxy_url or None
+            transport = httpx.HTTPTransport(
+                verify=_ssl_context(options),
+                http2=True,
+                proxy=proxy,
+                trust_env=False,
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            )
+            transport._pool._network_backend = _GuardedBackend()
+            client = httpx.Client(
+                transport=transport,
+                follow_redirects=False,
+                trust_env=False,
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+                headers={"User-Agent": USER_AGENT},
+            )
+            _clients[options] = client
+    return client
+
+
+def check_url(url: str) -> tuple[str, int]:
+    """Return (host, port) of an http(s) URL, or raise invalid_url."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise LLMError("invalid_url", f"{url!r} is not a valid URL.") from exc
+    if parts.scheme not in ("http", "https"):
+        raise LLMError("invalid_url", f"Only http and https URLs are allowed, not {parts.scheme!r}.")
+    if not parts.hostname:
+        raise LLMError("invalid_url", f"{url!r} has no host.")
+    if parts.username or parts.password:
+        raise LLMError("invalid_url", "Put credentials in an auth profile, not in the URL.")
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+@dataclass
+class RawResponse:
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+    elapsed_ms: int
+
+
+def _classify_transport_error(exc: Exception) -> LLMError:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(str(e) for e in chain)
+    if isinstance(exc, httpx.TimeoutException):
+        phase = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for the answer"
+        return LLMError("timeout", f"Timed out while {phase}.")
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return LLMError("tls", "TLS handshake failed: the certificate could not be verified.")
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
+        return LLMError("refused", "Connection refused.")
+    if isinstance(exc, httpx.ProxyError):
+        return LLMError("connection", "The proxy refused or failed the request.")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return LLMError("connection", "The server closed the connection or broke the protocol.")
+    return LLMError("connection", "The connection failed.")
+
+
+@contextmanager
+def open_stream(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    content: bytes | None,
+    timeout: float,
+    options: ClientOptions,
+) -> Iterator[httpx.Response]:
+    """Send a request and yield the response with its body unread, under the guard.
+
+    Raises LLMError for every network failure, a redirect, or a refused address.
+    The deadline covers connecting, sending, and reading the body while the caller
+    iterates inside the `with` block.
+    """
+    host, port = check_url(url)
+    if options.proxy_url:
+        # The proxy resolves the target; refuse literal or resolvable blocked targets anyway.
+        check_url(options.proxy_url)
+        try:
+            resolve_checked(host, port)
+        except LLMError as exc:
+            if exc.kind != "dns":
+                raise
+    client = _client(options)
+    timeout = min(timeout, settings.LLM_MAX_TIMEOUT)
+    connect = min(settings.LLM_CONNECT_TIMEOUT, timeout)
+    token = _deadline.set(time.monotonic() + timeout)
+    try:
+        with client.stream(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            timeout=httpx.Timeout(timeout, connect=connect),
+        ) as response:
+            if response.is_redirect or 300 <= response.status_code < 400:
+                target = response.headers.get("location", "(no Location header)")
+                raise LLMError(
+                    "redirect",
+                    f"The endpoint answered {response.status_code} redirecting to {target}.",
+                    status=response.status_code,
+                )
+            yield response
+    except LLMError:
+        raise
+    except (httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
+        raise _classify_transport_error(exc) from exc
+    finally:
+        _deadline.reset(token)
+
+
+def read_capped(response: httpx.Response, limit: int | None = None) -> bytes:
+    """Read the whole body, refusing more than the size cap."""
+    limit = limit or settings.LLM_MAX_RESPONSE_BYTES
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise LLMError("oversized", f"The answer is {int(declared)} bytes, over the {limit} cap.")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise LLMError("oversized", f"The answer exceeds the {limit} byte cap.")
+    return bytes(body)
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    content: bytes | None = None,
+    timeout: float,
+    options: ClientOptions = ClientOptions(),
+) -> RawResponse:
+    """Send a request and return the whole capped response."""
+    started = time.perf_counter()
+    with open_stream(
+        method, url, headers=headers, content=content, timeout=timeout, options=options
+    ) as response:
+        body = read_capped(response)
+        return RawResponse(
+            status_code=response.status_code,
+            headers=response.headers,
+            body=body,
+            elapsed_ms=round((time.perf_counter() - started) * 1000),
+        )

@@ -1,0 +1,204 @@
+"""Integrations (an endpoint and how to reach it), their models, auth profiles and tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from integrations.secrets import SecretField
+
+
+class Timestamped(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class AuthKind(models.TextChoices):
+    NONE = "none", "No authentication"
+    BEARER = "bearer", "Bearer token"
+    HEADER = "header", "Custom header"
+    BASIC = "basic", "HTTP basic"
+    QUERY = "query", "API key in query parameter"
+    BODY = "body", "Token in JSON body"
+    OAUTH2 = "oauth2", "OAuth2 client credentials"
+
+
+class AuthProfile(Timestamped):
+    """A reusable, named way to authenticate to an endpoint."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=AuthKind.choices, default=AuthKind.BEARER)
+    # The one secret for bearer, header, query and body kinds.
+    token = SecretField(blank=True, default="")
+    header_name = models.CharField(max_length=100, blank=True, help_text="e.g. x-api-key, api-key")
+    query_param = models.CharField(max_length=100, blank=True, help_text="e.g. key")
+    body_path = models.CharField(
+        max_length=200, blank=True, help_text="Dotted path in the JSON body, e.g. auth.token"
+    )
+    username = models.CharField(max_length=200, blank=True)
+    password = SecretField(blank=True, default="")
+    token_url = models.URLField(max_length=2000, blank=True)
+    client_id = models.CharField(max_length=300, blank=True)
+    client_secret = SecretField(blank=True, default="")
+    scope = models.CharField(max_length=500, blank=True)
+
+    SECRET_FIELDS = ("token", "password", "client_secret")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Protocol(models.TextChoices):
+    OPENAI_CHAT = "openai-chat", "OpenAI chat completions"
+    OPENAI_COMPLETIONS = "openai-completions", "OpenAI completions (legacy)"
+    ANTHROPIC = "anthropic-messages", "Anthropic messages"
+    AZURE = "azure-openai", "Azure OpenAI"
+    CUSTOM = "custom", "Custom JSON template"
+
+
+class Integration(Timestamped):
+    """An endpoint, the wire format it speaks and how to authenticate to it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # Stored normalized: the base URL without the protocol's path suffix.
+    endpoint = models.URLField(max_length=2000)
+    protocol = models.CharField(max_length=20, choices=Protocol.choices, default=Protocol.OPENAI_CHAT)
+    api_version = models.CharField(max_length=40, blank=True, help_text="Azure OpenAI api-version")
+    deployment = models.CharField(max_length=200, blank=True, help_text="Azure OpenAI deployment")
+    auth_profile = models.ForeignKey(
+        AuthProfile, null=True, blank=True, on_delete=models.PROTECT, related_name="integrations"
+    )
+    # Custom protocol: where to find the answer and usage in the reply.
+    request_template = models.JSONField(null=True, blank=True)
+    content_path = models.CharField(max_length=200, blank=True)
+    finish_reason_path = models.CharField(max_length=200, blank=True)
+    prompt_tokens_path = models.CharField(max_length=200, blank=True)
+    completion_tokens_path = models.CharField(max_length=200, blank=True)
+    total_tokens_path = models.CharField(max_length=200, blank=True)
+    timeout_seconds = models.FloatField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(600)]
+    )
+    verify_tls = models.BooleanField(default=True)
+    ca_bundle = models.TextField(blank=True, help_text="PEM certificates for self-signed hosts")
+    proxy_url = models.CharField(max_length=2000, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=1) & Q(timeout_seconds__lte=600),
+                name="integration_timeout_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IntegrationHeader(models.Model):
+    """An extra header sent with every request; every value is stored encrypted."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="headers")
+    name = models.CharField(max_length=200)
+    value = SecretField(blank=True, default="")
+    secret = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "name"], name="header_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TestStatus(models.TextChoices):
+    NEVER = "never", "Never tested"
+    PASSING = "passing", "Passing"
+    FAILING = "failing", "Failing"
+
+
+class CustomModel(Timestamped):
+    """A model served behind an integration; `model_id` is what is sent upstream."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField("Model name", max_length=100)
+    model_id = models.CharField("Model ID", max_length=200)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)]
+    )
+    test_model_parameters = models.JSONField(default=dict, blank=True)
+    request_template = models.JSONField(null=True, blank=True)
+    price_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    price_output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    last_test_status = models.CharField(
+        max_length=10, choices=TestStatus.choices, default=TestStatus.NEVER
+    )
+    last_test_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["integration__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "name"], name="model_name_unique"),
+            models.CheckConstraint(
+                condition=Q(temperature__isnull=True) | Q(temperature__gte=0, temperature__lte=2),
+                name="model_temperature_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["name"]), models.Index(fields=["last_test_status"])]
+
+    def __str__(self) -> str:
+        return f"{self.integration.name} / {self.name}"
+
+
+class ConnectionTest(models.Model):
+    """One run of the Test button (or the admin action, API, health check)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="tests")
+    model = models.ForeignKey(
+        CustomModel, null=True, blank=True, on_delete=models.CASCADE, related_name="tests"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    config_hash = models.CharField(max_length=64)
+    ok = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error_kind = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    request = models.JSONField(default=dict)  # redacted: method, url, headers, body
+    response_excerpt = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["integration", "-created_at"]),
+            models.Index(fields=["model", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'ok' if self.ok else 'failed'} {self.created_at:%Y-%m-%d %H:%M}"

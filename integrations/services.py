@@ -1,0 +1,138 @@
+"""From saved rows to the client and back: build configurations, run and record tests."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+
+from integrations.llm import client
+from integrations.llm.config import AuthConfig, CallResult, Header, LLMConfig, Prompt, ResponsePaths
+from integrations.llm.errors import LLMError
+from integrations.llm.redact import excerpt
+from integrations.models import (
+    AuthProfile,
+    ConnectionTest,
+    CustomModel,
+    Integration,
+    TestStatus,
+)
+from integrations.secrets import CredentialUnreadable, reveal
+
+TEST_PROMPT = Prompt(
+    system="You are a connection test. Answer briefly.",
+    user="Reply with the single word: pong",
+)
+DEFAULT_TEST_PARAMETERS = {"max_tokens": 64}
+
+
+def auth_config(profile: AuthProfile | None) -> AuthConfig:
+    """Return the plaintext auth settings; raise LLMError if a secret is unreadable."""
+    if profile is None:
+        return AuthConfig()
+    try:
+        return AuthConfig(
+            kind=profile.kind,
+            token=reveal(profile.token, f"Auth profile {profile.name!r}: token"),
+            header_name=profile.header_name,
+            query_param=profile.query_param,
+            body_path=profile.body_path,
+            username=profile.username,
+            password=reveal(profile.password, f"Auth profile {profile.name!r}: password"),
+            token_url=profile.token_url,
+            client_id=profile.client_id,
+            client_secret=reveal(profile.client_secret, f"Auth profile {profile.name!r}: client secret"),
+            scope=profile.scope,
+        )
+    except CredentialUnreadable as exc:
+        raise LLMError("credential", str(exc)) from exc
+
+
+def config_for(integration: Integration, model: CustomModel | None = None) -> LLMConfig:
+    """Return the configuration the client sends for a saved integration (and model)."""
+    try:
+        headers = tuple(
+            Header(h.name, reveal(h.value, f"Header {h.name!r}"), h.secret)
+            for h in integration.headers.all()
+        )
+    except CredentialUnreadable as exc:
+        raise LLMError("credential", str(exc)) from exc
+    defaults: dict = {}
+    template = integration.request_template
+    model_id = ""
+    if model is not None:
+        model_id = model.model_id
+        defaults = {"max_tokens": model.max_tokens, "temperature": model.temperature}
+        if model.request_template is not None:
+            template = model.request_template
+    return LLMConfig(
+        endpoint=integration.endpoint,
+        protocol=integration.protocol,
+        model_id=model_id,
+        auth=auth_config(integration.auth_profile),
+        headers=headers,
+        api_version=integration.api_version,
+        deployment=integration.deployment,
+        request_template=template,
+        response_paths=ResponsePaths(
+            content=integration.content_path,
+            finish_reason=integration.finish_reason_path,
+            prompt_tokens=integration.prompt_tokens_path,
+            completion_tokens=integration.completion_tokens_path,
+            total_tokens=integration.total_tokens_path,
+        ),
+        default_params={k: v for k, v in defaults.items() if v is not None},
+        timeout=integration.timeout_seconds,
+        verify_tls=integration.verify_tls,
+        ca_bundle=integration.ca_bundle,
+        proxy_url=integration.proxy_url,
+    )
+
+
+def test_prompt(model: CustomModel | None) -> Prompt:
+    params = (model.test_model_parameters if model else None) or DEFAULT_TEST_PARAMETERS
+    return Prompt(system=TEST_PROMPT.system, user=TEST_PROMPT.user, params=dict(params))
+
+
+def config_hash(config: LLMConfig) -> str:
+    return config.fingerprint(settings.SECRET_KEY)
+
+
+def record_test(
+    integration: Integration,
+    model: CustomModel | None,
+    config: LLMConfig | None,
+    result: CallResult,
+    user=None,
+) -> ConnectionTest:
+    """Store a test run and move the model's status badge to follow it."""
+    error = result.error
+    test = ConnectionTest.objects.create(
+        integration=integration,
+        model=model,
+        user=user if user is not None and user.is_authenticated else None,
+        config_hash=config_hash(config) if config else "",
+        ok=result.ok,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        error_kind=error.kind if error else "",
+        error_message=error.message if error else "",
+        request=result.request,
+        response_excerpt=excerpt(result.raw, [], 4000),
+    )
+    if model is not None:
+        model.last_test_status = TestStatus.PASSING if result.ok else TestStatus.FAILING
+        model.last_test_latency_ms = result.latency_ms
+        model.last_tested_at = test.created_at
+        model.save(update_fields=["last_test_status", "last_test_latency_ms", "last_tested_at"])
+    return test
+
+
+def test_model(model: CustomModel, user=None) -> tuple[CallResult, ConnectionTest]:
+    """Test a saved model through the same client the Sandbox uses, and record it."""
+    config = None
+    try:
+        config = config_for(model.integration, model)
+        result = client.call(config, test_prompt(model))
+    except LLMError as exc:
+        result = CallResult(ok=False, error=exc)
+    return result, record_test(model.integration, model, config, result, user)

@@ -1,0 +1,1 @@
+"""Sandbox runs: added with the Sandbox page."""
