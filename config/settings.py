@@ -97,7 +97,9 @@ for _key in _field_keys:
     try:
         Fernet(_key)
     except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"FIELD_ENCRYPTION_KEY holds an invalid key. {_FIELD_KEY_HOWTO}") from exc
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEY holds an invalid key. {_FIELD_KEY_HOWTO}"
+        ) from exc
 FIELD_ENCRYPTION_KEY = _field_keys
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
@@ -225,7 +227,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12)
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", not DEBUG)
+# Turning preload off is a deliberate choice, not an oversight to warn about.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or DEBUG else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

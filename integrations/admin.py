@@ -8,7 +8,13 @@ from django.core.exceptions import ValidationError
 
 from integrations import services
 from integrations.llm.protocols import adapter_for
-from integrations.models import AuthProfile, ConnectionTest, CustomModel, Integration, IntegrationHeader
+from integrations.models import (
+    AuthProfile,
+    ConnectionTest,
+    CustomModel,
+    Integration,
+    IntegrationHeader,
+)
 from integrations.secrets import mask
 
 
@@ -22,11 +28,15 @@ class SecretFieldsForm(forms.ModelForm):
         for name in self.secret_fields:
             if name in self.fields:
                 field = self.fields[name]
-                field.widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+                field.widget = forms.PasswordInput(
+                    render_value=False, attrs={"autocomplete": "off"}
+                )
                 field.required = False
                 field.strip = False
                 if self.instance.pk and getattr(self.instance, name):
-                    field.help_text = f"Stored ({mask(getattr(self.instance, name))}). Leave blank to keep."
+                    field.help_text = (
+                        f"Stored ({mask(getattr(self.instance, name))}). Leave blank to keep."
+                    )
 
     def clean(self):
         cleaned = super().clean()
@@ -181,7 +191,16 @@ class CustomModelAdmin(admin.ModelAdmin):
 
 @admin.register(ConnectionTest)
 class ConnectionTestAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "integration", "model", "user", "ok", "status_code", "latency_ms", "error_kind"]
+    list_display = [
+        "created_at",
+        "integration",
+        "model",
+        "user",
+        "ok",
+        "status_code",
+        "latency_ms",
+        "error_kind",
+    ]
     list_filter = ["ok", "error_kind"]
     list_select_related = ["integration", "model", "user"]
     search_fields = ["integration__name", "model__name"]

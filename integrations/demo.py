@@ -18,11 +18,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 DEMO_MODELS = ("demo-small", "demo-large")
 DEMO_KEY_PREFIX = "demo-"
-FILLER = (
+FILLER_TEXT = (
     "This answer comes from the console's built-in demo upstream. It counts one token per "
     "word and stops early when max_tokens runs out, so you can see usage and finish reasons "
     "change as you adjust the parameters."
-).split()
+)
+FILLER = FILLER_TEXT.split()
 
 
 def _error(status: int, message: str, code: str) -> JsonResponse:
@@ -34,7 +35,11 @@ def _guard(request):
         raise Http404("The demo upstream is off.")
     auth = request.headers.get("Authorization", "")
     if not auth.startswith(f"Bearer {DEMO_KEY_PREFIX}"):
-        return _error(401, "Invalid API key. The demo accepts any key starting with 'demo-'.", "invalid_api_key")
+        return _error(
+            401,
+            "Invalid API key. The demo accepts any key starting with 'demo-'.",
+            "invalid_api_key",
+        )
     return None
 
 
@@ -100,7 +105,12 @@ def chat_completions(request):
 
 
 def _stream(model, words, finish, usage, created):
-    base = {"id": f"chatcmpl-demo-{created}", "object": "chat.completion.chunk", "created": created, "model": model}
+    base = {
+        "id": f"chatcmpl-demo-{created}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
     for i, word in enumerate(words):
         delta = {"content": word if i == 0 else " " + word}
         if i == 0:
@@ -121,5 +131,8 @@ def models(request):
     if refusal:
         return refusal
     return JsonResponse(
-        {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "demo"} for m in DEMO_MODELS]}
+        {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "owned_by": "demo"} for m in DEMO_MODELS],
+        }
     )

@@ -77,7 +77,9 @@ class Integration(Timestamped):
     description = models.TextField(blank=True)
     # Stored normalized: the base URL without the protocol's path suffix.
     endpoint = models.URLField(max_length=2000)
-    protocol = models.CharField(max_length=20, choices=Protocol.choices, default=Protocol.OPENAI_CHAT)
+    protocol = models.CharField(
+        max_length=20, choices=Protocol.choices, default=Protocol.OPENAI_CHAT
+    )
     api_version = models.CharField(max_length=40, blank=True, help_text="Azure OpenAI api-version")
     deployment = models.CharField(max_length=200, blank=True, help_text="Azure OpenAI deployment")
     auth_profile = models.ForeignKey(
@@ -149,8 +151,12 @@ class CustomModel(Timestamped):
     )
     test_model_parameters = models.JSONField(default=dict, blank=True)
     request_template = models.JSONField(null=True, blank=True)
-    price_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
-    price_output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    price_input_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    price_output_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
     last_test_status = models.CharField(
         max_length=10, choices=TestStatus.choices, default=TestStatus.NEVER
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.utils import timezone
 
 from integrations.llm import client
 from integrations.llm.config import AuthConfig, CallResult, Header, LLMConfig, Prompt, ResponsePaths
@@ -40,7 +39,9 @@ def auth_config(profile: AuthProfile | None) -> AuthConfig:
             password=reveal(profile.password, f"Auth profile {profile.name!r}: password"),
             token_url=profile.token_url,
             client_id=profile.client_id,
-            client_secret=reveal(profile.client_secret, f"Auth profile {profile.name!r}: client secret"),
+            client_secret=reveal(
+                profile.client_secret, f"Auth profile {profile.name!r}: client secret"
+            ),
             scope=profile.scope,
         )
     except CredentialUnreadable as exc:

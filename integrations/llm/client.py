@@ -36,7 +36,10 @@ def _options(config: LLMConfig) -> transport.ClientOptions:
 
 def _set_path(body: Any, path: str, value: str) -> None:
     if not isinstance(body, dict):
-        raise LLMError("config", "The auth profile puts the token in the JSON body, but the body is not an object.")
+        raise LLMError(
+            "config",
+            "The auth profile puts the token in the JSON body, but the body is not an object.",
+        )
     parts = [p for p in path.split(".") if p]
     if not parts:
         raise LLMError("config", "The auth profile has no body field path.")
@@ -151,7 +154,9 @@ def preview_request(config: LLMConfig, prompt: Prompt) -> dict:
     if config.auth.kind == "oauth2":
         config = replace(config, auth=AuthConfig(kind="bearer", token="$ACCESS_TOKEN"))
     url, headers, body, extra = build_request(config, prompt)
-    return redact_request("POST", url, headers, body, config.secrets() + extra, _secret_names(config))
+    return redact_request(
+        "POST", url, headers, body, config.secrets() + extra, _secret_names(config)
+    )
 
 
 def _secret_names(config: LLMConfig) -> set[str]:
@@ -189,7 +194,9 @@ def call(config: LLMConfig, prompt: Prompt) -> CallResult:
         for attempt in range(2):
             url, headers, body, extra = build_request(config, prompt)
             secrets = config.secrets() + extra
-            result.request = redact_request("POST", url, headers, body, secrets, _secret_names(config))
+            result.request = redact_request(
+                "POST", url, headers, body, secrets, _secret_names(config)
+            )
             raw = transport.send(
                 "POST",
                 url,
@@ -213,7 +220,9 @@ def call(config: LLMConfig, prompt: Prompt) -> CallResult:
     return result
 
 
-def _interpret(raw: transport.RawResponse, config: LLMConfig, secrets: list[str], result: CallResult) -> None:
+def _interpret(
+    raw: transport.RawResponse, config: LLMConfig, secrets: list[str], result: CallResult
+) -> None:
     result.status_code = raw.status_code
     text = raw.body.decode("utf-8", "replace")
     result.raw = excerpt(text, secrets, RAW_LIMIT)
@@ -259,7 +268,9 @@ def list_models(config: LLMConfig) -> list[str]:
     if config.auth.kind == "body":
         raise LLMError("config", "The model list cannot carry a token in a JSON body.")
     url, extra = apply_auth(config, url, headers, None)
-    raw = transport.send("GET", url, headers=headers, timeout=config.timeout, options=_options(config))
+    raw = transport.send(
+        "GET", url, headers=headers, timeout=config.timeout, options=_options(config)
+    )
     secrets = config.secrets() + extra
     text = raw.body.decode("utf-8", "replace")
     try:

@@ -47,7 +47,9 @@ PRESETS: dict[str, Preset] = {
             "https://generativelanguage.googleapis.com/v1beta/openai",
             example_model="gemini-2.0-flash",
         ),
-        Preset("mistral", "Mistral", "https://api.mistral.ai/v1", example_model="mistral-small-latest"),
+        Preset(
+            "mistral", "Mistral", "https://api.mistral.ai/v1", example_model="mistral-small-latest"
+        ),
         Preset(
             "groq", "Groq", "https://api.groq.com/openai/v1", example_model="llama-3.1-8b-instant"
         ),
@@ -63,7 +65,9 @@ PRESETS: dict[str, Preset] = {
             "https://api.together.xyz/v1",
             example_model="meta-llama/Llama-3.3-70B-Instruct-Turbo",
         ),
-        Preset("deepseek", "DeepSeek", "https://api.deepseek.com/v1", example_model="deepseek-chat"),
+        Preset(
+            "deepseek", "DeepSeek", "https://api.deepseek.com/v1", example_model="deepseek-chat"
+        ),
         Preset(
             "tgi",
             "Hugging Face TGI",
@@ -73,7 +77,11 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset("vllm", "vLLM", "http://localhost:8000/v1", auth_kind="none"),
         Preset(
-            "ollama", "Ollama", "http://localhost:11434/v1", auth_kind="none", example_model="llama3.2"
+            "ollama",
+            "Ollama",
+            "http://localhost:11434/v1",
+            auth_kind="none",
+            example_model="llama3.2",
         ),
         Preset("lmstudio", "LM Studio", "http://localhost:1234/v1", auth_kind="none"),
         Preset("llamacpp", "llama.cpp server", "http://localhost:8080/v1", auth_kind="none"),

@@ -48,7 +48,9 @@ def parse_template(text: str) -> Any:
     try:
         return json.loads(_BARE_PLACEHOLDER.sub(r'"{{\1}}"', text))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
+        raise ValueError(
+            f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        ) from exc
 
 
 def unknown_placeholders(template: Any) -> set[str]:
@@ -70,9 +72,7 @@ def render_template(template: Any, values: dict[str, Any]) -> Any:
             if whole and whole.group(1) in values:
                 value = values[whole.group(1)]
                 return _DROP if value is None else value
-            return _PLACEHOLDER.sub(
-                lambda m: _as_text(values.get(m.group(1), m.group(0))), node
-            )
+            return _PLACEHOLDER.sub(lambda m: _as_text(values.get(m.group(1), m.group(0))), node)
         if isinstance(node, list):
             return [v for v in (fill(item) for item in node) if v is not _DROP]
         if isinstance(node, dict):
@@ -251,7 +251,9 @@ class OpenAIChat(Adapter):
             content,
             choice.get("finish_reason") or "",
             make_usage(
-                usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
+                usage.get("prompt_tokens"),
+                usage.get("completion_tokens"),
+                usage.get("total_tokens"),
             ),
         )
 
@@ -274,7 +276,9 @@ class OpenAICompletions(OpenAIChat):
             text,
             choice.get("finish_reason") or "",
             make_usage(
-                usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
+                usage.get("prompt_tokens"),
+                usage.get("completion_tokens"),
+                usage.get("total_tokens"),
             ),
         )
 
@@ -401,7 +405,13 @@ class CustomTemplate(Adapter):
 
 ADAPTERS: dict[str, Adapter] = {
     a.key: a
-    for a in (OpenAIChat(), OpenAICompletions(), AnthropicMessages(), AzureOpenAI(), CustomTemplate())
+    for a in (
+        OpenAIChat(),
+        OpenAICompletions(),
+        AnthropicMessages(),
+        AzureOpenAI(),
+        CustomTemplate(),
+    )
 }
 
 

@@ -79,7 +79,9 @@ def redact_request(
 def excerpt(text: str, secrets: list[str], limit: int = 4000) -> str:
     """Return a capped, scrubbed excerpt of a response body."""
     text = scrub(text, secrets)
-    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit} more characters)"
+    return (
+        text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit} more characters)"
+    )
 
 
 def pretty(value: Any) -> str:

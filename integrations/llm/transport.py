@@ -241,7 +241,9 @@ def check_url(url: str) -> tuple[str, int]:
     except ValueError as exc:
         raise LLMError("invalid_url", f"{url!r} is not a valid URL.") from exc
     if parts.scheme not in ("http", "https"):
-        raise LLMError("invalid_url", f"Only http and https URLs are allowed, not {parts.scheme!r}.")
+        raise LLMError(
+            "invalid_url", f"Only http and https URLs are allowed, not {parts.scheme!r}."
+        )
     if not parts.hostname:
         raise LLMError("invalid_url", f"{url!r} has no host.")
     if parts.username or parts.password:
@@ -325,6 +327,8 @@ def open_stream(
             yield response
     except LLMError:
         raise
+    except httpx.InvalidURL as exc:
+        raise LLMError("invalid_url", f"The URL is not valid: {exc}.") from exc
     except (httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
         raise _classify_transport_error(exc) from exc
     finally:

@@ -17,7 +17,9 @@ class Command(BaseCommand):
     help = "Create the first admin account (password printed once) and the demo integration."
 
     def add_arguments(self, parser):
-        parser.add_argument("--username", default=os.environ.get("BOOTSTRAP_ADMIN_USERNAME", "admin"))
+        parser.add_argument(
+            "--username", default=os.environ.get("BOOTSTRAP_ADMIN_USERNAME", "admin")
+        )
         parser.add_argument("--no-demo", action="store_true", help="Skip the demo data.")
 
     @transaction.atomic
@@ -29,7 +31,9 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("First admin account created:"))
             self.stdout.write(f"    username: {username}")
             self.stdout.write(f"    password: {password}")
-            self.stdout.write("    (shown once; change it with: python manage.py changepassword " f"{username})")
+            self.stdout.write(
+                f"    (shown once; change it with: python manage.py changepassword {username})"
+            )
         else:
             self.stdout.write("An admin account exists already; no new login created.")
         if no_demo:
@@ -40,7 +44,11 @@ class Command(BaseCommand):
         admin = users.objects.filter(is_superuser=True).order_by("pk").first()
         profile, _ = AuthProfile.objects.get_or_create(
             name="Demo key",
-            defaults={"kind": AuthKind.BEARER, "token": "demo-console-key-0001", "created_by": admin},
+            defaults={
+                "kind": AuthKind.BEARER,
+                "token": "demo-console-key-0001",
+                "created_by": admin,
+            },
         )
         integration, created = Integration.objects.get_or_create(
             name="Demo upstream",

@@ -60,6 +60,6 @@ class Command(BaseCommand):
         self.stdout.write(f"Total: {total_rotated} {verb}, {total_unreadable} unreadable.")
         if total_unreadable:
             raise CommandError(
-                f"{total_unreadable} secret(s) decrypt with no configured key; they were left "
+                f"{total_unreadable} secret(s) unreadable: no configured key decrypts them; they were left "
                 "unchanged. Restore the old key or re-enter them."
             )

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from integrations.models import AuthKind, AuthProfile, CustomModel, Integration, IntegrationHeader
+from tests.upstream import Upstream
+
+CANARY = "sk-canary-7f3e9b1d5a2c4e6f8a0b"
+CANARY_HEADER = "hdr-canary-1a2b3c4d5e6f7a8b9c0d"
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alice(db):
+    """An admin."""
+    return get_user_model().objects.create_superuser("alice", "alice@example.com", "pw-alice-123")
+
+
+@pytest.fixture
+def bob(db):
+    """A plain signed-in user."""
+    return get_user_model().objects.create_user("bob", "bob@example.com", "pw-bob-123")
+
+
+@pytest.fixture
+def make_integration(db, upstream):
+    """Return a factory for an integration pointing at the local upstream, with one model."""
+
+    def make(
+        name: str = "Local",
+        auth_kind: str = AuthKind.BEARER,
+        token: str = CANARY,
+        secret_header: str | None = CANARY_HEADER,
+        protocol: str = "openai-chat",
+        endpoint: str | None = None,
+        **model_fields,
+    ) -> CustomModel:
+        profile = None
+        if auth_kind != AuthKind.NONE:
+            profile = AuthProfile.objects.create(
+                name=f"{name} key", kind=auth_kind, token=token, header_name="x-api-key"
+            )
+        integration = Integration.objects.create(
+            name=name,
+            endpoint=endpoint or f"{upstream.url}/v1",
+            protocol=protocol,
+            auth_profile=profile,
+            timeout_seconds=5,
+        )
+        if secret_header:
+            IntegrationHeader.objects.create(
+                integration=integration, name="X-Org-Secret", value=secret_header, secret=True
+            )
+        IntegrationHeader.objects.create(integration=integration, name="X-Team", value="research")
+        fields = {
+            "name": "Model A",
+            "model_id": "test-model",
+            "test_model_parameters": {"max_tokens": 16},
+        }
+        fields.update(model_fields)
+        return CustomModel.objects.create(integration=integration, **fields)
+
+    return make
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def log_in(page, username: str, password: str) -> None:
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()

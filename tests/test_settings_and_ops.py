@@ -1,0 +1,172 @@
+"""Production settings, health check, demo upstream, bootstrap."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import override_settings
+
+from integrations import services
+from integrations.models import CustomModel, Integration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_", "DEMO_"))
+    }
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+PROD_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "x" * 20 + "prod-secret-key-with-plenty-of-entropy-0123456789",
+    "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    "ALLOWED_HOSTS": "console.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://console.example.com",
+    "DATABASE_URL": "sqlite:////tmp/byollm-deploy-check.sqlite3",
+}
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PROD_ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no issues" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "missing, says",
+    [("DJANGO_SECRET_KEY", "token_urlsafe"), ("FIELD_ENCRYPTION_KEY", "generate_key")],
+)
+def test_missing_production_keys_stop_start_up_with_the_command_that_makes_one(missing, says):
+    env = {k: v for k, v in PROD_ENV.items() if k != missing}
+    proc = run_manage("check", env=env)
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured" in proc.stderr and says in proc.stderr
+
+
+def test_keys_can_come_from_files(tmp_path):
+    key_file = tmp_path / "field-key"
+    key_file.write_text(PROD_ENV["FIELD_ENCRYPTION_KEY"] + "\n")
+    env = {k: v for k, v in PROD_ENV.items() if k != "FIELD_ENCRYPTION_KEY"}
+    env["FIELD_ENCRYPTION_KEY_FILE"] = str(key_file)
+    proc = run_manage("check", env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_an_invalid_field_key_is_refused():
+    proc = run_manage("check", env={**PROD_ENV, "FIELD_ENCRYPTION_KEY": "not-a-key"})
+    assert proc.returncode != 0 and "invalid key" in proc.stderr
+
+
+def test_healthz_answers_without_login(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_every_other_page_needs_login(client, db):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_the_demo_upstream_answers_with_usage_and_honours_max_tokens(client, db):
+    response = client.post(
+        "/demo/v1/chat/completions",
+        {
+            "model": "demo-small",
+            "messages": [{"role": "user", "content": "hello there"}],
+            "max_tokens": 5,
+        },
+        content_type="application/json",
+        headers={"Authorization": "Bearer demo-anything"},
+    )
+    data = response.json()
+    assert response.status_code == 200
+    assert data["usage"]["completion_tokens"] == 5
+    assert data["choices"][0]["finish_reason"] == "length"
+    assert data["usage"]["total_tokens"] == data["usage"]["prompt_tokens"] + 5
+    again = client.post(
+        "/demo/v1/chat/completions",
+        {
+            "model": "demo-small",
+            "messages": [{"role": "user", "content": "hello there"}],
+            "max_tokens": 5,
+        },
+        content_type="application/json",
+        headers={"Authorization": "Bearer demo-anything"},
+    ).json()
+    assert again["choices"] == data["choices"]
+
+
+def test_the_demo_upstream_refuses_a_wrong_key(client, db):
+    response = client.post(
+        "/demo/v1/chat/completions",
+        {"model": "demo-small", "messages": []},
+        content_type="application/json",
+    )
+    assert response.status_code == 401
+
+
+@override_settings(DEMO_UPSTREAM_ENABLED=False)
+def test_the_demo_upstream_cannot_be_reached_when_disabled(client, db):
+    response = client.post(
+        "/demo/v1/chat/completions",
+        {"model": "demo-small", "messages": [{"role": "user", "content": "x"}]},
+        content_type="application/json",
+        headers={"Authorization": "Bearer demo-anything"},
+    )
+    assert response.status_code == 404
+    assert (
+        client.get("/demo/v1/models", headers={"Authorization": "Bearer demo-x"}).status_code == 404
+    )
+
+
+def test_the_demo_upstream_is_off_in_production_settings():
+    proc = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DEMO_UPSTREAM_ENABLED)",
+        env=PROD_ENV,
+    )
+    assert proc.stdout.strip().endswith("False"), proc.stderr
+
+
+def test_bootstrap_creates_one_admin_and_the_demo_data_once(db, capsys):
+    call_command("bootstrap")
+    out = capsys.readouterr().out
+    assert "username: admin" in out and "password: " in out
+    password = out.split("password: ")[1].split()[0]
+    assert get_user_model().objects.get(username="admin").check_password(password)
+    call_command("bootstrap")
+    assert "password" not in capsys.readouterr().out.split("already")[0].split("admin account")[-1]
+    assert get_user_model().objects.count() == 1
+    assert Integration.objects.filter(name="Demo upstream").count() == 1
+    assert CustomModel.objects.filter(integration__name="Demo upstream").count() == 2
+
+
+def test_demo_data_passes_its_test_against_the_demo_upstream(db, live_server, settings):
+    settings.DEMO_BASE_URL = f"{live_server.url}/demo/v1"
+    call_command("bootstrap")
+    model = CustomModel.objects.get(model_id="demo-small")
+    result, test = services.test_model(model)
+    assert result.ok, result.error
+    assert result.usage.total_tokens and result.finish_reason in ("stop", "length")
+    model.refresh_from_db()
+    assert model.last_test_status == "passing" and test.ok

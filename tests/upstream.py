@@ -1,0 +1,190 @@
+"""A real HTTP server on 127.0.0.1 that plays an LLM endpoint, for tests and benchmarks.
+
+Each test sets `server.handler` to a function taking the recorded request and the
+raw request handler; helpers below cover the usual answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    started: float
+    finished: float = 0.0
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def openai_reply(content: str = "pong", usage: dict | None = None, finish: str = "stop") -> dict:
+    data = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "test-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish,
+            }
+        ],
+    }
+    if usage is not False:
+        data["usage"] = usage or {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+    return data
+
+
+@dataclass
+class Upstream:
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    handler: Callable | None = None
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Upstream:
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                rec = Recorded(
+                    self.command, self.path, dict(self.headers.items()), body, time.monotonic()
+                )
+                upstream.requests.append(rec)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    (upstream.handler or reply_json(openai_reply()))(rec, self)
+                rec.finished = time.monotonic()
+
+            do_GET = do_POST = do_PUT = _handle
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def send(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: dict | None = None,
+):
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    for k, v in (headers or {}).items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def reply_json(data: Any, status: int = 200, delay: float = 0.0, headers: dict | None = None):
+    def handle(rec, h):
+        if delay:
+            time.sleep(delay)
+        send(h, status, json.dumps(data).encode(), "application/json", headers)
+
+    return handle
+
+
+def reply_text(text: str, status: int = 200, content_type: str = "text/html"):
+    def handle(rec, h):
+        send(h, status, text.encode(), content_type)
+
+    return handle
+
+
+def reply_redirect(location: str, status: int = 302):
+    def handle(rec, h):
+        send(h, status, b"", "text/plain", {"Location": location})
+
+    return handle
+
+
+def reply_slow_headers(seconds: float):
+    def handle(rec, h):
+        time.sleep(seconds)
+        send(h, 200, json.dumps(openai_reply()).encode(), "application/json")
+
+    return handle
+
+
+def reply_trickle(total_bytes: int = 200, interval: float = 0.2):
+    """Send headers at once, then the body one byte at a time."""
+
+    def handle(rec, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(total_bytes))
+        h.end_headers()
+        for _ in range(total_bytes):
+            h.wfile.write(b" ")
+            h.wfile.flush()
+            time.sleep(interval)
+
+    return handle
+
+
+def reply_oversized(size: int, declare_length: bool = True):
+    def handle(rec, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if declare_length:
+            h.send_header("Content-Length", str(size))
+        else:
+            h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        chunk = b"x" * 65536
+        sent = 0
+        while sent < size:
+            piece = chunk[: size - sent]
+            if declare_length:
+                h.wfile.write(piece)
+            else:
+                h.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            sent += len(piece)
+        if not declare_length:
+            h.wfile.write(b"0\r\n\r\n")
+
+    return handle
+
+
+def reply_reset():
+    def handle(rec, h):
+        # Drop the connection without a response, the way a crashed server does.
+        h.close_connection = True
+        h.connection.shutdown(socket.SHUT_RDWR)
+
+    return handle
