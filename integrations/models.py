@@ -182,7 +182,11 @@ class ConnectionTest(models.Model):
     """One run of the Test button (or the admin action, API, health check)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="tests")
+    # Empty while a new configuration is tested before its first Save; linked on Save.
+    integration = models.ForeignKey(
+        Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="tests"
+    )
+    subject = models.CharField(max_length=210, blank=True, help_text="Integration / model names")
     model = models.ForeignKey(
         CustomModel, null=True, blank=True, on_delete=models.CASCADE, related_name="tests"
     )

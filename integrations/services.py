@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.conf import settings
 
 from integrations.llm import client
@@ -89,29 +92,41 @@ def config_for(integration: Integration, model: CustomModel | None = None) -> LL
     )
 
 
-def test_prompt(model: CustomModel | None) -> Prompt:
-    params = (model.test_model_parameters if model else None) or DEFAULT_TEST_PARAMETERS
-    return Prompt(system=TEST_PROMPT.system, user=TEST_PROMPT.user, params=dict(params))
+def test_prompt(params: dict | None) -> Prompt:
+    return Prompt(
+        system=TEST_PROMPT.system,
+        user=TEST_PROMPT.user,
+        params=dict(params or DEFAULT_TEST_PARAMETERS),
+    )
 
 
-def config_hash(config: LLMConfig) -> str:
-    return config.fingerprint(settings.SECRET_KEY)
+def fingerprint(config: LLMConfig, test_params: dict | None) -> str:
+    """Return the hash of what a test proves: the call configuration and the test parameters."""
+    material = config.fingerprint(settings.SECRET_KEY) + json.dumps(
+        test_params or DEFAULT_TEST_PARAMETERS, sort_keys=True
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def record_test(
-    integration: Integration,
+    integration: Integration | None,
     model: CustomModel | None,
     config: LLMConfig | None,
     result: CallResult,
     user=None,
+    test_params: dict | None = None,
+    subject: str = "",
 ) -> ConnectionTest:
     """Store a test run and move the model's status badge to follow it."""
     error = result.error
+    if not subject and integration is not None:
+        subject = integration.name + (f" / {model.name}" if model else "")
     test = ConnectionTest.objects.create(
         integration=integration,
         model=model,
+        subject=subject[:210],
         user=user if user is not None and user.is_authenticated else None,
-        config_hash=config_hash(config) if config else "",
+        config_hash=fingerprint(config, test_params) if config else "",
         ok=result.ok,
         status_code=result.status_code,
         latency_ms=result.latency_ms,
@@ -131,9 +146,18 @@ def record_test(
 def test_model(model: CustomModel, user=None) -> tuple[CallResult, ConnectionTest]:
     """Test a saved model through the same client the Sandbox uses, and record it."""
     config = None
+    params = model.test_model_parameters or DEFAULT_TEST_PARAMETERS
     try:
         config = config_for(model.integration, model)
-        result = client.call(config, test_prompt(model))
+        result = client.call(config, test_prompt(params))
     except LLMError as exc:
         result = CallResult(ok=False, error=exc)
-    return result, record_test(model.integration, model, config, result, user)
+    return result, record_test(model.integration, model, config, result, user, params)
+
+
+def saved_fingerprint(model: CustomModel) -> str | None:
+    """Return the fingerprint of a saved model's configuration, None if a secret is unreadable."""
+    try:
+        return fingerprint(config_for(model.integration, model), model.test_model_parameters)
+    except LLMError:
+        return None

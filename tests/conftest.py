@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
 
 from integrations.models import AuthKind, AuthProfile, CustomModel, Integration, IntegrationHeader
 from tests.upstream import Upstream
@@ -27,8 +29,39 @@ def alice(db):
 
 @pytest.fixture
 def bob(db):
-    """A plain signed-in user."""
-    return get_user_model().objects.create_user("bob", "bob@example.com", "pw-bob-123")
+    """An editor."""
+    user = get_user_model().objects.create_user("bob", "bob@example.com", "pw-bob-123")
+    user.groups.add(Group.objects.get(name="Editor"))
+    return user
+
+
+@pytest.fixture
+def charlie(db):
+    """A read-only member."""
+    user = get_user_model().objects.create_user("charlie", "charlie@example.com", "pw-charlie-123")
+    user.groups.add(Group.objects.get(name="Member"))
+    return user
+
+
+@pytest.fixture
+def users(alice, bob, charlie):
+    return {"admin": alice, "editor": bob, "member": charlie}
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_html(monkeypatch):
+    """Every response the suite's test client receives is scanned for the canaries."""
+    original = Client.request
+
+    def checked(self, **request):
+        response = original(self, **request)
+        if not getattr(response, "streaming", False):
+            body = response.content.decode(errors="ignore")
+            where = request.get("PATH_INFO")
+            assert CANARY not in body and CANARY_HEADER not in body, f"a secret leaked into {where}"
+        return response
+
+    monkeypatch.setattr(Client, "request", checked)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import base64
 import copy
 import hashlib
 import json
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -286,3 +287,43 @@ def list_models(config: LLMConfig) -> list[str]:
         raise LLMError("bad_shape", "The model list is not a list.")
     ids = [str(i.get("id")) for i in items if isinstance(i, dict) and i.get("id")]
     return sorted(set(ids))
+
+
+def _shell_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def curl_command(config: LLMConfig, prompt: Prompt) -> str:
+    """Return a curl command reproducing the request, secrets replaced by shell variables."""
+    if config.auth.kind == "oauth2":
+        config = replace(config, auth=AuthConfig(kind="bearer", token="\0ACCESS_TOKEN\0"))
+    url, headers, body, extra = build_request(config, prompt)
+    names: list[tuple[str, str]] = []
+    for secret in config.auth.secrets() + extra:
+        names.append((secret, "API_KEY"))
+    for header in config.headers:
+        if header.secret and header.value:
+            var = re.sub(r"[^A-Z0-9]", "_", header.name.upper())
+            names.append((header.value, var))
+    names.append(("\0ACCESS_TOKEN\0", "ACCESS_TOKEN"))
+    names.sort(key=lambda pair: len(pair[0]), reverse=True)
+
+    def swap(text: str) -> tuple[str, bool]:
+        changed = False
+        for secret, var in names:
+            if secret and secret in text:
+                text = text.replace(secret, "${" + var + "}")
+                changed = True
+        return text, changed
+
+    def quoted(text: str) -> str:
+        text, changed = swap(text)
+        # Double quotes only where a variable must expand.
+        if changed:
+            return '"' + re.sub(r'(["\\`$])', r"\\\1", text).replace("\\${", "${") + '"'
+        return _shell_quote(text)
+
+    lines = [f"curl -X POST {quoted(url)}"]
+    lines += [f"  -H {quoted(f'{k}: {v}')}" for k, v in headers.items()]
+    lines.append(f"  --data-raw {quoted(json.dumps(body, ensure_ascii=False))}")
+    return " \\\n".join(lines)

@@ -209,6 +209,15 @@ class Adapter:
     def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
         raise NotImplementedError
 
+    def default_template(self) -> dict:
+        """Return the body this protocol sends, as an editable template."""
+        return {
+            "model": "{{model}}",
+            "messages": "{{messages}}",
+            "max_tokens": "{{max_tokens}}",
+            "temperature": "{{temperature}}",
+        }
+
     def body(self, config: LLMConfig, prompt: Prompt) -> Any:
         if config.request_template is not None:
             return render_template(config.request_template, template_values(config, prompt))
@@ -264,6 +273,14 @@ class OpenAICompletions(OpenAIChat):
     suffixes = ("/completions",)
     path = "/completions"
 
+    def default_template(self) -> dict:
+        return {
+            "model": "{{model}}",
+            "prompt": "{{user_prompt}}",
+            "max_tokens": "{{max_tokens}}",
+            "temperature": "{{temperature}}",
+        }
+
     def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
         text = f"{prompt.system}\n\n{prompt.user}" if prompt.system else prompt.user
         return {"model": config.model_id, "prompt": text} | merged_params(config, prompt)
@@ -292,6 +309,15 @@ class AnthropicMessages(Adapter):
 
     def headers(self, config: LLMConfig) -> dict[str, str]:
         return {"anthropic-version": self.VERSION}
+
+    def default_template(self) -> dict:
+        return {
+            "model": "{{model}}",
+            "system": "{{system_prompt}}",
+            "messages": [{"role": "user", "content": "{{user_prompt}}"}],
+            "max_tokens": "{{max_tokens}}",
+            "temperature": "{{temperature}}",
+        }
 
     def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
         params = merged_params(config, prompt)
@@ -344,6 +370,13 @@ class AzureOpenAI(OpenAIChat):
     def models_url(self, config: LLMConfig) -> str | None:
         return None
 
+    def default_template(self) -> dict:
+        return {
+            "messages": "{{messages}}",
+            "max_tokens": "{{max_tokens}}",
+            "temperature": "{{temperature}}",
+        }
+
     def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
         # Azure picks the model by deployment in the URL, not by a body field.
         return {"messages": messages_for(prompt)} | merged_params(config, prompt)
@@ -366,6 +399,9 @@ class CustomTemplate(Adapter):
         "max_tokens": "{{max_tokens}}",
         "temperature": "{{temperature}}",
     }
+
+    def default_template(self) -> dict:
+        return dict(self.DEFAULT_TEMPLATE)
 
     def normalize(self, endpoint: str) -> tuple[str, list[str]]:
         url = endpoint.strip()

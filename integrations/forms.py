@@ -1,0 +1,697 @@
+"""Forms behind Test then Save, and the auth profile form.
+
+`ConnectionForm` serves three pages with one set of rules:
+- mode "add": a new integration and its first model (the "Add custom LLM" page);
+- mode "integration": edit an integration (tested with one of its models);
+- mode "model": add or edit a model of a saved integration.
+A valid form has `.config` (what the client sends) and `.test_params`; `save()` writes
+rows in one transaction.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from integrations import services
+from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
+from integrations.llm.errors import LLMError
+from integrations.llm.presets import PRESETS
+from integrations.llm.protocols import adapter_for, parse_template, unknown_placeholders
+from integrations.models import (
+    AuthKind,
+    AuthProfile,
+    CustomModel,
+    Integration,
+    IntegrationHeader,
+    Protocol,
+)
+from integrations.secrets import UnreadableSecret, mask
+
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade"}
+NEW = "new"
+SECRET_INPUT = {"autocomplete": "new-password", "spellcheck": "false"}
+
+
+def secret_input(placeholder: str = "") -> forms.PasswordInput:
+    return forms.PasswordInput(
+        render_value=False, attrs=SECRET_INPUT | {"placeholder": placeholder}
+    )
+
+
+class HeaderRowForm(forms.Form):
+    id = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    name = forms.CharField(max_length=200, required=False, label="Header name")
+    value = forms.CharField(required=False, strip=False, label="Value")
+    secret = forms.BooleanField(required=False, label="Secret")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if name and not HEADER_NAME.match(name):
+            raise ValidationError("Not a valid header name.")
+        if name.lower() in FORBIDDEN_HEADERS:
+            raise ValidationError(f"{name} is set by the client and cannot be overridden.")
+        return name
+
+    def clean_value(self) -> str:
+        value = self.cleaned_data["value"]
+        if "\r" in value or "\n" in value:
+            raise ValidationError("A header value cannot contain line breaks.")
+        return value
+
+
+class BaseHeaderFormSet(forms.BaseFormSet):
+    def clean(self):
+        names = set()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or form.cleaned_data.get("DELETE"):
+                continue
+            name = form.cleaned_data.get("name", "").lower()
+            if name and name in names:
+                form.add_error("name", "This header is listed twice.")
+            names.add(name)
+
+
+HeaderFormSet = forms.formset_factory(
+    HeaderRowForm,
+    formset=BaseHeaderFormSet,
+    extra=0,
+    can_delete=True,
+    max_num=30,
+    validate_max=True,
+)
+
+
+def header_initial(integration: Integration | None) -> list[dict]:
+    if integration is None:
+        return []
+    return [
+        {
+            "id": h.pk,
+            "name": h.name,
+            "value": "" if h.secret else str(h.value),
+            "secret": h.secret,
+            "stored": mask(h.value) if h.secret else "",
+        }
+        for h in integration.headers.all()
+    ]
+
+
+def default_template_text(protocol: str) -> str:
+    return json.dumps(adapter_for(protocol).default_template(), indent=2)
+
+
+def host_of(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+AUTH_FIELDS = {
+    AuthKind.BEARER: ("token",),
+    AuthKind.HEADER: ("header_name", "token"),
+    AuthKind.QUERY: ("query_param", "token"),
+    AuthKind.BODY: ("body_path", "token"),
+    AuthKind.BASIC: ("username", "password"),
+    AuthKind.OAUTH2: ("token_url", "client_id", "client_secret"),
+    AuthKind.NONE: (),
+}
+
+
+class AuthFieldsMixin:
+    """Required-field rules for an auth kind, shared by the inline and the profile forms."""
+
+    def check_auth_fields(self, kind: str, values: dict, prefix: str, stored: AuthProfile | None):
+        for field in AUTH_FIELDS.get(kind, ()):
+            has_stored = stored is not None and bool(getattr(stored, field, ""))
+            if not values.get(field) and not has_stored:
+                self.add_error(f"{prefix}{field}", "Required for this kind of authentication.")
+
+
+class ConnectionForm(AuthFieldsMixin, forms.Form):
+    # Integration
+    integration_name = forms.CharField(label="Integration name", max_length=100)
+    description = forms.CharField(
+        label="Description", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    preset = forms.ChoiceField(
+        label="Provider preset",
+        required=False,
+        choices=[("", "— choose to prefill —")] + [(k, p.label) for k, p in PRESETS.items()],
+    )
+    endpoint = forms.CharField(
+        label="Endpoint",
+        max_length=2000,
+        help_text="A base URL such as https://api.openai.com/v1, or the full URL ending in /chat/completions.",
+    )
+    protocol = forms.ChoiceField(
+        label="Protocol", choices=Protocol.choices, initial=Protocol.OPENAI_CHAT
+    )
+    api_version = forms.CharField(label="API version", required=False, max_length=40)
+    deployment = forms.CharField(label="Deployment", required=False, max_length=200)
+    content_path = forms.CharField(label="Content path", required=False, max_length=200)
+    finish_reason_path = forms.CharField(label="Finish reason path", required=False, max_length=200)
+    prompt_tokens_path = forms.CharField(label="Prompt tokens path", required=False, max_length=200)
+    completion_tokens_path = forms.CharField(
+        label="Completion tokens path", required=False, max_length=200
+    )
+    total_tokens_path = forms.CharField(label="Total tokens path", required=False, max_length=200)
+    timeout_seconds = forms.FloatField(
+        label="Timeout (seconds)", min_value=1, max_value=600, initial=60
+    )
+    verify_tls = forms.BooleanField(label="Verify TLS certificates", required=False, initial=True)
+    ca_bundle = forms.CharField(
+        label="CA bundle (PEM)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "code"}),
+    )
+    proxy_url = forms.CharField(label="Proxy URL", required=False, max_length=2000)
+    # Auth: pick a profile or create one inline
+    auth_profile = forms.ChoiceField(label="Auth", required=False)
+    auth_reentry = forms.CharField(
+        label="Re-enter the auth profile's secret",
+        required=False,
+        strip=False,
+        widget=secret_input(),
+        help_text="The endpoint's host changed: type the stored key again to send it to the new host.",
+    )
+    new_auth_name = forms.CharField(label="Profile name", required=False, max_length=100)
+    new_auth_kind = forms.ChoiceField(
+        label="Type", choices=AuthKind.choices, initial=AuthKind.BEARER, required=False
+    )
+    new_auth_token = forms.CharField(
+        label="API key / token", required=False, strip=False, widget=secret_input()
+    )
+    new_auth_header_name = forms.CharField(label="Header name", required=False, max_length=100)
+    new_auth_query_param = forms.CharField(label="Query parameter", required=False, max_length=100)
+    new_auth_body_path = forms.CharField(label="Body field path", required=False, max_length=200)
+    new_auth_username = forms.CharField(label="Username", required=False, max_length=200)
+    new_auth_password = forms.CharField(
+        label="Password", required=False, strip=False, widget=secret_input()
+    )
+    new_auth_token_url = forms.URLField(label="Token URL", required=False, max_length=2000)
+    new_auth_client_id = forms.CharField(label="Client ID", required=False, max_length=300)
+    new_auth_client_secret = forms.CharField(
+        label="Client secret", required=False, strip=False, widget=secret_input()
+    )
+    new_auth_scope = forms.CharField(label="Scope", required=False, max_length=500)
+    # Model
+    test_model = forms.ChoiceField(label="Test with model", required=False)
+    model_name = forms.CharField(label="Model name", max_length=100)
+    model_id = forms.CharField(
+        label="Model ID", max_length=200, help_text="The `model` sent upstream."
+    )
+    model_description = forms.CharField(
+        label="Model description", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    max_tokens = forms.IntegerField(label="Default max_tokens", required=False, min_value=1)
+    temperature = forms.FloatField(
+        label="Default temperature", required=False, min_value=0, max_value=2
+    )
+    test_max_tokens = forms.IntegerField(
+        label="Test parameters (max_tokens)", min_value=1, max_value=32000, initial=64
+    )
+    request_template = forms.CharField(
+        label="Request body (JSON)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "class": "code", "spellcheck": "false"}),
+        help_text="The complete JSON body. Placeholders: {{model}}, {{system_prompt}}, "
+        "{{user_prompt}}, {{messages}}, {{max_tokens}}, {{temperature}}.",
+    )
+    price_input_per_mtok = forms.DecimalField(
+        label="Price per 1M input tokens",
+        required=False,
+        min_value=0,
+        decimal_places=6,
+        max_digits=12,
+    )
+    price_output_per_mtok = forms.DecimalField(
+        label="Price per 1M output tokens",
+        required=False,
+        min_value=0,
+        decimal_places=6,
+        max_digits=12,
+    )
+
+    INTEGRATION_FIELDS = (
+        "integration_name", "description", "preset", "endpoint", "protocol", "api_version",
+        "deployment", "content_path", "finish_reason_path", "prompt_tokens_path",
+        "completion_tokens_path", "total_tokens_path", "timeout_seconds", "verify_tls",
+        "ca_bundle", "proxy_url", "auth_profile", "auth_reentry",
+    )  # fmt: skip
+    MODEL_FIELDS = (
+        "model_name", "model_id", "model_description", "max_tokens", "temperature",
+        "test_max_tokens", "request_template", "price_input_per_mtok", "price_output_per_mtok",
+    )  # fmt: skip
+
+    def __init__(self, *args, mode: str = "add", integration=None, model=None, **kwargs):
+        self.mode = mode
+        self.integration = integration
+        self.model = model
+        kwargs.setdefault("initial", self.initial_values())
+        super().__init__(*args, **kwargs)
+        data = args[0] if args else kwargs.get("data")
+        self.headers = HeaderFormSet(
+            data if mode != "model" else None,
+            prefix="headers",
+            initial=header_initial(integration),
+        )
+        profiles = AuthProfile.objects.order_by("name").values_list("id", "name", "kind")
+        kinds = dict(AuthKind.choices)
+        self.fields["auth_profile"].choices = [
+            ("", "No authentication"),
+            (NEW, "Create a new auth profile…"),
+        ] + [(str(pk), f"{name} ({kinds.get(kind, kind)})") for pk, name, kind in profiles]
+        if mode == "model":
+            for name in self.INTEGRATION_FIELDS:
+                self.fields.pop(name, None)
+            for name in list(self.fields):
+                if name.startswith("new_auth_"):
+                    self.fields.pop(name)
+            self.fields.pop("test_model")
+        if mode == "integration":
+            for name in self.MODEL_FIELDS:
+                self.fields.pop(name, None)
+            models = (
+                list(integration.models.values_list("id", "name", "model_id"))
+                if integration
+                else []
+            )
+            self.fields["test_model"].choices = [(str(pk), f"{n} ({mid})") for pk, n, mid in models]
+            self.fields["test_model"].required = True
+        else:
+            self.fields.pop("test_model", None)
+        self.warnings: list[str] = []
+        self.config: LLMConfig | None = None
+        self.test_params: dict = {}
+
+    def initial_values(self) -> dict:
+        initial: dict = {}
+        integration, model = self.integration, self.model
+        if integration is not None and self.mode != "model":
+            initial.update(
+                integration_name=integration.name,
+                description=integration.description,
+                endpoint=integration.endpoint,
+                protocol=integration.protocol,
+                api_version=integration.api_version,
+                deployment=integration.deployment,
+                content_path=integration.content_path,
+                finish_reason_path=integration.finish_reason_path,
+                prompt_tokens_path=integration.prompt_tokens_path,
+                completion_tokens_path=integration.completion_tokens_path,
+                total_tokens_path=integration.total_tokens_path,
+                timeout_seconds=integration.timeout_seconds,
+                verify_tls=integration.verify_tls,
+                ca_bundle=integration.ca_bundle,
+                proxy_url=integration.proxy_url,
+                auth_profile=str(integration.auth_profile_id or ""),
+            )
+        if model is not None:
+            params = model.test_model_parameters or {}
+            initial.update(
+                model_name=model.name,
+                model_id=model.model_id,
+                model_description=model.description,
+                max_tokens=model.max_tokens,
+                temperature=model.temperature,
+                test_max_tokens=params.get("max_tokens", 64),
+                price_input_per_mtok=model.price_input_per_mtok,
+                price_output_per_mtok=model.price_output_per_mtok,
+            )
+        protocol = integration.protocol if integration else Protocol.OPENAI_CHAT
+        template = (model.request_template if model else None) or (
+            integration.request_template if integration else None
+        )
+        initial["request_template"] = (
+            json.dumps(template, indent=2) if template else default_template_text(protocol)
+        )
+        if self.mode == "integration" and integration is not None:
+            first = integration.models.order_by("name").first()
+            initial["test_model"] = str(first.pk) if first else ""
+        return initial
+
+    # --- validation -----------------------------------------------------------------
+
+    def is_valid(self) -> bool:
+        forms_valid = super().is_valid()
+        headers_valid = self.mode == "model" or self.headers.is_valid()
+        if forms_valid and headers_valid:
+            self.build_config()
+        return forms_valid and headers_valid and not self.errors
+
+    def clean_integration_name(self) -> str:
+        name = self.cleaned_data["integration_name"].strip()
+        others = Integration.objects.filter(name__iexact=name)
+        if self.integration is not None:
+            others = others.exclude(pk=self.integration.pk)
+        if others.exists():
+            raise ValidationError("An integration with this name exists already.")
+        return name
+
+    def clean_model_name(self) -> str:
+        name = self.cleaned_data["model_name"].strip()
+        if self.integration is not None:
+            others = CustomModel.objects.filter(integration=self.integration, name__iexact=name)
+            if self.model is not None:
+                others = others.exclude(pk=self.model.pk)
+            if others.exists():
+                raise ValidationError("This integration has a model with this name already.")
+        return name
+
+    def clean_request_template(self):
+        text = self.cleaned_data.get("request_template", "").strip()
+        if not text:
+            return None
+        try:
+            template = parse_template(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+        if not isinstance(template, dict):
+            raise ValidationError("The request body must be a JSON object.")
+        unknown = unknown_placeholders(template)
+        if unknown:
+            raise ValidationError(f"Unknown placeholder(s): {', '.join(sorted(unknown))}.")
+        return template
+
+    def clean_proxy_url(self) -> str:
+        url = self.cleaned_data.get("proxy_url", "").strip()
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            raise ValidationError("Use an http:// or https:// proxy URL.")
+        return url
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.mode == "model":
+            return cleaned
+        endpoint, protocol = cleaned.get("endpoint"), cleaned.get("protocol")
+        if endpoint and protocol:
+            base, self.warnings = adapter_for(protocol).normalize(endpoint)
+            parts = urlsplit(base)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                self.add_error("endpoint", "Enter an http:// or https:// URL with a host.")
+            elif parts.username or parts.password:
+                self.add_error("endpoint", "Put credentials in an auth profile, not in the URL.")
+            cleaned["endpoint"] = base
+        if (
+            protocol == Protocol.CUSTOM
+            and self.mode == "add"
+            and not cleaned.get("request_template")
+        ):
+            self.add_error("request_template", "A custom protocol needs a request body template.")
+        choice = cleaned.get("auth_profile", "")
+        if choice == NEW:
+            values = {
+                k.removeprefix("new_auth_"): v
+                for k, v in cleaned.items()
+                if k.startswith("new_auth_")
+            }
+            name = values.get("name", "").strip()
+            if not name:
+                self.add_error("new_auth_name", "Name the new auth profile.")
+            elif AuthProfile.objects.filter(name__iexact=name).exists():
+                self.add_error("new_auth_name", "An auth profile with this name exists already.")
+            self.check_auth_fields(values.get("kind") or AuthKind.BEARER, values, "new_auth_", None)
+        elif choice:
+            cleaned["profile"] = AuthProfile.objects.filter(pk=choice).first()
+            if cleaned["profile"] is None:
+                self.add_error("auth_profile", "That auth profile no longer exists.")
+        return cleaned
+
+    def build_config(self) -> None:
+        """Set .config and .test_params from valid data, or add errors."""
+        data = self.cleaned_data
+        try:
+            if self.mode == "model":
+                base = services.config_for(self.integration)
+            else:
+                base = LLMConfig(
+                    endpoint=data["endpoint"],
+                    protocol=data["protocol"],
+                    auth=self._auth_config(),
+                    headers=self._headers(),
+                    api_version=data.get("api_version", ""),
+                    deployment=data.get("deployment", ""),
+                    response_paths=ResponsePaths(
+                        content=data.get("content_path", ""),
+                        finish_reason=data.get("finish_reason_path", ""),
+                        prompt_tokens=data.get("prompt_tokens_path", ""),
+                        completion_tokens=data.get("completion_tokens_path", ""),
+                        total_tokens=data.get("total_tokens_path", ""),
+                    ),
+                    timeout=data["timeout_seconds"],
+                    verify_tls=data.get("verify_tls", False),
+                    ca_bundle=data.get("ca_bundle", ""),
+                    proxy_url=data.get("proxy_url", ""),
+                    request_template=self.integration.request_template
+                    if self.integration
+                    else None,
+                )
+        except LLMError as exc:
+            self.add_error(None, exc.message)
+            return
+        if self.mode == "integration":
+            model = self.integration.models.filter(pk=data.get("test_model")).first()
+            if model is None:
+                self.add_error("test_model", "Choose a model to test with.")
+                return
+            self.config = replace(
+                base,
+                model_id=model.model_id,
+                default_params=_defaults(model.max_tokens, model.temperature),
+                request_template=model.request_template or base.request_template,
+            )
+            self.test_params = model.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
+            self._check_host_change()
+            return
+        template = data.get("request_template")
+        if template == adapter_for(base.protocol).default_template():
+            template = None  # the protocol's own body: no override to store
+        self.config = replace(
+            base,
+            model_id=data["model_id"].strip(),
+            default_params=_defaults(data.get("max_tokens"), data.get("temperature")),
+            request_template=template if template is not None else base.request_template,
+        )
+        self.template_to_save = template
+        self.test_params = {"max_tokens": data["test_max_tokens"]}
+
+    def _auth_config(self) -> AuthConfig:
+        data = self.cleaned_data
+        choice = data.get("auth_profile", "")
+        if choice == NEW:
+            return AuthConfig(
+                kind=data.get("new_auth_kind") or AuthKind.BEARER,
+                token=data.get("new_auth_token", ""),
+                header_name=data.get("new_auth_header_name", "").strip(),
+                query_param=data.get("new_auth_query_param", "").strip(),
+                body_path=data.get("new_auth_body_path", "").strip(),
+                username=data.get("new_auth_username", ""),
+                password=data.get("new_auth_password", ""),
+                token_url=data.get("new_auth_token_url", ""),
+                client_id=data.get("new_auth_client_id", ""),
+                client_secret=data.get("new_auth_client_secret", ""),
+                scope=data.get("new_auth_scope", ""),
+            )
+        return services.auth_config(data.get("profile"))
+
+    def _stored_headers(self) -> dict[int, IntegrationHeader]:
+        if self.integration is None:
+            return {}
+        return {h.pk: h for h in self.integration.headers.all()}
+
+    def _headers(self) -> tuple[Header, ...]:
+        stored = self._stored_headers()
+        rows = []
+        for form in self.headers.forms:
+            row = form.cleaned_data
+            if not row or row.get("DELETE") or not row.get("name"):
+                continue
+            value = row.get("value", "")
+            old = stored.get(row.get("id"))
+            if not value and old is not None and row.get("secret") and old.secret:
+                if isinstance(old.value, UnreadableSecret):
+                    raise LLMError("credential", f"Header {old.name!r} unreadable: re-enter it.")
+                value = old.value  # blank secret keeps the stored value
+            rows.append(Header(row["name"], value, bool(row.get("secret"))))
+        return tuple(rows)
+
+    def _check_host_change(self) -> None:
+        """A stored secret is never sent to a new host unless the user types it again."""
+        if self.integration is None:
+            return
+        if host_of(self.cleaned_data["endpoint"]) == host_of(self.integration.endpoint):
+            return
+        profile = self.cleaned_data.get("profile")
+        if profile is not None and profile.kind != AuthKind.NONE:
+            stored = (
+                self.config.auth.token
+                or self.config.auth.password
+                or self.config.auth.client_secret
+            )
+            typed = self.cleaned_data.get("auth_reentry", "")
+            if not typed:
+                self.add_error(
+                    "auth_reentry",
+                    "The host changed: re-enter the auth profile's secret to send it there.",
+                )
+            elif not hmac.compare_digest(typed.encode(), stored.encode()):
+                self.add_error("auth_reentry", "This does not match the stored secret.")
+        stored_headers = self._stored_headers()
+        for form in self.headers.forms:
+            row = form.cleaned_data
+            old = stored_headers.get(row.get("id")) if row else None
+            if (
+                old is not None
+                and old.secret
+                and row.get("secret")
+                and not row.get("value")
+                and not row.get("DELETE")
+            ):
+                form.add_error("value", "The host changed: re-enter this secret value.")
+                self.add_error(None, "Secret header values must be typed again for a new host.")
+
+    # --- saving ---------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        return services.fingerprint(self.config, self.test_params)
+
+    @transaction.atomic
+    def save(self, user, enabled: bool) -> CustomModel | Integration:
+        """Write the rows; `enabled` is False for a draft."""
+        if self.mode == "model":
+            return self._save_model(self.integration, user, enabled)
+        integration = self._save_integration(user, enabled if self.mode == "integration" else True)
+        if self.mode == "integration":
+            return integration
+        return self._save_model(integration, user, enabled)
+
+    def _save_integration(self, user, enabled: bool) -> Integration:
+        data = self.cleaned_data
+        integration = self.integration or Integration(created_by=user)
+        if data.get("auth_profile") == NEW:
+            profile = AuthProfile.objects.create(
+                created_by=user, name=data["new_auth_name"].strip(), **self._auth_row(data)
+            )
+        else:
+            profile = data.get("profile")
+        for field in (
+            "description", "endpoint", "protocol", "api_version", "deployment", "content_path",
+            "finish_reason_path", "prompt_tokens_path", "completion_tokens_path",
+            "total_tokens_path", "timeout_seconds", "verify_tls", "ca_bundle", "proxy_url",
+        ):  # fmt: skip
+            setattr(integration, field, data.get(field, getattr(integration, field)))
+        integration.name = data["integration_name"]
+        integration.auth_profile = profile
+        integration.enabled = enabled
+        integration.save()
+        self._save_headers(integration)
+        return integration
+
+    def _auth_row(self, data: dict) -> dict:
+        auth = self._auth_config()
+        return {
+            "kind": auth.kind,
+            "token": auth.token,
+            "header_name": auth.header_name,
+            "query_param": auth.query_param,
+            "body_path": auth.body_path,
+            "username": auth.username,
+            "password": auth.password,
+            "token_url": auth.token_url,
+            "client_id": auth.client_id,
+            "client_secret": auth.client_secret,
+            "scope": auth.scope,
+        }
+
+    def _save_headers(self, integration: Integration) -> None:
+        stored = {h.pk: h for h in integration.headers.all()}
+        keep = set()
+        for header in self.config.headers:
+            row = next(
+                (
+                    f.cleaned_data
+                    for f in self.headers.forms
+                    if f.cleaned_data.get("name") == header.name
+                    and not f.cleaned_data.get("DELETE")
+                ),
+                {},
+            )
+            old = stored.get(row.get("id"))
+            if old is None:
+                old = IntegrationHeader(integration=integration)
+            old.name, old.value, old.secret = header.name, header.value, header.secret
+            old.save()
+            keep.add(old.pk)
+        integration.headers.exclude(pk__in=keep).delete()
+
+    def _save_model(self, integration: Integration, user, enabled: bool) -> CustomModel:
+        data = self.cleaned_data
+        model = self.model or CustomModel(integration=integration, created_by=user)
+        model.name = data["model_name"]
+        model.model_id = data["model_id"].strip()
+        model.description = data.get("model_description", "")
+        model.max_tokens = data.get("max_tokens")
+        model.temperature = data.get("temperature")
+        model.test_model_parameters = self.test_params
+        model.request_template = self.template_to_save
+        model.price_input_per_mtok = data.get("price_input_per_mtok")
+        model.price_output_per_mtok = data.get("price_output_per_mtok")
+        model.enabled = enabled
+        model.save()
+        return model
+
+
+def _defaults(max_tokens, temperature) -> dict:
+    return {
+        k: v for k, v in (("max_tokens", max_tokens), ("temperature", temperature)) if v is not None
+    }
+
+
+class AuthProfileForm(AuthFieldsMixin, forms.ModelForm):
+    """Create or edit an auth profile; secrets are blank and kept when left blank."""
+
+    class Meta:
+        model = AuthProfile
+        fields = [
+            "name", "kind", "token", "header_name", "query_param", "body_path", "username",
+            "password", "token_url", "client_id", "client_secret", "scope",
+        ]  # fmt: skip
+        labels = {"token": "API key / token", "kind": "Type"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in AuthProfile.SECRET_FIELDS:
+            field = self.fields[name]
+            stored = getattr(self.instance, name) if self.instance.pk else ""
+            field.widget = secret_input("leave blank to keep" if stored else "")
+            field.required = False
+            field.strip = False
+            if stored:
+                field.help_text = f"Stored: {mask(stored)}. Leave blank to keep."
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if AuthProfile.objects.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
+            raise ValidationError("An auth profile with this name exists already.")
+        return name
+
+    def clean(self):
+        cleaned = super().clean()
+        stored = (
+            AuthProfile.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
+        )
+        for name in AuthProfile.SECRET_FIELDS:
+            if not cleaned.get(name) and stored is not None:
+                cleaned[name] = getattr(stored, name)
+        self.check_auth_fields(cleaned.get("kind", AuthKind.NONE), cleaned, "", stored)
+        return cleaned

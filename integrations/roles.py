@@ -1,0 +1,53 @@
+"""Three roles, stored as Django groups (created by migration 0002_roles).
+
+Admin: everything, including users and roles. Editor: create, edit, test and delete
+integrations, models and auth profiles; use the Sandbox. Member: read the catalog
+and details with secrets masked; use the Sandbox. Superusers are Admins; a signed-in
+user in no group is a Member.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.core.exceptions import PermissionDenied
+
+ADMIN = "Admin"
+EDITOR = "Editor"
+MEMBER = "Member"
+ROLES = (ADMIN, EDITOR, MEMBER)
+
+
+def role_of(user) -> str | None:
+    """Return the user's role, cached on the user object for the request."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    cached = getattr(user, "_console_role", None)
+    if cached:
+        return cached
+    names = set(user.groups.values_list("name", flat=True))
+    role = next((r for r in ROLES if r in names), MEMBER)
+    user._console_role = role
+    return role
+
+
+def can_edit(user) -> bool:
+    return role_of(user) in (ADMIN, EDITOR)
+
+
+def is_admin(user) -> bool:
+    return role_of(user) == ADMIN
+
+
+def editor_required(view):
+    """Refuse (403) a signed-in user who may only read."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not can_edit(request.user):
+            raise PermissionDenied("Editors and Admins only.")
+        return view(request, *args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,1 @@
+"""Pages of the integrations app, one module per page family."""

@@ -1,0 +1,54 @@
+"""Endpoints that write nothing: resolved-URL preview and the endpoint's model list."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from integrations import services
+from integrations.llm import client
+from integrations.llm.config import LLMConfig
+from integrations.llm.errors import LLMError
+from integrations.llm.protocols import ADAPTERS
+from integrations.models import Integration, Protocol
+from integrations.roles import editor_required
+
+
+@require_GET
+@editor_required
+def endpoint_preview(request):
+    endpoint = request.GET.get("endpoint", "").strip()
+    protocol = request.GET.get("protocol", Protocol.OPENAI_CHAT)
+    adapter = ADAPTERS.get(protocol, ADAPTERS[Protocol.OPENAI_CHAT])
+    ctx: dict = {"endpoint": endpoint}
+    if endpoint:
+        base, warnings = adapter.normalize(endpoint)
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            ctx["error"] = "Enter an http:// or https:// URL with a host."
+        else:
+            config = LLMConfig(
+                endpoint=base,
+                protocol=protocol,
+                model_id=request.GET.get("model_id", "") or "MODEL",
+                deployment=request.GET.get("deployment", ""),
+                api_version=request.GET.get("api_version", ""),
+            )
+            ctx.update(resolved=adapter.url(config), warnings=warnings)
+    return render(request, "integrations/connection_form.html#url-preview", ctx)
+
+
+@require_GET
+@editor_required
+def fetch_models(request, pk):
+    integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
+    existing = set(integration.models.values_list("model_id", flat=True))
+    ctx: dict = {"integration": integration}
+    try:
+        ids = client.list_models(services.config_for(integration))
+        ctx["available"] = [{"id": i, "added": i in existing} for i in ids]
+    except LLMError as exc:
+        ctx["error"] = exc
+    return render(request, "integrations/integration_detail.html#fetched-models", ctx)
