@@ -31,7 +31,7 @@ def alice(db):
 def bob(db):
     """An editor."""
     user = get_user_model().objects.create_user("bob", "bob@example.com", "pw-bob-123")
-    user.groups.add(Group.objects.get(name="Editor"))
+    user.groups.add(Group.objects.get_or_create(name="Editor")[0])
     return user
 
 
@@ -39,7 +39,7 @@ def bob(db):
 def charlie(db):
     """A read-only member."""
     user = get_user_model().objects.create_user("charlie", "charlie@example.com", "pw-charlie-123")
-    user.groups.add(Group.objects.get(name="Member"))
+    user.groups.add(Group.objects.get_or_create(name="Member")[0])
     return user
 
 

@@ -20,7 +20,7 @@ from django.core.cache import cache
 
 from integrations.llm import transport
 from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt
-from integrations.llm.errors import TITLES, LLMError, classify_status
+from integrations.llm.errors import STATUS_SENTENCES, LLMError, classify_status
 from integrations.llm.protocols import adapter_for
 from integrations.llm.redact import excerpt, redact_request, scrub, scrub_json
 from integrations.secrets import decrypt, encrypt
@@ -238,7 +238,7 @@ def _interpret(
         kind = classify_status(raw.status_code, text, message)
         result.error = LLMError(
             kind,
-            f"{raw.status_code} from the endpoint: {TITLES[kind].lower()}.",
+            f"{raw.status_code} from the endpoint: {STATUS_SENTENCES[kind]}.",
             status=raw.status_code,
             upstream_message=message,
         )

@@ -61,6 +61,20 @@ TITLES: dict[str, str] = {
 }
 
 
+# What an HTTP error status means, said after "401 from the endpoint: ".
+STATUS_SENTENCES: dict[str, str] = {
+    "auth": "the credentials were refused",
+    "forbidden": "access to this model or endpoint is denied",
+    "not_found_path": "no API at this URL",
+    "unknown_model": "the model is unknown there",
+    "bad_request": "the request was rejected",
+    "too_large": "the request is too large",
+    "rate_limited": "rate limited or out of quota",
+    "server_error": "the server failed",
+    "http_error": "the request failed",
+}
+
+
 @dataclass
 class LLMError(Exception):
     """A failure with a kind (see HINTS), a short message and a hint."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -86,3 +87,19 @@ def excerpt(text: str, secrets: list[str], limit: int = 4000) -> str:
 
 def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def curl_from_redacted(request: dict) -> str:
+    """Return a curl command for a stored, redacted request: masked values become $API_KEY."""
+
+    def quote(text: str) -> str:
+        if MASK in text:
+            text = re.sub(rf"{MASK}\S*", "${API_KEY}", text)
+            return '"' + re.sub(r'(["\\`])', r"\\\1", text) + '"'
+        return "'" + text.replace("'", "'\\''") + "'"
+
+    lines = [f"curl -X {request.get('method', 'POST')} {quote(request.get('url', ''))}"]
+    lines += [f"  -H {quote(f'{k}: {v}')}" for k, v in (request.get("headers") or {}).items()]
+    if request.get("body") is not None:
+        lines.append(f"  --data-raw {quote(json.dumps(request['body'], ensure_ascii=False))}")
+    return " \\\n".join(lines)

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from integrations.llm.config import LLMConfig
 from integrations.llm.protocols import adapter_for
-from integrations.llm.redact import pretty
+from integrations.llm.redact import curl_from_redacted, pretty
 from integrations.models import ConnectionTest, CustomModel, Integration
 from integrations.roles import can_edit, editor_required
 from integrations.secrets import mask
@@ -64,7 +64,11 @@ def connection_test_detail(request, pk):
     test = get_object_or_404(
         ConnectionTest.objects.select_related("integration", "model", "user"), pk=pk
     )
-    ctx = {"test": test, "request_body": pretty(test.request.get("body"))}
+    ctx = {
+        "test": test,
+        "request_body": pretty(test.request.get("body")),
+        "curl": curl_from_redacted(test.request) if test.request else "",
+    }
     return render(request, "integrations/connection_test.html", ctx)
 
 

@@ -595,3 +595,27 @@ def test_test_now_in_the_catalog_moves_the_badge(editor_client, make_integration
     response = editor_client.post(reverse("model-test", args=[model.pk]), headers=HX)
     assert response.status_code == 200 and "Passing" in response.content.decode()
     assert CustomModel.objects.get(pk=model.pk).last_test_status == "passing"
+
+
+def test_a_test_record_offers_curl_with_the_secret_as_a_variable(
+    editor_client, make_integration, upstream
+):
+    model = make_integration()
+    editor_client.post(reverse("model-test", args=[model.pk]))
+    test = ConnectionTest.objects.get()
+    html = editor_client.get(reverse("connection-test", args=[test.pk])).content.decode()
+    assert "curl -X POST" in html and "Bearer ${API_KEY}" in html
+
+
+def test_the_catalog_uses_a_constant_number_of_queries(
+    client, charlie, make_integration, django_assert_max_num_queries
+):
+    model = make_integration()
+    CustomModel.objects.bulk_create(
+        CustomModel(integration=model.integration, name=f"M{i:04}", model_id=f"m{i}")
+        for i in range(300)
+    )
+    client.force_login(charlie)
+    with django_assert_max_num_queries(8):
+        response = client.get(reverse("home"))
+    assert response.status_code == 200 and "301 models" in response.content.decode()
