@@ -250,6 +250,14 @@ LLM_DEFAULT_TIMEOUT = float(env_secret("LLM_DEFAULT_TIMEOUT") or 60)
 LLM_MAX_TIMEOUT = float(env_secret("LLM_MAX_TIMEOUT") or 300)
 LLM_MAX_RESPONSE_BYTES = env_int("LLM_MAX_RESPONSE_BYTES", 2 * 1024 * 1024)
 
+# Sandbox runs per user: "N/SECONDS" (a Compare of 4 models counts 4).
+_sandbox_limit = (env_secret("SANDBOX_RATE_LIMIT") or "30/60").split("/")
+try:
+    SANDBOX_RATE_LIMIT = (int(_sandbox_limit[0]), int(_sandbox_limit[1]))
+except (ValueError, IndexError) as exc:
+    raise ImproperlyConfigured("SANDBOX_RATE_LIMIT must look like 30/60 (runs/seconds).") from exc
+SANDBOX_COMPARE_MAX = 4
+
 # The built-in demo upstream (/demo/v1/...) is for dev mode only.
 DEMO_UPSTREAM_ENABLED = env_bool("DEMO_UPSTREAM_ENABLED", DEBUG)
 DEMO_BASE_URL = env_secret("DEMO_BASE_URL") or "http://127.0.0.1:8000/demo/v1"

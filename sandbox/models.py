@@ -1,1 +1,88 @@
-"""Sandbox runs: added with the Sandbox page."""
+"""Every Sandbox run, stored in full; lists show it truncated."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed"
+    STOPPED = "stopped", "Stopped"
+
+
+class SandboxRun(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="sandbox_runs"
+    )
+    # The model may be deleted later; its names stay on the run.
+    model = models.ForeignKey(
+        "integrations.CustomModel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
+    model_name = models.CharField(max_length=100)
+    integration_name = models.CharField(max_length=100)
+    compare_group = models.UUIDField(null=True, blank=True, db_index=True)
+    system_prompt = models.TextField(blank=True)
+    user_prompt = models.TextField()
+    parameters = models.JSONField(default=dict)
+    streamed = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    reply = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=50, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    error_kind = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    request = models.JSONField(default=dict)  # redacted
+    raw_excerpt = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"]),
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["model", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} run {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def usage_reported(self) -> bool:
+        return any(
+            v is not None for v in (self.prompt_tokens, self.completion_tokens, self.total_tokens)
+        )
+
+    @property
+    def estimated_tokens(self) -> int:
+        """A rough estimate (4 characters a token), only ever shown labelled as one."""
+        return max(1, round(len(self.reply) / 4)) if self.reply else 0
+
+
+def cost_of(model, prompt_tokens: int | None, completion_tokens: int | None) -> Decimal | None:
+    """Return the estimated cost from the model's prices per million tokens."""
+    if model is None or model.price_input_per_mtok is None or model.price_output_per_mtok is None:
+        return None
+    if prompt_tokens is None or completion_tokens is None:
+        return None
+    million = Decimal(1_000_000)
+    return (
+        Decimal(prompt_tokens) * model.price_input_per_mtok / million
+        + Decimal(completion_tokens) * model.price_output_per_mtok / million
+    )

@@ -188,3 +188,85 @@ def reply_reset():
         h.connection.shutdown(socket.SHUT_RDWR)
 
     return handle
+
+
+def reply_sse(
+    words: list[str],
+    delay: float = 0.0,
+    usage: dict | None = None,
+    finish: str = "stop",
+    break_after: int | None = None,
+    done: bool = True,
+):
+    """Stream an OpenAI chat completion as server-sent events, chunked."""
+
+    def handle(rec, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+        def event(data) -> None:
+            payload = (
+                f"data: {json.dumps(data) if not isinstance(data, str) else data}\n\n".encode()
+            )
+            h.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            h.wfile.flush()
+
+        for i, word in enumerate(words):
+            if break_after is not None and i == break_after:
+                h.close_connection = True
+                h.connection.shutdown(socket.SHUT_RDWR)  # a broken stream, no terminating chunk
+                return
+            event({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+            if delay:
+                time.sleep(delay)
+        event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        if usage:
+            event({"choices": [], "usage": usage})
+        if done:
+            event("[DONE]")
+        h.wfile.write(b"0\r\n\r\n")
+
+    return handle
+
+
+def reply_anthropic_sse(text_parts: list[str], input_tokens: int = 10, output_tokens: int = 4):
+    def handle(rec, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+        def event(name, data) -> None:
+            payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            h.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+
+        event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {"usage": {"input_tokens": input_tokens, "output_tokens": 1}},
+            },
+        )
+        for part in text_parts:
+            event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": part},
+                },
+            )
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": output_tokens},
+            },
+        )
+        event("message_stop", {"type": "message_stop"})
+        h.wfile.write(b"0\r\n\r\n")
+
+    return handle

@@ -12,10 +12,12 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from django.conf import settings
 from django.core.cache import cache
 
 from integrations.llm import transport
@@ -254,6 +256,106 @@ def _interpret(
     result.content = content
     result.finish_reason = finish_reason
     result.usage = usage
+
+
+def stream(config: LLMConfig, prompt: Prompt) -> Iterator[str | CallResult]:
+    """Yield text deltas as they arrive, then the final CallResult, always last.
+
+    Endpoints that cannot stream (a custom template, a server that answers plain JSON,
+    or one that rejects stream options) fall back to a normal call. Closing the
+    generator early closes the upstream connection. A stream that breaks keeps its
+    partial text in the failed result.
+    """
+    adapter = adapter_for(config.protocol)
+    if not adapter.streams or config.protocol == "custom":
+        yield call(config, prompt)
+        return
+    started = time.perf_counter()
+    result = CallResult(ok=False, streamed=True)
+    secrets = config.secrets()
+    parts: list[str] = []
+    state: dict = {}
+    fall_back = False
+    try:
+        url, headers, body, extra = build_request(config, prompt)
+        body = adapter.stream_body(body)
+        secrets = config.secrets() + extra
+        headers["Accept"] = "text/event-stream"
+        result.request = redact_request("POST", url, headers, body, secrets, _secret_names(config))
+        with transport.open_stream(
+            "POST",
+            url,
+            headers=headers,
+            content=json.dumps(body).encode(),
+            timeout=config.timeout,
+            options=_options(config),
+        ) as response:
+            result.status_code = response.status_code
+            if response.status_code >= 400 or "event-stream" not in response.headers.get(
+                "content-type", ""
+            ):
+                raw = transport.RawResponse(
+                    response.status_code, response.headers, transport.read_capped(response), 0
+                )
+                rejected_options = response.status_code in (400, 422) and "stream" in body
+                if rejected_options:
+                    fall_back = True
+                else:
+                    result.streamed = False
+                    _interpret(raw, config, secrets, result)
+            else:
+                yield from _read_events(response, adapter, state, parts, result, started, secrets)
+                result.finish_reason = state.get("finish_reason", "")
+                result.usage = state.get("usage") or result.usage
+                result.raw = f"(streamed: {state.get('events', 0)} events)"
+    except LLMError as exc:
+        exc.message = scrub(exc.message, secrets)
+        exc.upstream_message = scrub(exc.upstream_message, secrets)
+        result.error = exc
+    if fall_back:
+        yield call(config, prompt)
+        return
+    if parts:
+        result.content = "".join(parts)
+    result.latency_ms = round((time.perf_counter() - started) * 1000)
+    result.ok = result.error is None
+    yield result
+
+
+def _read_events(response, adapter, state, parts, result, started, secrets) -> Iterator[str]:
+    limit = settings.LLM_MAX_RESPONSE_BYTES
+    received = 0
+    done = False
+    for line in response.iter_lines():
+        received += len(line) + 1
+        if received > limit:
+            raise LLMError("oversized", f"The stream exceeds the {limit} byte cap.")
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            done = True
+            break
+        try:
+            data = json.loads(payload)
+        except ValueError as exc:
+            raise LLMError("bad_shape", "A stream event is not JSON.") from exc
+        state["events"] = state.get("events", 0) + 1
+        delta = adapter.parse_event(data, state)
+        if state.get("error"):
+            message = scrub(str(state["error"]), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+            raise LLMError(
+                "server_error",
+                "The endpoint reported an error mid-stream.",
+                upstream_message=message,
+            )
+        if delta:
+            if result.ttft_ms is None:
+                result.ttft_ms = round((time.perf_counter() - started) * 1000)
+            parts.append(delta)
+            yield delta
+    if not done and not state.get("finish_reason"):
+        raise LLMError("connection", "The stream ended before the answer was complete.")
 
 
 def list_models(config: LLMConfig) -> list[str]:

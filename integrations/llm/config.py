@@ -120,3 +120,5 @@ class CallResult:
     raw: str = ""  # the response body, capped and scrubbed
     raw_json: Any = None
     error: Any = None  # LLMError when not ok
+    ttft_ms: int | None = None  # time to first token, when streamed
+    streamed: bool = False

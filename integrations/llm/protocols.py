@@ -226,6 +226,16 @@ class Adapter:
     def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
         raise NotImplementedError
 
+    # Streaming: adapters that stream turn `stream` on and read one SSE data object at a time.
+    streams = False
+
+    def stream_body(self, body: Any) -> Any:
+        return body
+
+    def parse_event(self, data: Any, state: dict) -> str:
+        """Return the text delta of one stream event; keep finish reason and usage in state."""
+        return ""
+
 
 def _require(value: Any, what: str) -> Any:
     if value is None:
@@ -233,11 +243,37 @@ def _require(value: Any, what: str) -> Any:
     return value
 
 
+def _openai_event(data: Any, state: dict, text_of_choice) -> str:
+    if not isinstance(data, dict):
+        return ""
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        state["usage"] = make_usage(
+            usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
+        )
+    choice = get_path(data, "choices.0")
+    if not isinstance(choice, dict):
+        return ""
+    if choice.get("finish_reason"):
+        state["finish_reason"] = choice["finish_reason"]
+    return text_of_choice(choice) or ""
+
+
 class OpenAIChat(Adapter):
     key = "openai-chat"
     label = "OpenAI chat completions"
     suffixes = ("/chat/completions",)
     path = "/chat/completions"
+    streams = True
+
+    def stream_body(self, body: Any) -> Any:
+        if isinstance(body, dict):
+            body = dict(body, stream=True)
+            body.setdefault("stream_options", {"include_usage": True})
+        return body
+
+    def parse_event(self, data: Any, state: dict) -> str:
+        return _openai_event(data, state, lambda c: _text_of((c.get("delta") or {}).get("content")))
 
     def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
         return {"model": config.model_id, "messages": messages_for(prompt)} | merged_params(
@@ -285,6 +321,9 @@ class OpenAICompletions(OpenAIChat):
         text = f"{prompt.system}\n\n{prompt.user}" if prompt.system else prompt.user
         return {"model": config.model_id, "prompt": text} | merged_params(config, prompt)
 
+    def parse_event(self, data: Any, state: dict) -> str:
+        return _openai_event(data, state, lambda c: c.get("text") or "")
+
     def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
         choice = _require(get_path(data, "choices.0"), "choices[0]")
         text = _require(choice.get("text") if isinstance(choice, dict) else None, "choices[0].text")
@@ -306,6 +345,29 @@ class AnthropicMessages(Adapter):
     suffixes = ("/messages",)
     path = "/messages"
     VERSION = "2023-06-01"
+    streams = True
+
+    def stream_body(self, body: Any) -> Any:
+        return dict(body, stream=True) if isinstance(body, dict) else body
+
+    def parse_event(self, data: Any, state: dict) -> str:
+        if not isinstance(data, dict):
+            return ""
+        kind = data.get("type")
+        usage = state.setdefault("usage", Usage())
+        if kind == "message_start":
+            start = get_path(data, "message.usage") or {}
+            usage.prompt_tokens = _int_or_none(start.get("input_tokens"))
+        elif kind == "content_block_delta":
+            return get_path(data, "delta.text") or ""
+        elif kind == "message_delta":
+            usage.completion_tokens = _int_or_none(get_path(data, "usage.output_tokens"))
+            state["finish_reason"] = get_path(data, "delta.stop_reason") or ""
+            if None not in (usage.prompt_tokens, usage.completion_tokens):
+                usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        elif kind == "error":
+            state["error"] = get_path(data, "error.message") or "stream error"
+        return ""
 
     def headers(self, config: LLMConfig) -> dict[str, str]:
         return {"anthropic-version": self.VERSION}

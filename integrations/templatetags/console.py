@@ -16,3 +16,17 @@ def pretty_json(value) -> str:
         except ValueError:
             return value
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@register.filter
+def error_hint(kind: str) -> str:
+    from integrations.llm.errors import HINTS
+
+    return HINTS.get(kind, "")
+
+
+@register.filter
+def error_title(kind: str) -> str:
+    from integrations.llm.errors import TITLES
+
+    return TITLES.get(kind, "Error")

@@ -1,0 +1,257 @@
+"""The Sandbox: run, stream, compare, history, rerun. Every signed-in role may use it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.core.paginator import Paginator
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from integrations.llm import client
+from integrations.llm.config import CallResult, Prompt
+from integrations.llm.errors import LLMError
+from integrations.llm.redact import curl_from_redacted
+from integrations.models import CustomModel
+from integrations.roles import can_edit
+from integrations.views.helpers import go
+from sandbox import ratelimit, services
+from sandbox.forms import SandboxForm
+from sandbox.models import SandboxRun
+from sandbox.render import markdown_html
+
+PAGE = "sandbox/sandbox.html"
+HISTORY_PAGE_SIZE = 50
+
+
+def _visible_runs(user):
+    """Members see their own runs; Editors and Admins see everyone's."""
+    runs = SandboxRun.objects.all()
+    return runs if can_edit(user) else runs.filter(user=user)
+
+
+def _initial(request) -> dict:
+    run_id = request.GET.get("run")
+    if run_id:
+        run = _visible_runs(request.user).filter(pk=run_id).first() if _is_uuid(run_id) else None
+        if run is not None:
+            params = run.parameters or {}
+            return {
+                "model": str(run.model_id or ""),
+                "system_prompt": run.system_prompt,
+                "user_prompt": run.user_prompt,
+                "temperature": params.get("temperature"),
+                "max_tokens": params.get("max_tokens"),
+                "top_p": params.get("top_p"),
+                "stop": "\n".join(params.get("stop") or []),
+                "stream": run.streamed,
+            }
+    model_id = request.GET.get("model", "")
+    model = CustomModel.objects.filter(pk=model_id).first() if _is_uuid(model_id) else None
+    if model is None:
+        return {"stream": True}
+    return {
+        "model": str(model.pk),
+        "temperature": model.temperature,
+        "max_tokens": model.max_tokens,
+        "stream": True,
+    }
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _ctx(request, form, **extra) -> dict:
+    recent = (
+        _visible_runs(request.user)
+        .filter(user=request.user)
+        .only("id", "model_name", "user_prompt", "status", "created_at")[:8]
+    )
+    return {"form": form, "recent": recent, **extra}
+
+
+def _result(run: SandboxRun) -> dict:
+    return {"run": run, "markdown": markdown_html(run.reply) if run.reply else ""}
+
+
+def _limited(request, form, cost: int):
+    wait = ratelimit.check(request.user.pk, cost)
+    if wait is None:
+        return None
+    form.add_error(None, f"Too many runs: try again in {wait} s.")
+    return render(request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form))
+
+
+@require_GET
+def sandbox(request):
+    form = SandboxForm(initial=_initial(request))
+    return render(request, PAGE, _ctx(request, form))
+
+
+@require_POST
+def run(request):
+    """Run one model, or several for Compare; answers the result panel (htmx) or the page."""
+    form = SandboxForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form)
+        )
+    models = form.models()
+    if not models:
+        form.add_error("model", "That model is not available: it may be disabled or deleted.")
+        return render(
+            request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form)
+        )
+    limited = _limited(request, form, len(models))
+    if limited:
+        return limited
+    prompt = form.prompt()
+    if len(models) == 1:
+        runs = [services.run_once(request.user, models[0], prompt)]
+    else:
+        runs = services.compare(request.user, models, prompt)
+    results = [_result(r) for r in runs]
+    if request.htmx:
+        return render(request, f"{PAGE}#results", {"results": results})
+    return render(request, PAGE, _ctx(request, form, results=results))
+
+
+def _sse(event: str, data) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@require_POST
+def stream(request):
+    """Stream one model's reply as server-sent events: token..., then done with the panel."""
+    form = SandboxForm(request.POST)
+    if not form.is_valid():
+        html = render_to_string(f"{PAGE}#sandbox-form", _ctx(request, form), request)
+        return StreamingHttpResponse(
+            iter([_sse("invalid", {"html": html})]), content_type="text/event-stream"
+        )
+    models = form.models()
+    wait = ratelimit.check(request.user.pk, 1) if models else None
+    if not models or wait:
+        message = (
+            f"Too many runs: try again in {wait} s." if wait else "That model is not available."
+        )
+        return StreamingHttpResponse(
+            iter([_sse("refused", {"message": message})]), content_type="text/event-stream"
+        )
+    model, prompt, user = models[0], form.prompt(), request.user
+
+    def events():
+        run = services.new_run(user, model, prompt, streamed=True)
+        config, failed = services.config_or_error(model)
+        parts: list[str] = []
+        finished = False
+        generator = iter([failed]) if failed else client.stream(config, prompt)
+        try:
+            yield _sse("start", {"model": model.name})
+            for item in generator:
+                if isinstance(item, str):
+                    parts.append(item)
+                    yield _sse("token", {"t": item})
+                else:
+                    finished = True
+                    services.finish(run, item)
+                    html = render_to_string(f"{PAGE}#result", _result(run), request)
+                    yield _sse("done", {"html": html, "run": str(run.pk)})
+        finally:
+            if not finished:
+                # The browser pressed Stop or went away: close the upstream, keep the partial text.
+                if hasattr(generator, "close"):
+                    generator.close()
+                stopped = CallResult(
+                    ok=False,
+                    content="".join(parts),
+                    streamed=True,
+                    error=LLMError("connection", "Stopped by the user."),
+                )
+                services.finish(run, stopped, stopped=True)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # let proxies pass tokens through at once
+    return response
+
+
+@require_GET
+def history(request):
+    runs = (
+        _visible_runs(request.user)
+        .select_related("user")
+        .defer("request", "raw_excerpt", "system_prompt")
+    )
+    model = request.GET.get("model", "")
+    if model:
+        runs = runs.filter(model_name=model)
+    who = request.GET.get("user", "")
+    if who and can_edit(request.user):
+        runs = runs.filter(user__username=who)
+    status = request.GET.get("status", "")
+    if status:
+        runs = runs.filter(status=status)
+    page = Paginator(runs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    ctx = {
+        "page": page,
+        "model": model,
+        "who": who,
+        "status": status,
+        "sees_all": can_edit(request.user),
+        "model_names": _visible_runs(request.user)
+        .order_by()
+        .values_list("model_name", flat=True)
+        .distinct(),
+    }
+    return render(request, "sandbox/history.html", ctx)
+
+
+@require_GET
+def run_detail(request, pk):
+    run = _visible_runs(request.user).filter(pk=pk).select_related("user", "model").first()
+    if run is None:
+        raise Http404("No such run.")
+    ctx = _result(run) | {"curl": _curl(run)}
+    return render(request, "sandbox/run_detail.html", ctx)
+
+
+def _curl(run: SandboxRun) -> str:
+    return curl_from_redacted(run.request) if run.request else ""
+
+
+@require_http_methods(["POST"])
+def rerun(request, pk):
+    """Run the same prompts and parameters again against the same model."""
+    old = _visible_runs(request.user).filter(pk=pk).first()
+    if old is None:
+        raise Http404("No such run.")
+    model = services.usable_models().filter(pk=old.model_id).first()
+    if model is None:
+        return render(
+            request,
+            "sandbox/run_detail.html",
+            _result(old)
+            | {"curl": _curl(old), "rerun_error": "That model is disabled or deleted."},
+        )
+    wait = ratelimit.check(request.user.pk, 1)
+    if wait:
+        return render(
+            request,
+            "sandbox/run_detail.html",
+            _result(old)
+            | {"curl": _curl(old), "rerun_error": f"Too many runs: try again in {wait} s."},
+        )
+    new = services.run_once(
+        request.user, model, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))
+    )
+    return go(request, reverse("sandbox-run", args=[new.pk]))

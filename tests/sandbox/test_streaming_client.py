@@ -1,0 +1,114 @@
+"""client.stream against real local servers: tokens, usage, fallbacks, breaks, stop."""
+
+from __future__ import annotations
+
+from integrations.llm.client import stream
+from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt
+from tests.upstream import openai_reply, reply_anthropic_sse, reply_json, reply_sse
+
+PROMPT = Prompt("sys", "hi", {"max_tokens": 20})
+
+
+def cfg(upstream, **kwargs):
+    return LLMConfig(endpoint=f"{upstream.url}/v1", model_id="m", timeout=5, **kwargs)
+
+
+def collect(gen):
+    items = list(gen)
+    return [i for i in items if isinstance(i, str)], items[-1]
+
+
+def test_it_streams_tokens_and_reads_the_final_usage(upstream):
+    usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    upstream.handler = reply_sse(["Hel", "lo", "!"], usage=usage)
+    tokens, result = collect(stream(cfg(upstream), PROMPT))
+    assert tokens == ["Hel", "lo", "!"]
+    assert isinstance(result, CallResult) and result.ok
+    assert result.content == "Hello!" and result.streamed
+    assert (result.usage.prompt_tokens, result.usage.total_tokens) == (7, 10)
+    assert result.ttft_ms is not None and result.finish_reason == "stop"
+    sent = upstream.requests[0].json()
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+def test_a_stream_without_usage_reports_not_reported(upstream):
+    upstream.handler = reply_sse(["a", "b"])
+    _, result = collect(stream(cfg(upstream), PROMPT))
+    assert result.ok and not result.usage.reported
+
+
+def test_a_stream_that_breaks_midway_fails_and_keeps_the_partial_text(upstream):
+    upstream.handler = reply_sse(["one ", "two ", "three"], break_after=2)
+    tokens, result = collect(stream(cfg(upstream), PROMPT))
+    assert tokens == ["one ", "two "]
+    assert not result.ok and result.error.kind == "connection"
+    assert result.content == "one two "
+
+
+def test_an_endpoint_that_answers_json_falls_back_cleanly(upstream):
+    upstream.handler = reply_json(openai_reply("plain answer"))
+    tokens, result = collect(stream(cfg(upstream), PROMPT))
+    assert tokens == [] and result.ok and result.content == "plain answer"
+    assert not result.streamed and result.usage.total_tokens == 15
+
+
+def test_an_endpoint_rejecting_stream_options_is_retried_without_streaming(upstream):
+    def handle(rec, h):
+        if rec.json().get("stream"):
+            reply_json({"error": {"message": "Unknown parameter: stream_options"}}, status=400)(
+                rec, h
+            )
+        else:
+            reply_json(openai_reply("no stream here"))(rec, h)
+
+    upstream.handler = handle
+    _, result = collect(stream(cfg(upstream), PROMPT))
+    assert result.ok and result.content == "no stream here"
+    assert len(upstream.requests) == 2
+
+
+def test_an_error_status_is_classified_like_a_normal_call(upstream):
+    upstream.handler = reply_json({"error": {"message": "bad key"}}, status=401)
+    _, result = collect(
+        stream(cfg(upstream, auth=AuthConfig(kind="bearer", token="t" * 20)), PROMPT)
+    )
+    assert result.error.kind == "auth"
+
+
+def test_anthropic_streams_with_input_and_output_tokens(upstream):
+    upstream.handler = reply_anthropic_sse(["Hi", " there"], input_tokens=9, output_tokens=2)
+    tokens, result = collect(stream(cfg(upstream, protocol="anthropic-messages"), PROMPT))
+    assert tokens == ["Hi", " there"]
+    assert result.ok and result.finish_reason == "end_turn"
+    assert (
+        result.usage.prompt_tokens,
+        result.usage.completion_tokens,
+        result.usage.total_tokens,
+    ) == (9, 2, 11)
+
+
+def test_closing_the_stream_early_closes_the_upstream_connection(upstream):
+    upstream.handler = reply_sse([f"w{i} " for i in range(50)], delay=0.05)
+    gen = stream(cfg(upstream), PROMPT)
+    assert next(gen) == "w0 "
+    gen.close()
+    import time
+
+    time.sleep(0.5)
+    # The server noticed the closed connection and stopped writing.
+    assert (
+        upstream.requests[0].finished
+        and upstream.requests[0].finished - upstream.requests[0].started < 2
+    )
+
+
+def test_a_custom_template_falls_back_to_a_single_call(upstream):
+    upstream.handler = reply_json(openai_reply("custom ok"))
+    config = cfg(
+        upstream,
+        protocol="custom",
+        request_template={"model": "{{model}}", "messages": "{{messages}}"},
+    )
+    config = LLMConfig(**{**config.__dict__, "endpoint": f"{upstream.url}/gen"})
+    _, result = collect(stream(config, PROMPT))
+    assert result.ok and result.content == "custom ok"
