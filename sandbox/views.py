@@ -80,7 +80,11 @@ def _ctx(request, form, **extra) -> dict:
 
 
 def _result(run: SandboxRun) -> dict:
-    return {"run": run, "markdown": markdown_html(run.reply) if run.reply else ""}
+    return {
+        "run": run,
+        "markdown": markdown_html(run.reply) if run.reply else "",
+        "curl": curl_from_redacted(run.request) if run.request else "",
+    }
 
 
 def _limited(request, form, cost: int):
@@ -221,12 +225,7 @@ def run_detail(request, pk):
     run = _visible_runs(request.user).filter(pk=pk).select_related("user", "model").first()
     if run is None:
         raise Http404("No such run.")
-    ctx = _result(run) | {"curl": _curl(run)}
-    return render(request, "sandbox/run_detail.html", ctx)
-
-
-def _curl(run: SandboxRun) -> str:
-    return curl_from_redacted(run.request) if run.request else ""
+    return render(request, "sandbox/run_detail.html", _result(run))
 
 
 @require_http_methods(["POST"])
@@ -240,16 +239,14 @@ def rerun(request, pk):
         return render(
             request,
             "sandbox/run_detail.html",
-            _result(old)
-            | {"curl": _curl(old), "rerun_error": "That model is disabled or deleted."},
+            _result(old) | {"rerun_error": "That model is disabled or deleted."},
         )
     wait = ratelimit.check(request.user.pk, 1)
     if wait:
         return render(
             request,
             "sandbox/run_detail.html",
-            _result(old)
-            | {"curl": _curl(old), "rerun_error": f"Too many runs: try again in {wait} s."},
+            _result(old) | {"rerun_error": f"Too many runs: try again in {wait} s."},
         )
     new = services.run_once(
         request.user, model, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))

@@ -170,3 +170,30 @@ def test_demo_data_passes_its_test_against_the_demo_upstream(db, live_server, se
     assert result.usage.total_tokens and result.finish_reason in ("stop", "length")
     model.refresh_from_db()
     assert model.last_test_status == "passing" and test.ok
+
+
+def test_the_gunicorn_config_loads_with_threaded_workers():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--check-config",
+            "--print-config",
+            "-c",
+            "config/gunicorn.conf.py",
+            "config.wsgi",
+        ],
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}, **PROD_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = {
+        k.strip(): v.strip()
+        for k, _, v in (line.partition("=") for line in proc.stdout.splitlines())
+    }
+    assert config["worker_class"] == "gthread"
+    assert int(config["threads"]) >= 16

@@ -31,6 +31,21 @@ class AuthConfig:
     def secrets(self) -> list[str]:
         return [s for s in (self.token, self.password, self.client_secret) if s]
 
+    USES = {
+        "none": (),
+        "bearer": ("token",),
+        "header": ("header_name", "token"),
+        "query": ("query_param", "token"),
+        "body": ("body_path", "token"),
+        "basic": ("username", "password"),
+        "oauth2": ("token_url", "client_id", "client_secret", "scope"),
+    }
+
+    def effective(self) -> AuthConfig:
+        """Return only what this kind of authentication uses; leftovers of other kinds drop."""
+        used = self.USES.get(self.kind, ())
+        return AuthConfig(kind=self.kind, **{name: getattr(self, name) for name in used})
+
 
 @dataclass(frozen=True)
 class Header:

@@ -1,14 +1,28 @@
-"""Auth profiles: list, create, edit, delete. Secrets are never rendered back."""
+"""Auth profiles: list, create, edit, delete. Secrets are never rendered back.
+
+Editing how a profile authenticates changes every integration that uses it, so the
+new credentials are tested against each enabled model using the profile before
+anything is saved. If one fails, nothing is saved unless the user chooses to save
+anyway and disable the failing models.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
 from django.contrib import messages
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from integrations import services
 from integrations.forms import AuthProfileForm
-from integrations.models import AuthProfile
+from integrations.llm import client
+from integrations.llm.config import CallResult
+from integrations.llm.errors import LLMError
+from integrations.models import AuthProfile, CustomModel
 from integrations.roles import can_edit, editor_required
 from integrations.secrets import mask
 from integrations.views.helpers import go
@@ -32,18 +46,74 @@ def profile_list(request):
     )
 
 
+def _retest(profile: AuthProfile, new_auth, user) -> list[tuple[CustomModel, CallResult]]:
+    """Test every enabled model using the profile with the new credentials; record each test."""
+    models = list(
+        CustomModel.objects.filter(
+            integration__auth_profile=profile, enabled=True, integration__enabled=True
+        ).select_related("integration")
+    )
+    jobs = []
+    for model in models:
+        try:
+            config = replace(services.config_for(model.integration, model), auth=new_auth)
+            jobs.append((model, config, None))
+        except LLMError as exc:
+            jobs.append((model, None, CallResult(ok=False, error=exc)))
+
+    def one(job):
+        model, config, failed = job
+        params = model.test_model_parameters or services.DEFAULT_TEST_PARAMETERS
+        return failed or client.call(config, services.test_prompt(params))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, jobs))
+    for (model, config, _), result in zip(jobs, results, strict=True):
+        params = model.test_model_parameters or services.DEFAULT_TEST_PARAMETERS
+        services.record_test(model.integration, model, config, result, user, params)
+    return [(model, result) for (model, _, _), result in zip(jobs, results, strict=True)]
+
+
 @require_http_methods(["GET", "POST"])
 @editor_required
 def profile_edit(request, pk=None):
     profile = get_object_or_404(AuthProfile, pk=pk) if pk else AuthProfile(created_by=request.user)
     form = AuthProfileForm(request.POST or None, instance=profile)
-    if request.method == "POST" and form.is_valid():
+    ctx = {"form": form, "profile": profile}
+    if request.method != "POST" or not form.is_valid():
+        return render(request, "integrations/auth_profile_form.html", ctx)
+    failing: list = []
+    if pk:
+        try:
+            old_auth = services.auth_config(AuthProfile.objects.get(pk=pk))
+        except LLMError:
+            old_auth = None  # an unreadable secret: anything typed now is a change
+        try:
+            new_auth = services.auth_config(form.instance)
+        except LLMError as exc:
+            form.add_error(None, exc.message)
+            return render(request, "integrations/auth_profile_form.html", ctx)
+        if old_auth is None or new_auth.effective() != old_auth.effective():
+            tested = _retest(profile, new_auth, request.user)
+            failing = [(m, r) for m, r in tested if not r.ok]
+            if failing and request.POST.get("action") != "save_disable":
+                ctx["failing"] = failing
+                return render(request, "integrations/auth_profile_form.html", ctx)
+            if tested and not failing:
+                messages.success(request, f"The new credentials passed on {len(tested)} model(s).")
+    with transaction.atomic():
         form.save()
-        messages.success(request, f"Auth profile {profile.name} saved.")
-        return go(request, reverse("auth-profiles"))
-    return render(
-        request, "integrations/auth_profile_form.html", {"form": form, "profile": profile}
-    )
+        for model, _ in failing:
+            model.enabled = False
+            model.save(update_fields=["enabled", "updated_at"])
+    if failing:
+        names = ", ".join(str(m) for m, _ in failing)
+        messages.error(
+            request,
+            f"Saved; these models failed with the new credentials and were disabled: {names}.",
+        )
+    messages.success(request, f"Auth profile {profile.name} saved.")
+    return go(request, reverse("auth-profiles"))
 
 
 @require_http_methods(["GET", "POST"])
@@ -56,11 +126,8 @@ def profile_delete(request, pk):
         messages.success(request, f"Auth profile {profile.name} deleted.")
         return go(request, reverse("auth-profiles"))
     if request.method == "POST":
-        messages.error(
-            request,
-            f"{profile.name} is used by {', '.join(i.name for i in used_by)}; it was not deleted.",
-        )
+        names = ", ".join(i.name for i in used_by)
+        messages.error(request, f"{profile.name} is used by {names}; it was not deleted.")
         return redirect("auth-profile-delete", pk=pk)
-    return render(
-        request, "integrations/auth_profile_delete.html", {"profile": profile, "used_by": used_by}
-    )
+    ctx = {"profile": profile, "used_by": used_by}
+    return render(request, "integrations/auth_profile_delete.html", ctx)

@@ -619,3 +619,64 @@ def test_the_catalog_uses_a_constant_number_of_queries(
     with django_assert_max_num_queries(8):
         response = client.get(reverse("home"))
     assert response.status_code == 200 and "301 models" in response.content.decode()
+
+
+def test_changed_profile_credentials_are_tested_before_they_are_saved(
+    editor_client, make_integration, upstream
+):
+    model = make_integration()
+    profile = model.integration.auth_profile
+    url = reverse("auth-profile-edit", args=[profile.pk])
+
+    def only_new_key(rec, h):
+        if rec.headers.get("Authorization") == "Bearer sk-new-key-123456789":
+            reply_json(openai_reply("ok"))(rec, h)
+        else:
+            reply_json({"error": {"message": "bad key"}}, status=401)(rec, h)
+
+    upstream.handler = only_new_key
+    response = editor_client.post(
+        url, {"name": profile.name, "kind": "bearer", "token": "sk-wrong-key-000000000"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and "Not saved" in html and "Check the auth profile" in html
+    profile.refresh_from_db()
+    assert profile.token == CANARY
+    assert CustomModel.objects.get(pk=model.pk).enabled
+
+    response = editor_client.post(
+        url, {"name": profile.name, "kind": "bearer", "token": "sk-new-key-123456789"}
+    )
+    assert response.status_code == 302
+    profile.refresh_from_db()
+    assert profile.token == "sk-new-key-123456789"
+    assert CustomModel.objects.get(pk=model.pk).last_test_status == "passing"
+
+
+def test_saving_failing_credentials_anyway_disables_the_failing_models(
+    editor_client, make_integration, upstream
+):
+    upstream.handler = reply_json({"error": {"message": "bad key"}}, status=401)
+    model = make_integration()
+    profile = model.integration.auth_profile
+    url = reverse("auth-profile-edit", args=[profile.pk])
+    data = {
+        "name": profile.name,
+        "kind": "bearer",
+        "token": "sk-other-key-00000000",
+        "action": "save_disable",
+    }
+    assert editor_client.post(url, data).status_code == 302
+    profile.refresh_from_db()
+    model.refresh_from_db()
+    assert profile.token == "sk-other-key-00000000"
+    assert not model.enabled and model.last_test_status == "failing"
+
+
+def test_renaming_a_profile_needs_no_test(editor_client, make_integration, upstream):
+    profile = make_integration().integration.auth_profile
+    editor_client.post(
+        reverse("auth-profile-edit", args=[profile.pk]),
+        {"name": "New name", "kind": "bearer", "token": ""},
+    )
+    assert upstream.requests == []

@@ -335,3 +335,33 @@ def test_oauth2_refreshes_once_after_a_401(upstream):
     )
     result = call(cfg(upstream, auth=auth), PROMPT)
     assert result.ok and result.content == "fresh"
+
+
+@override_settings(LLM_ALLOW_LOOPBACK=False, LLM_ALLOW_PRIVATE=False)
+@pytest.mark.parametrize(
+    "answers",
+    [["169.254.169.254"], ["93.184.216.34", "10.0.0.5"], ["::ffff:169.254.169.254"], ["127.0.0.1"]],
+)
+def test_a_hostname_resolving_to_any_blocked_address_is_refused(monkeypatch, answers):
+    real = socket.getaddrinfo
+
+    def fake(host, port, *args, **kwargs):
+        if host == "llm.example.test":
+            return [
+                (
+                    socket.AF_INET6 if ":" in a else socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    6,
+                    "",
+                    (a, port),
+                )
+                for a in answers
+            ]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    result = call(
+        LLMConfig(endpoint="https://llm.example.test/v1", model_id="m", timeout=2), PROMPT
+    )
+    assert result.error.kind == "blocked"
+    assert "llm.example.test" in result.error.message

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from integrations.models import CustomModel
@@ -197,7 +198,7 @@ def test_a_broken_stream_is_recorded_as_failed_with_partial_text(
 
 
 def test_stopping_a_stream_closes_the_upstream_and_keeps_the_partial_text(
-    client, charlie, make_integration, upstream
+    client, charlie, make_integration, upstream, monkeypatch
 ):
     upstream.handler = reply_sse([f"w{i} " for i in range(100)], delay=0.05)
     model = make_integration()
@@ -207,7 +208,12 @@ def test_stopping_a_stream_closes_the_upstream_and_keeps_the_partial_text(
     seen = b""
     while b"event: token" not in seen:
         seen += next(chunks)
-    response.close()  # what the server does when the browser aborts
+    # What the server does when the browser aborts: it closes the response, which ends the
+    # request and lets Django recycle database connections. The test's connection holds
+    # the test transaction, so it must survive that.
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "close_if_unusable_or_obsolete", lambda: None)
+        response.close()
     run = SandboxRun.objects.get()
     assert run.status == "stopped" and run.reply.startswith("w0")
     time.sleep(0.3)
