@@ -6,14 +6,18 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from integrations import services
+from integrations import audit, services
 from integrations.llm.protocols import adapter_for
 from integrations.models import (
+    ApiToken,
+    AuditAction,
+    AuditEvent,
     AuthProfile,
     ConnectionTest,
     CustomModel,
     Integration,
     IntegrationHeader,
+    StoredSecret,
 )
 from integrations.secrets import mask
 
@@ -54,10 +58,43 @@ class AuthProfileForm(SecretFieldsForm):
         fields = "__all__"
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Every change made in the Django admin lands in the audit trail too."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def save_model(self, request, obj, form, change):
+        before = (
+            audit.snapshot(type(obj).objects.get(pk=obj.pk), self.secret_fields) if change else {}
+        )
+        if not change and hasattr(obj, "created_by_id") and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        changes = audit.diff(before, audit.snapshot(obj, self.secret_fields))
+        if changes or not change:
+            action = AuditAction.UPDATE if change else AuditAction.CREATE
+            audit.record(request, action, obj, changes, detail="in the Django admin")
+
+    def delete_model(self, request, obj):
+        audit.record(request, AuditAction.DELETE, obj, detail="in the Django admin")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            audit.record(request, AuditAction.DELETE, obj, detail="in the Django admin")
+        super().delete_queryset(request, queryset)
+
+
 def _test_models(request, models) -> None:
     passed = failed = 0
     for model in models:
         result, _ = services.test_model(model, request.user)
+        audit.record(
+            request,
+            AuditAction.TEST,
+            model,
+            detail="Django admin: " + ("ok" if result.ok else result.error.kind),
+        )
         if result.ok:
             passed += 1
         else:
@@ -68,8 +105,9 @@ def _test_models(request, models) -> None:
 
 
 @admin.register(AuthProfile)
-class AuthProfileAdmin(admin.ModelAdmin):
+class AuthProfileAdmin(AuditedAdmin):
     form = AuthProfileForm
+    secret_fields = AuthProfile.SECRET_FIELDS
     list_display = ["name", "kind", "masked_token", "updated_at"]
     list_filter = ["kind"]
     search_fields = ["name"]
@@ -78,11 +116,6 @@ class AuthProfileAdmin(admin.ModelAdmin):
     @admin.display(description="Secret")
     def masked_token(self, obj: AuthProfile) -> str:
         return mask(obj.token or obj.password or obj.client_secret) or "—"
-
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 class HeaderForm(SecretFieldsForm):
@@ -132,7 +165,7 @@ class ModelInline(admin.TabularInline):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(AuditedAdmin):
     form = IntegrationForm
     list_display = ["name", "protocol", "endpoint", "auth_profile", "enabled", "updated_at"]
     list_filter = ["protocol", "enabled"]
@@ -142,21 +175,16 @@ class IntegrationAdmin(admin.ModelAdmin):
     inlines = [HeaderInline, ModelInline]
     actions = ["test_connection"]
 
-    @admin.action(description="Test connection (every model)")
+    @admin.action(description="Test connection (every model)", permissions=["change"])
     def test_connection(self, request, queryset):
         models = CustomModel.objects.filter(integration__in=queryset).select_related(
             "integration__auth_profile"
         )
         _test_models(request, models)
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-
 
 @admin.register(CustomModel)
-class CustomModelAdmin(admin.ModelAdmin):
+class CustomModelAdmin(AuditedAdmin):
     list_display = [
         "name",
         "model_id",
@@ -179,14 +207,9 @@ class CustomModelAdmin(admin.ModelAdmin):
     ]
     actions = ["test_connection"]
 
-    @admin.action(description="Test connection")
+    @admin.action(description="Test connection", permissions=["change"])
     def test_connection(self, request, queryset):
         _test_models(request, queryset.select_related("integration__auth_profile"))
-
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 @admin.register(ConnectionTest)
@@ -210,3 +233,49 @@ class ConnectionTestAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """Audit rows can be read here, never added, changed or deleted."""
+
+    list_display = ["created_at", "username", "action", "object_type", "object_repr", "ip"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["username", "object_repr", "object_id", "detail"]
+    date_hierarchy = "created_at"
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_select_related = ["user"]
+    exclude = ["digest"]
+
+
+@admin.register(StoredSecret)
+class StoredSecretAdmin(ReadOnlyAdmin):
+    list_display = ["name", "secret_type", "masked", "created_at"]
+    exclude = ["value"]
+
+    @admin.display(description="Value")
+    def masked(self, obj: StoredSecret) -> str:
+        return mask(obj.value)

@@ -27,7 +27,7 @@ def role_of(user) -> str | None:
     cached = getattr(user, "_console_role", None)
     if cached:
         return cached
-    names = set(user.groups.values_list("name", flat=True))
+    names = {g.name for g in user.groups.all()}  # uses a prefetch when the caller made one
     role = next((r for r in ROLES if r in names), MEMBER)
     user._console_role = role
     return role
@@ -51,3 +51,24 @@ def editor_required(view):
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def admin_required(view):
+    """Refuse (403) anyone but an Admin."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not is_admin(request.user):
+            raise PermissionDenied("Admins only.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def set_role(user, role: str) -> None:
+    from django.contrib.auth.models import Group
+
+    groups = [Group.objects.get_or_create(name=name)[0] for name in ROLES]
+    user.groups.remove(*groups)
+    user.groups.add(next(g for g in groups if g.name == role))
+    user.__dict__.pop("_console_role", None)

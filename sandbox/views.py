@@ -12,11 +12,12 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from integrations import audit
 from integrations.llm import client
 from integrations.llm.config import CallResult, Prompt
 from integrations.llm.errors import LLMError
 from integrations.llm.redact import curl_from_redacted
-from integrations.models import CustomModel
+from integrations.models import AuditAction, CustomModel
 from integrations.roles import can_edit
 from integrations.views.helpers import go
 from sandbox import ratelimit, services
@@ -123,6 +124,8 @@ def run(request):
         runs = [services.run_once(request.user, models[0], prompt)]
     else:
         runs = services.compare(request.user, models, prompt)
+    for r in runs:
+        audit.record(request, AuditAction.SANDBOX_RUN, r, detail=f"{r.model_name}: {r.status}")
     results = [_result(r) for r in runs]
     if request.htmx:
         return render(request, f"{PAGE}#results", {"results": results})
@@ -168,6 +171,12 @@ def stream(request):
                 else:
                     finished = True
                     services.finish(run, item)
+                    audit.record(
+                        request,
+                        AuditAction.SANDBOX_RUN,
+                        run,
+                        detail=f"{run.model_name}: {run.status} (streamed)",
+                    )
                     html = render_to_string(f"{PAGE}#result", _result(run), request)
                     yield _sse("done", {"html": html, "run": str(run.pk)})
         finally:
@@ -182,6 +191,9 @@ def stream(request):
                     error=LLMError("connection", "Stopped by the user."),
                 )
                 services.finish(run, stopped, stopped=True)
+                audit.record(
+                    request, AuditAction.SANDBOX_RUN, run, detail=f"{run.model_name}: stopped"
+                )
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -250,5 +262,8 @@ def rerun(request, pk):
         )
     new = services.run_once(
         request.user, model, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))
+    )
+    audit.record(
+        request, AuditAction.SANDBOX_RUN, new, detail=f"{new.model_name}: {new.status} (run again)"
     )
     return go(request, reverse("sandbox-run", args=[new.pk]))

@@ -17,12 +17,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from integrations import services
+from integrations import audit, services
 from integrations.forms import AuthProfileForm
 from integrations.llm import client
 from integrations.llm.config import CallResult
 from integrations.llm.errors import LLMError
-from integrations.models import AuthProfile, CustomModel
+from integrations.models import AuditAction, AuthProfile, CustomModel
 from integrations.roles import can_edit, editor_required
 from integrations.secrets import mask
 from integrations.views.helpers import go
@@ -46,7 +46,7 @@ def profile_list(request):
     )
 
 
-def _retest(profile: AuthProfile, new_auth, user) -> list[tuple[CustomModel, CallResult]]:
+def _retest(request, profile: AuthProfile, new_auth, user) -> list[tuple[CustomModel, CallResult]]:
     """Test every enabled model using the profile with the new credentials; record each test."""
     models = list(
         CustomModel.objects.filter(
@@ -71,6 +71,12 @@ def _retest(profile: AuthProfile, new_auth, user) -> list[tuple[CustomModel, Cal
     for (model, config, _), result in zip(jobs, results, strict=True):
         params = model.test_model_parameters or services.DEFAULT_TEST_PARAMETERS
         services.record_test(model.integration, model, config, result, user, params)
+        audit.record(
+            request,
+            AuditAction.TEST,
+            model,
+            detail="new credentials: " + ("ok" if result.ok else result.error.kind),
+        )
     return [(model, result) for (model, _, _), result in zip(jobs, results, strict=True)]
 
 
@@ -83,6 +89,9 @@ def profile_edit(request, pk=None):
     if request.method != "POST" or not form.is_valid():
         return render(request, "integrations/auth_profile_form.html", ctx)
     failing: list = []
+    before = (
+        audit.snapshot(AuthProfile.objects.get(pk=pk), AuthProfile.SECRET_FIELDS) if pk else None
+    )
     if pk:
         try:
             old_auth = services.auth_config(AuthProfile.objects.get(pk=pk))
@@ -94,7 +103,7 @@ def profile_edit(request, pk=None):
             form.add_error(None, exc.message)
             return render(request, "integrations/auth_profile_form.html", ctx)
         if old_auth is None or new_auth.effective() != old_auth.effective():
-            tested = _retest(profile, new_auth, request.user)
+            tested = _retest(request, profile, new_auth, request.user)
             failing = [(m, r) for m, r in tested if not r.ok]
             if failing and request.POST.get("action") != "save_disable":
                 ctx["failing"] = failing
@@ -103,9 +112,16 @@ def profile_edit(request, pk=None):
                 messages.success(request, f"The new credentials passed on {len(tested)} model(s).")
     with transaction.atomic():
         form.save()
+        if before is None:
+            audit.record_created(request, profile, AuthProfile.SECRET_FIELDS)
+        else:
+            changes = audit.diff(before, audit.snapshot(profile, AuthProfile.SECRET_FIELDS))
+            if changes:
+                audit.record(request, AuditAction.UPDATE, profile, changes)
         for model, _ in failing:
             model.enabled = False
             model.save(update_fields=["enabled", "updated_at"])
+            audit.record(request, AuditAction.DISABLE, model, detail="failed with new credentials")
     if failing:
         names = ", ".join(str(m) for m, _ in failing)
         messages.error(
@@ -122,6 +138,7 @@ def profile_delete(request, pk):
     profile = get_object_or_404(AuthProfile, pk=pk)
     used_by = list(profile.integrations.order_by("name"))
     if request.method == "POST" and not used_by:
+        audit.record(request, AuditAction.DELETE, profile)
         profile.delete()
         messages.success(request, f"Auth profile {profile.name} deleted.")
         return go(request, reverse("auth-profiles"))

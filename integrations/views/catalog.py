@@ -9,8 +9,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations import services
-from integrations.models import CustomModel, Integration, TestStatus
+from integrations import audit, services
+from integrations.models import AuditAction, CustomModel, Integration, TestStatus
 from integrations.roles import can_edit, editor_required
 from integrations.views.helpers import safe_next
 
@@ -59,7 +59,8 @@ def model_test(request, pk):
     model = get_object_or_404(
         CustomModel.objects.select_related("integration__auth_profile"), pk=pk
     )
-    result, _ = services.test_model(model, request.user)
+    result, test = services.test_model(model, request.user)
+    audit.record(request, AuditAction.TEST, model, detail="ok" if result.ok else result.error.kind)
     if request.htmx:
         return _row(request, model)
     if result.ok:
@@ -79,12 +80,17 @@ def model_toggle(request, pk):
     if model.enabled:
         model.enabled = False
         model.save(update_fields=["enabled", "updated_at"])
+        audit.record(request, AuditAction.DISABLE, model)
         messages.success(request, f"{model.name} disabled.")
     else:
         result, _ = services.test_model(model, request.user)
+        audit.record(
+            request, AuditAction.TEST, model, detail="ok" if result.ok else result.error.kind
+        )
         if result.ok:
             model.enabled = True
             model.save(update_fields=["enabled", "updated_at"])
+            audit.record(request, AuditAction.ENABLE, model)
             messages.success(request, f"{model.name} passed its test and is enabled.")
         else:
             messages.error(

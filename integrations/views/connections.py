@@ -14,12 +14,20 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import reswap, retarget
 
-from integrations import receipts, services
+from integrations import audit, receipts, services
 from integrations.forms import NEW, ConnectionForm, default_template_text
 from integrations.llm import client
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
-from integrations.models import ConnectionTest, CustomModel, Integration, Protocol, TestStatus
+from integrations.models import (
+    AuditAction,
+    AuthProfile,
+    ConnectionTest,
+    CustomModel,
+    Integration,
+    Protocol,
+    TestStatus,
+)
 from integrations.roles import editor_required
 from integrations.views.helpers import go
 
@@ -81,6 +89,12 @@ def _run_test(request, form: ConnectionForm, ctx: dict) -> None:
         subject,
     )
     ctx.update(result=result, test=test)
+    audit.record(
+        request,
+        AuditAction.TEST,
+        test,
+        detail=f"{test.subject}: {'ok' if result.ok else result.error.kind}",
+    )
     if result.ok:
         ctx["receipt"] = receipts.issue(form.fingerprint(), request.user)
         ctx["save_enabled"] = True
@@ -103,7 +117,10 @@ def _save(request, form: ConnectionForm, draft: bool):
         enabled = True
     else:  # unchanged configuration: keep whatever state it had
         enabled = (form.model or form.integration).enabled
+    before_integration = audit.integration_state(form.integration) if form.integration else None
+    before_model = audit.snapshot(form.model) if form.model else None
     obj = form.save(request.user, enabled=enabled)
+    _audit_save(request, form, obj, before_integration, before_model)
     integration = obj if isinstance(obj, Integration) else obj.integration
     model = obj if isinstance(obj, CustomModel) else None
     tests = ConnectionTest.objects.filter(user=request.user, config_hash=fingerprint)
@@ -121,6 +138,35 @@ def _save(request, form: ConnectionForm, draft: bool):
                 update_fields=["last_test_status", "last_test_latency_ms", "last_tested_at"]
             )
     return obj
+
+
+def _audit_save(request, form, obj, before_integration, before_model) -> None:
+    integration = obj if isinstance(obj, Integration) else obj.integration
+    if form.mode == "add":
+        if (
+            integration.auth_profile
+            and integration.auth_profile.created_at >= integration.created_at
+        ):
+            audit.record_created(request, integration.auth_profile, AuthProfile.SECRET_FIELDS)
+        audit.record(
+            request,
+            AuditAction.CREATE,
+            integration,
+            audit.diff({}, audit.integration_state(integration)),
+        )
+        audit.record_created(request, obj)
+        return
+    if form.mode == "integration":
+        changes = audit.diff(before_integration, audit.integration_state(integration))
+        if changes:
+            audit.record(request, AuditAction.UPDATE, integration, changes)
+        return
+    if before_model is None:
+        audit.record_created(request, obj)
+    else:
+        changes = audit.diff(before_model, audit.snapshot(obj))
+        if changes:
+            audit.record(request, AuditAction.UPDATE, obj, changes)
 
 
 def _handle(request, form: ConnectionForm, ctx: dict):

@@ -1,0 +1,616 @@
+"""/api/v2/llms (the Vectara Create LLM shape), /api/v2/secrets and /api/v2/auth-profiles.
+
+Creating or changing an LLM tests it first through the same client as the Test
+button; only a passing test writes anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from ninja import Field, Router, Schema
+from ninja.errors import HttpError
+
+from integrations import audit, services
+from integrations.llm import client
+from integrations.llm.config import AuthConfig, CallResult, LLMConfig
+from integrations.llm.errors import LLMError
+from integrations.llm.protocols import adapter_for
+from integrations.models import (
+    AuditAction,
+    AuthKind,
+    AuthProfile,
+    ConnectionTest,
+    CustomModel,
+    Integration,
+    StoredSecret,
+    TestStatus,
+)
+from integrations.roles import can_edit
+from integrations.secrets import CredentialUnreadable, mask, reveal
+
+router = Router(tags=["llms"])
+MAX_LIMIT = 200
+
+
+def require_editor(request) -> None:
+    if not can_edit(request.user):
+        raise PermissionDenied(
+            "Editors and Admins only: this token's owner may only read and run prompts."
+        )
+
+
+# --- schemas -------------------------------------------------------------------------------
+
+
+class BearerAuthIn(Schema):
+    type: Literal["bearer"]
+    token: str | None = Field(None, min_length=1)
+    secret_id: uuid.UUID | None = None
+
+
+class HeaderAuthIn(Schema):
+    type: Literal["header"]
+    header: str = Field(min_length=1, max_length=100)
+    value: str | None = Field(None, min_length=1)
+    secret_id: uuid.UUID | None = None
+
+
+AuthIn = Annotated[BearerAuthIn | HeaderAuthIn, Field(discriminator="type")]
+
+
+class LLMCreate(Schema):
+    type: Literal["openai-compatible"]
+    name: str = Field(min_length=1, max_length=100)
+    description: str = ""
+    model: str = Field(min_length=1, max_length=200)
+    uri: str = Field(min_length=1, max_length=2000)
+    auth: AuthIn | None = None
+    test_model_parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class LLMPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = None
+    enabled: bool | None = None
+    model: str | None = Field(None, min_length=1, max_length=200)
+    uri: str | None = Field(None, min_length=1, max_length=2000)
+    auth: AuthIn | None = None
+    test_model_parameters: dict[str, Any] | None = None
+
+
+class LLMOut(Schema):
+    id: str
+    name: str
+    description: str
+    enabled: bool
+
+
+class LLMDetail(LLMOut):
+    model: str
+    uri: str
+    protocol: str
+    integration: str
+    status: str
+    last_tested_at: datetime | None
+    latency_ms: int | None
+    auth: dict
+    test_model_parameters: dict
+
+
+class ListMetadata(Schema):
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class LLMList(Schema):
+    llms: list[LLMDetail]
+    metadata: ListMetadata
+
+
+class TestOut(Schema):
+    ok: bool
+    status_code: int | None
+    latency_ms: int
+    reply: str
+    finish_reason: str
+    usage: dict
+    error: dict | None
+
+
+class SecretIn(Schema):
+    secret_name: str = Field(min_length=1, max_length=100)
+    secret_type: str = Field("LLM_API_KEY", max_length=40)
+    secret_value: str = Field(min_length=1, max_length=20000)
+
+
+class SecretOut(Schema):
+    secret_id: str
+    secret_name: str
+    secret_type: str
+    created_at: datetime
+
+
+class AuthProfileIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+    type: Literal["none", "bearer", "header", "query", "basic"]
+    header: str = Field("", max_length=100)
+    query_param: str = Field("", max_length=100)
+    username: str = Field("", max_length=200)
+    token: str | None = None
+    secret_id: uuid.UUID | None = None
+
+
+class AuthProfileOut(Schema):
+    id: str
+    name: str
+    type: str
+    header: str
+    query_param: str
+    secret: str
+    used_by: list[str]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _secret_value(secret_id: uuid.UUID | None, inline: str | None, field: str) -> str:
+    if secret_id is not None:
+        stored = StoredSecret.objects.filter(pk=secret_id).first()
+        if stored is None:
+            raise HttpError(422, f"Invalid request: {field}.secret_id: no secret with that id.")
+        try:
+            return reveal(stored.value, f"Secret {stored.name!r}")
+        except CredentialUnreadable as exc:
+            raise HttpError(409, str(exc)) from exc
+    if not inline:
+        raise HttpError(422, f"Invalid request: {field}: give the secret inline or as secret_id.")
+    return inline
+
+
+def _auth_config(auth: BearerAuthIn | HeaderAuthIn | None) -> AuthConfig:
+    if auth is None:
+        return AuthConfig()
+    if auth.type == "bearer":
+        return AuthConfig(
+            kind=AuthKind.BEARER, token=_secret_value(auth.secret_id, auth.token, "auth.token")
+        )
+    return AuthConfig(
+        kind=AuthKind.HEADER,
+        header_name=auth.header,
+        token=_secret_value(auth.secret_id, auth.value, "auth.value"),
+    )
+
+
+def _endpoint(uri: str) -> str:
+    base, _ = adapter_for("openai-chat").normalize(uri)
+    if not base.startswith(("http://", "https://")):
+        raise HttpError(422, "Invalid request: uri: use an http:// or https:// URL.")
+    return base
+
+
+def _failed(result: CallResult) -> HttpError:
+    error = result.error
+    raise_ = HttpError(400, f"The endpoint test failed: {error.message} {error.hint}")
+    raise_.error = error.as_dict()
+    return raise_
+
+
+def _test(config: LLMConfig, params: dict) -> CallResult:
+    return client.call(config, services.test_prompt(params or services.DEFAULT_TEST_PARAMETERS))
+
+
+def _unique_profile_name(base: str) -> str:
+    name, n = f"{base} auth"[:100], 2
+    while AuthProfile.objects.filter(name__iexact=name).exists():
+        name, n = f"{base} auth {n}"[:100], n + 1
+    return name
+
+
+def _detail(model: CustomModel) -> dict:
+    integration = model.integration
+    profile = integration.auth_profile
+    auth = {"type": "none"}
+    if profile is not None:
+        auth = {
+            "type": profile.kind,
+            "profile": profile.name,
+            "secret": mask(profile.token or profile.password),
+        }
+        if profile.header_name:
+            auth["header"] = profile.header_name
+    return {
+        "id": str(model.pk),
+        "name": model.name,
+        "description": model.description,
+        "enabled": model.enabled and integration.enabled,
+        "model": model.model_id,
+        "uri": adapter_for(integration.protocol).url(
+            LLMConfig(
+                endpoint=integration.endpoint,
+                protocol=integration.protocol,
+                model_id=model.model_id,
+                deployment=integration.deployment,
+                api_version=integration.api_version,
+            )
+        ),
+        "protocol": integration.protocol,
+        "integration": integration.name,
+        "status": model.last_test_status,
+        "last_tested_at": model.last_tested_at,
+        "latency_ms": model.last_test_latency_ms,
+        "auth": auth,
+        "test_model_parameters": model.test_model_parameters or {},
+    }
+
+
+def _models():
+    return CustomModel.objects.select_related("integration__auth_profile").order_by(
+        "integration__name", "name"
+    )
+
+
+# --- /llms -------------------------------------------------------------------------------------
+
+
+@router.post("llms", response={201: LLMOut}, summary="Create an LLM (tested first)")
+def create_llm(request, payload: LLMCreate):
+    require_editor(request)
+    name = payload.name.strip()
+    if Integration.objects.filter(name__iexact=name).exists():
+        raise HttpError(409, f"An LLM or integration named {name!r} exists already.")
+    auth = _auth_config(payload.auth)
+    config = LLMConfig(endpoint=_endpoint(payload.uri), model_id=payload.model.strip(), auth=auth)
+    params = payload.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
+    result = _test(config, params)
+    test = services.record_test(
+        None, None, config, result, request.user, params, f"{name} / {name}"
+    )
+    audit.record(
+        request,
+        AuditAction.TEST,
+        test,
+        detail=f"API create of {name}: {'ok' if result.ok else 'failed'}",
+    )
+    if not result.ok:
+        raise _failed(result)
+    try:
+        with transaction.atomic():
+            profile = None
+            if auth.kind != AuthKind.NONE:
+                profile = AuthProfile.objects.create(
+                    name=_unique_profile_name(name),
+                    kind=auth.kind,
+                    token=auth.token,
+                    header_name=auth.header_name,
+                    created_by=request.user,
+                )
+            integration = Integration.objects.create(
+                name=name,
+                description=payload.description,
+                endpoint=config.endpoint,
+                auth_profile=profile,
+                created_by=request.user,
+            )
+            model = CustomModel.objects.create(
+                integration=integration,
+                name=name,
+                model_id=config.model_id,
+                description=payload.description,
+                test_model_parameters=params,
+                last_test_status=TestStatus.PASSING,
+                last_test_latency_ms=result.latency_ms,
+                last_tested_at=test.created_at,
+                created_by=request.user,
+            )
+            ConnectionTest.objects.filter(pk=test.pk).update(integration=integration, model=model)
+    except IntegrityError as exc:
+        raise HttpError(409, f"An LLM named {name!r} was created meanwhile.") from exc
+    audit.record_created(request, integration)
+    audit.record_created(request, model)
+    return 201, {
+        "id": str(model.pk),
+        "name": model.name,
+        "description": model.description,
+        "enabled": True,
+    }
+
+
+@router.get("llms", response=LLMList, summary="List LLMs")
+def list_llms(
+    request,
+    limit: int = 50,
+    offset: int = 0,
+    enabled: bool | None = None,
+    q: str = "",
+    integration: str = "",
+):
+    limit = max(1, min(limit, MAX_LIMIT))
+    offset = max(0, offset)
+    models = _models()
+    if q:
+        models = models.filter(
+            Q(name__icontains=q) | Q(model_id__icontains=q) | Q(integration__name__icontains=q)
+        )
+    if integration:
+        models = models.filter(integration__name=integration)
+    if enabled is True:
+        models = models.filter(enabled=True, integration__enabled=True)
+    elif enabled is False:
+        models = models.filter(Q(enabled=False) | Q(integration__enabled=False))
+    total = models.count()
+    page = [_detail(m) for m in models[offset : offset + limit]]
+    next_offset = offset + limit if offset + limit < total else None
+    return {
+        "llms": page,
+        "metadata": {"total": total, "limit": limit, "offset": offset, "next_offset": next_offset},
+    }
+
+
+@router.get("llms/{llm_id}", response=LLMDetail, summary="Get an LLM")
+def get_llm(request, llm_id: uuid.UUID):
+    return _detail(get_object_or_404(_models(), pk=llm_id))
+
+
+@router.patch(
+    "llms/{llm_id}",
+    response=LLMDetail,
+    summary="Change an LLM (a changed configuration is tested first)",
+)
+def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
+    require_editor(request)
+    model = get_object_or_404(_models(), pk=llm_id)
+    integration = model.integration
+    before_model, before_integration = audit.snapshot(model), audit.snapshot(integration)
+    config_changes = {"model", "uri", "auth", "test_model_parameters"} & payload.model_fields_set
+    enabling = payload.enabled is True and not (model.enabled and integration.enabled)
+    if config_changes or enabling:
+        try:
+            config = services.config_for(integration, model)
+        except LLMError as exc:
+            if "auth" not in payload.model_fields_set:
+                raise HttpError(409, exc.message) from exc
+            config = services.config_for(replace_auth_free(integration), model)
+        if payload.model is not None:
+            config = replace(config, model_id=payload.model.strip())
+        if payload.uri is not None:
+            config = replace(config, endpoint=_endpoint(payload.uri))
+        if "auth" in payload.model_fields_set:
+            config = replace(config, auth=_auth_config(payload.auth))
+        params = payload.test_model_parameters or model.test_model_parameters
+        result = _test(config, params)
+        services.record_test(integration, model, config, result, request.user, params)
+        audit.record(
+            request,
+            AuditAction.TEST,
+            model,
+            detail=f"API change: {'ok' if result.ok else 'failed'}",
+        )
+        if not result.ok:
+            raise _failed(result)
+        with transaction.atomic():
+            if payload.model is not None:
+                model.model_id = config.model_id
+            if payload.uri is not None:
+                integration.endpoint = config.endpoint
+            if "auth" in payload.model_fields_set:
+                integration.auth_profile = _profile_for(
+                    config.auth, model.name, integration, request.user
+                )
+            if payload.test_model_parameters is not None:
+                model.test_model_parameters = payload.test_model_parameters
+            integration.save()
+            model.save()
+    if payload.name is not None and payload.name.strip() != model.name:
+        new = payload.name.strip()
+        if (
+            CustomModel.objects.filter(integration=integration, name__iexact=new)
+            .exclude(pk=model.pk)
+            .exists()
+        ):
+            raise HttpError(409, f"This integration has a model named {new!r} already.")
+        model.name = new
+    if payload.description is not None:
+        model.description = payload.description
+    if payload.enabled is not None:
+        model.enabled = payload.enabled
+        if payload.enabled:
+            integration.enabled = True
+            integration.save(update_fields=["enabled", "updated_at"])
+    model.save()
+    changes = audit.diff(before_model, audit.snapshot(model)) | audit.diff(
+        before_integration, audit.snapshot(integration)
+    )
+    if "enabled" in changes and len(changes) == 1:
+        audit.record(request, AuditAction.ENABLE if model.enabled else AuditAction.DISABLE, model)
+    elif changes:
+        audit.record(request, AuditAction.UPDATE, model, changes)
+    return _detail(get_object_or_404(_models(), pk=llm_id))
+
+
+def replace_auth_free(integration: Integration) -> Integration:
+    """Return a copy without its profile, for when an unreadable profile is being replaced."""
+    clone = copy.copy(integration)
+    clone.auth_profile = None
+    return clone
+
+
+def _profile_for(auth: AuthConfig, name: str, integration: Integration, user) -> AuthProfile | None:
+    if auth.kind == AuthKind.NONE:
+        return None
+    return AuthProfile.objects.create(
+        name=_unique_profile_name(name),
+        kind=auth.kind,
+        token=auth.token,
+        header_name=auth.header_name,
+        created_by=user,
+    )
+
+
+@router.delete("llms/{llm_id}", response={204: None}, summary="Delete an LLM")
+def delete_llm(request, llm_id: uuid.UUID):
+    require_editor(request)
+    model = get_object_or_404(_models(), pk=llm_id)
+    integration = model.integration
+    audit.record(request, AuditAction.DELETE, model)
+    with transaction.atomic():
+        model.delete()
+        if not integration.models.exists():
+            audit.record(
+                request, AuditAction.DELETE, integration, detail="its last model was deleted"
+            )
+            integration.delete()
+    return 204, None
+
+
+@router.post("llms/{llm_id}/test", response=TestOut, summary="Test an LLM now")
+def test_llm(request, llm_id: uuid.UUID):
+    require_editor(request)
+    model = get_object_or_404(_models(), pk=llm_id)
+    result, _ = services.test_model(model, request.user)
+    audit.record(request, AuditAction.TEST, model, detail="ok" if result.ok else result.error.kind)
+    return {
+        "ok": result.ok,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "reply": result.content,
+        "finish_reason": result.finish_reason,
+        "usage": usage_dict(result),
+        "error": result.error.as_dict() if result.error else None,
+    }
+
+
+def usage_dict(result: CallResult) -> dict:
+    usage = result.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "reported": usage.reported,
+    }
+
+
+# --- /secrets ----------------------------------------------------------------------------------
+
+secrets_router = Router(tags=["secrets"])
+
+
+def _secret_out(secret: StoredSecret) -> dict:
+    return {
+        "secret_id": str(secret.pk),
+        "secret_name": secret.name,
+        "secret_type": secret.secret_type,
+        "created_at": secret.created_at,
+    }
+
+
+@secrets_router.post(
+    "secrets", response={201: SecretOut}, summary="Store a secret; its value is never returned"
+)
+def create_secret(request, payload: SecretIn):
+    require_editor(request)
+    if StoredSecret.objects.filter(name__iexact=payload.secret_name).exists():
+        raise HttpError(409, f"A secret named {payload.secret_name!r} exists already.")
+    secret = StoredSecret.objects.create(
+        name=payload.secret_name,
+        secret_type=payload.secret_type,
+        value=payload.secret_value,
+        created_by=request.user,
+    )
+    audit.record_created(request, secret)
+    return 201, _secret_out(secret)
+
+
+@secrets_router.get("secrets", response=list[SecretOut], summary="List secrets (names only)")
+def list_secrets(request):
+    require_editor(request)
+    return [_secret_out(s) for s in StoredSecret.objects.all()]
+
+
+@secrets_router.delete("secrets/{secret_id}", response={204: None}, summary="Delete a secret")
+def delete_secret(request, secret_id: uuid.UUID):
+    require_editor(request)
+    secret = get_object_or_404(StoredSecret, pk=secret_id)
+    audit.record(request, AuditAction.DELETE, secret)
+    secret.delete()
+    return 204, None
+
+
+# --- /auth-profiles ------------------------------------------------------------------------------
+
+
+def _profile_out(profile: AuthProfile) -> dict:
+    return {
+        "id": str(profile.pk),
+        "name": profile.name,
+        "type": profile.kind,
+        "header": profile.header_name,
+        "query_param": profile.query_param,
+        "secret": mask(profile.token or profile.password),
+        "used_by": [i.name for i in profile.integrations.all()],
+    }
+
+
+@secrets_router.get(
+    "auth-profiles", response=list[AuthProfileOut], summary="List auth profiles (secrets masked)"
+)
+def list_profiles(request):
+    return [_profile_out(p) for p in AuthProfile.objects.prefetch_related("integrations")]
+
+
+@secrets_router.post(
+    "auth-profiles", response={201: AuthProfileOut}, summary="Create an auth profile"
+)
+def create_profile(request, payload: AuthProfileIn):
+    require_editor(request)
+    if AuthProfile.objects.filter(name__iexact=payload.name).exists():
+        raise HttpError(409, f"An auth profile named {payload.name!r} exists already.")
+    if payload.type == "header" and not payload.header:
+        raise HttpError(422, "Invalid request: header: required for header auth.")
+    if payload.type == "query" and not payload.query_param:
+        raise HttpError(422, "Invalid request: query_param: required for query auth.")
+    secret = (
+        "" if payload.type == "none" else _secret_value(payload.secret_id, payload.token, "token")
+    )
+    profile = AuthProfile(
+        name=payload.name,
+        kind=payload.type,
+        header_name=payload.header,
+        query_param=payload.query_param,
+        username=payload.username,
+        created_by=request.user,
+    )
+    if payload.type == "basic":
+        profile.password = secret
+    else:
+        profile.token = secret
+    profile.save()
+    audit.record_created(request, profile, AuthProfile.SECRET_FIELDS)
+    return 201, _profile_out(profile)
+
+
+@secrets_router.delete(
+    "auth-profiles/{profile_id}", response={204: None}, summary="Delete an unused auth profile"
+)
+def delete_profile(request, profile_id: uuid.UUID):
+    require_editor(request)
+    profile = get_object_or_404(AuthProfile, pk=profile_id)
+    used_by = list(profile.integrations.values_list("name", flat=True))
+    if used_by:
+        raise HttpError(409, f"{profile.name} is used by {', '.join(used_by)}; it was not deleted.")
+    audit.record(request, AuditAction.DELETE, profile)
+    profile.delete()
+    return 204, None
+
+
+router.add_router("", secrets_router)
