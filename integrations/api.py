@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from integrations import audit, services
@@ -318,12 +318,15 @@ def create_llm(request, payload: LLMCreate):
         raise HttpError(409, f"An LLM named {name!r} was created meanwhile.") from exc
     audit.record_created(request, integration)
     audit.record_created(request, model)
-    return 201, {
-        "id": str(model.pk),
-        "name": model.name,
-        "description": model.description,
-        "enabled": True,
-    }
+    return Status(
+        201,
+        {
+            "id": str(model.pk),
+            "name": model.name,
+            "description": model.description,
+            "enabled": True,
+        },
+    )
 
 
 @router.get("llms", response=LLMList, summary="List LLMs")
@@ -470,7 +473,7 @@ def delete_llm(request, llm_id: uuid.UUID):
                 request, AuditAction.DELETE, integration, detail="its last model was deleted"
             )
             integration.delete()
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("llms/{llm_id}/test", response=TestOut, summary="Test an LLM now")
@@ -528,7 +531,7 @@ def create_secret(request, payload: SecretIn):
         created_by=request.user,
     )
     audit.record_created(request, secret)
-    return 201, _secret_out(secret)
+    return Status(201, _secret_out(secret))
 
 
 @secrets_router.get("secrets", response=list[SecretOut], summary="List secrets (names only)")
@@ -543,7 +546,7 @@ def delete_secret(request, secret_id: uuid.UUID):
     secret = get_object_or_404(StoredSecret, pk=secret_id)
     audit.record(request, AuditAction.DELETE, secret)
     secret.delete()
-    return 204, None
+    return Status(204, None)
 
 
 # --- /auth-profiles ------------------------------------------------------------------------------
@@ -596,7 +599,7 @@ def create_profile(request, payload: AuthProfileIn):
         profile.token = secret
     profile.save()
     audit.record_created(request, profile, AuthProfile.SECRET_FIELDS)
-    return 201, _profile_out(profile)
+    return Status(201, _profile_out(profile))
 
 
 @secrets_router.delete(
@@ -610,7 +613,7 @@ def delete_profile(request, profile_id: uuid.UUID):
         raise HttpError(409, f"{profile.name} is used by {', '.join(used_by)}; it was not deleted.")
     audit.record(request, AuditAction.DELETE, profile)
     profile.delete()
-    return 204, None
+    return Status(204, None)
 
 
 router.add_router("", secrets_router)

@@ -162,3 +162,14 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def api_token():
+    """Return a function making a live API token for a user: token(user) -> 'byo_...'."""
+    from integrations import tokens
+
+    def make(user, **kwargs) -> str:
+        return tokens.create(user, "test token", **kwargs)[1]
+
+    return make

@@ -1,0 +1,258 @@
+"""Every URL × every kind of caller, generated from the URL conf and the API schema.
+
+A view added without an entry in PAGES or API fails `test_every_view_is_classified`,
+so no page or endpoint can ship without someone deciding who may use it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from integrations.models import ApiToken, ConnectionTest
+from sandbox.models import SandboxRun
+
+PUBLIC, LOGIN, EDITOR, ADMIN = "public", "login", "editor", "admin"
+
+# url name: (method, who may use it)
+PAGES = {
+    "healthz": ("get", PUBLIC),
+    "login": ("get", PUBLIC),
+    "logout": ("post", PUBLIC),
+    "password_reset": ("get", PUBLIC),
+    "password_reset_done": ("get", PUBLIC),
+    "password_reset_confirm": ("get", PUBLIC),
+    "password_reset_complete": ("get", PUBLIC),
+    "demo-chat": ("post", PUBLIC),
+    "demo-models": ("get", PUBLIC),
+    "home": ("get", LOGIN),
+    "integration-detail": ("get", LOGIN),
+    "connection-test": ("get", LOGIN),
+    "auth-profiles": ("get", LOGIN),
+    "sandbox": ("get", LOGIN),
+    "sandbox-run-now": ("post", LOGIN),
+    "sandbox-stream": ("post", LOGIN),
+    "sandbox-history": ("get", LOGIN),
+    "sandbox-run": ("get", LOGIN),
+    "sandbox-rerun": ("post", LOGIN),
+    "api-tokens": ("get", LOGIN),
+    "api-token-revoke": ("post", LOGIN),
+    "model-test": ("post", EDITOR),
+    "model-toggle": ("post", EDITOR),
+    "model-edit": ("get", EDITOR),
+    "model-delete": ("get", EDITOR),
+    "integration-add": ("get", EDITOR),
+    "endpoint-preview": ("get", EDITOR),
+    "integration-edit": ("get", EDITOR),
+    "integration-delete": ("get", EDITOR),
+    "model-add": ("get", EDITOR),
+    "fetch-models": ("get", EDITOR),
+    "auth-profile-add": ("get", EDITOR),
+    "auth-profile-edit": ("get", EDITOR),
+    "auth-profile-delete": ("get", EDITOR),
+    "team-users": ("get", ADMIN),
+    "team-user-role": ("post", ADMIN),
+    "team-user-active": ("post", ADMIN),
+    "team-user-link": ("post", ADMIN),
+    "audit": ("get", ADMIN),
+    "export-import": ("get", ADMIN),
+}
+# (method, path): who may call it with a token
+API = {
+    ("post", "/api/v2/llms"): EDITOR,
+    ("get", "/api/v2/llms"): LOGIN,
+    ("get", "/api/v2/llms/{llm_id}"): LOGIN,
+    ("patch", "/api/v2/llms/{llm_id}"): EDITOR,
+    ("delete", "/api/v2/llms/{llm_id}"): EDITOR,
+    ("post", "/api/v2/llms/{llm_id}/test"): EDITOR,
+    ("post", "/api/v2/secrets"): EDITOR,
+    ("get", "/api/v2/secrets"): EDITOR,
+    ("delete", "/api/v2/secrets/{secret_id}"): EDITOR,
+    ("get", "/api/v2/auth-profiles"): LOGIN,
+    ("post", "/api/v2/auth-profiles"): EDITOR,
+    ("delete", "/api/v2/auth-profiles/{profile_id}"): EDITOR,
+    ("post", "/api/v2/chat"): LOGIN,
+}
+ALLOWED = {
+    PUBLIC: {"admin", "editor", "member", "anonymous", "deactivated"},
+    LOGIN: {"admin", "editor", "member"},
+    EDITOR: {"admin", "editor"},
+    ADMIN: {"admin"},
+}
+
+
+def url_names(resolver=None, namespace="") -> list[str]:
+    names = []
+    for pattern in (resolver or get_resolver()).url_patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace in ("admin", "api"):
+                continue  # the Django admin has its own staff checks; the API is below
+            names += url_names(pattern)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            names.append(pattern.name)
+    return names
+
+
+def test_every_view_is_classified():
+    unclassified = sorted(set(url_names()) - set(PAGES))
+    assert not unclassified, f"views without an access rule in PAGES: {unclassified}"
+    from config.api import api
+
+    schema = api.get_openapi_schema()
+    operations = {(m, p) for p, ops in schema["paths"].items() for m in ops}
+    assert operations == set(API), f"API operations not classified: {operations ^ set(API)}"
+
+
+@pytest.fixture
+def objects(make_integration, users):
+    model = make_integration()
+    member = users["member"]
+    run = SandboxRun.objects.create(
+        user=member,
+        model=model,
+        model_name="Model A",
+        integration_name="Local",
+        user_prompt="hi",
+        status="ok",
+    )
+    test = ConnectionTest.objects.create(
+        integration=model.integration, model=model, ok=True, config_hash="x"
+    )
+    from integrations import tokens
+
+    token, _ = tokens.create(member, "t")
+    get_user_model().objects.create_user("target", password="pw-target-123")
+    return {
+        "model": model,
+        "integration": model.integration,
+        "profile": model.integration.auth_profile,
+        "run": run,
+        "test": test,
+        "token": token,
+    }
+
+
+def args_for(name: str, o: dict) -> list:
+    by_name = {
+        "integration-detail": [o["integration"].pk],
+        "integration-edit": [o["integration"].pk],
+        "integration-delete": [o["integration"].pk],
+        "model-add": [o["integration"].pk],
+        "fetch-models": [o["integration"].pk],
+        "model-test": [o["model"].pk],
+        "model-toggle": [o["model"].pk],
+        "model-edit": [o["model"].pk],
+        "model-delete": [o["model"].pk],
+        "connection-test": [o["test"].pk],
+        "auth-profile-edit": [o["profile"].pk],
+        "auth-profile-delete": [o["profile"].pk],
+        "sandbox-run": [o["run"].pk],
+        "sandbox-rerun": [o["run"].pk],
+        "api-token-revoke": [o["token"].pk],
+        "team-user-role": ["target"],
+        "team-user-active": ["target"],
+        "team-user-link": ["target"],
+        "password_reset_confirm": ["MQ", "set-password"],
+    }
+    return by_name.get(name, [])
+
+
+@pytest.mark.parametrize("role", ["admin", "editor", "member", "anonymous", "deactivated"])
+def test_pages_answer_each_role_as_the_matrix_says(client, users, objects, role, settings):
+    settings.SANDBOX_RATE_LIMIT = (1000, 60)
+    if role == "deactivated":
+        user = get_user_model().objects.create_user("gone", password="pw-gone-123")
+        client.force_login(user)
+        user.is_active = False
+        user.save()
+    elif role != "anonymous":
+        client.force_login(users[role])
+    for name, (method, level) in PAGES.items():
+        if name == "logout":
+            continue  # it would end the session the rest of the loop needs
+        url = reverse(name, args=args_for(name, objects))
+        data = {"role": "Member"} if name == "team-user-role" else {}
+        response = getattr(client, method)(url, data)
+        allowed = role in ALLOWED[level]
+        went_to_login = response.status_code == 302 and "/login/" in response.get("Location", "")
+        if allowed:
+            assert (
+                response.status_code < 500 and response.status_code != 403 and not went_to_login
+            ), (name, role, response.status_code)
+        elif role in ("anonymous", "deactivated"):
+            assert went_to_login, (name, role, response.status_code)
+        else:
+            assert response.status_code == 403, (name, role, response.status_code)
+
+
+def api_body(method: str, path: str, upstream, o: dict) -> dict | None:
+    if (method, path) == ("post", "/api/v2/llms"):
+        return {
+            "type": "openai-compatible",
+            "name": "New",
+            "model": "m",
+            "uri": f"{upstream.url}/v1",
+        }
+    if (method, path) == ("patch", "/api/v2/llms/{llm_id}"):
+        return {"description": "x"}
+    if (method, path) == ("post", "/api/v2/secrets"):
+        return {"secret_name": "s", "secret_value": "v"}
+    if (method, path) == ("post", "/api/v2/auth-profiles"):
+        return {"name": "p", "type": "bearer", "token": "t"}
+    if (method, path) == ("post", "/api/v2/chat"):
+        return {"model": str(o["model"].pk), "user": "hi"}
+    return None
+
+
+@pytest.mark.parametrize("caller", ["admin", "editor", "member", "none", "revoked", "deactivated"])
+def test_the_api_answers_each_caller_as_the_matrix_says(
+    client, users, objects, upstream, caller, settings
+):
+    import json
+
+    from integrations import tokens
+
+    settings.SANDBOX_RATE_LIMIT = (1000, 60)
+    raw = None
+    if caller in ("admin", "editor", "member"):
+        raw = tokens.create(users[caller], "matrix")[1]
+    elif caller == "revoked":
+        token, raw = tokens.create(users["editor"], "old")
+        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    elif caller == "deactivated":
+        user = get_user_model().objects.create_user("gone-api", password="pw")
+        raw = tokens.create(user, "t")[1]
+        user.is_active = False
+        user.save()
+    headers = {"Authorization": f"Bearer {raw}"} if raw else {}
+    # Deletes last, so the objects they remove exist for the other calls.
+    for (method, path), level in sorted(API.items(), key=lambda item: item[0][0] == "delete"):
+        from integrations.models import StoredSecret
+
+        secret = StoredSecret.objects.get_or_create(name="matrix secret", defaults={"value": "v"})[
+            0
+        ]
+        url = path.format(
+            llm_id=objects["model"].pk, secret_id=secret.pk, profile_id=objects["profile"].pk
+        )
+        body = api_body(method, path, upstream, objects)
+        response = getattr(client, method)(
+            url,
+            data=json.dumps(body) if body is not None else None,
+            content_type="application/json",
+            headers=headers,
+        )
+        assert response["Content-Type"].startswith("application/json"), (method, path)
+        if caller in ("none", "revoked", "deactivated"):
+            assert response.status_code == 401, (method, path, caller, response.status_code)
+        elif caller in ALLOWED[level]:
+            assert response.status_code not in (401, 403) and response.status_code < 500, (
+                method,
+                path,
+                caller,
+                response.content,
+            )
+        else:
+            assert response.status_code == 403, (method, path, caller, response.status_code)
