@@ -48,12 +48,19 @@ def openai_reply(content: str = "pong", usage: dict | None = None, finish: str =
     return data
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 makes simultaneous clients wait for SYN retries (1 s).
+    request_queue_size = 512
+
+
 @dataclass
 class Upstream:
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[Recorded] = field(default_factory=list)
     handler: Callable | None = None
+    record: bool = True  # benchmarks turn this off to keep memory flat
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -65,6 +72,9 @@ class Upstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Like real servers: without TCP_NODELAY, headers and body go out as two
+            # segments and the client's delayed ACK stalls every answer by ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # keep test output quiet
                 pass
@@ -82,8 +92,7 @@ class Upstream:
 
             do_GET = do_POST = do_PUT = _handle
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, 0), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -268,5 +277,42 @@ def reply_anthropic_sse(text_parts: list[str], input_tokens: int = 10, output_to
         )
         event("message_stop", {"type": "message_stop"})
         h.wfile.write(b"0\r\n\r\n")
+
+    return handle
+
+
+def reply_load(
+    latency: float = 0.0,
+    tokens: int = 20,
+    token_rate: float | None = None,
+    failure_ratio: float = 0.0,
+    seed: int = 7,
+):
+    """A load-test upstream: answers after `latency` seconds, streams `tokens` words at
+    `token_rate` per second when asked to stream, and fails a `failure_ratio` share of
+    requests with a 503. Deterministic for a given seed."""
+    import random
+
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def handle(rec, h):
+        with lock:
+            fail = rng.random() < failure_ratio
+        if latency:
+            time.sleep(latency)
+        if fail:
+            send(h, 503, b'{"error": {"message": "overloaded (load test)"}}', "application/json")
+            return
+        try:
+            streaming = bool(json.loads(rec.body or b"{}").get("stream"))
+        except ValueError:
+            streaming = False
+        words = [f"tok{i} " for i in range(tokens)]
+        usage = {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens}
+        if streaming:
+            reply_sse(words, delay=1 / token_rate if token_rate else 0.0, usage=usage)(rec, h)
+        else:
+            send(h, 200, json.dumps(openai_reply("".join(words), usage=usage)).encode(), "application/json")
 
     return handle
