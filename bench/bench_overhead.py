@@ -48,12 +48,31 @@ def main() -> dict:
 
 
 def measure(server, upstream, model, token) -> dict:
-    body = {"model": "bench-model", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi"}], "max_tokens": 20}
+    body = {
+        "model": "bench-model",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hi"},
+        ],
+        "max_tokens": 20,
+    }
     direct = httpx.Client(base_url=upstream.url, timeout=30)
-    api = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+    api = httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
     ui = logged_in_client(server.url)
-    chat = {"model": str(model.pk), "system": "Be brief.", "user": "Say hi", "parameters": {"max_tokens": 20}}
-    form = {"model": str(model.pk), "system_prompt": "Be brief.", "user_prompt": "Say hi", "max_tokens": "20"}
+    chat = {
+        "model": str(model.pk),
+        "system": "Be brief.",
+        "user": "Say hi",
+        "parameters": {"max_tokens": 20},
+    }
+    form = {
+        "model": str(model.pk),
+        "system_prompt": "Be brief.",
+        "user_prompt": "Say hi",
+        "max_tokens": "20",
+    }
 
     def timed(fn) -> float:
         started = time.perf_counter()
@@ -63,7 +82,11 @@ def measure(server, upstream, model, token) -> dict:
         return elapsed
 
     calls = {
-        "direct": lambda: direct.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-bench-key-000000000"}),
+        "direct": lambda: direct.post(
+            "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer sk-bench-key-000000000"},
+        ),
         "api": lambda: api.post("/api/v2/chat", json=chat),
         "sandbox": lambda: ui.post("/sandbox/run", data=form, headers={"HX-Request": "true"}),
     }
@@ -75,17 +98,30 @@ def measure(server, upstream, model, token) -> dict:
         for name, fn in calls.items():
             times[name].append(timed(fn))
     added = {
-        name: [c - d for c, d in zip(times[name], times["direct"], strict=True)] for name in ("api", "sandbox")
+        name: [c - d for c, d in zip(times[name], times["direct"], strict=True)]
+        for name in ("api", "sandbox")
     }
     results = {"requests_each": N, "latency_ms": {k: percentiles(v) for k, v in times.items()}}
     results["added_ms"] = {k: percentiles(v) for k, v in added.items()}
     results["ratio_p50"] = {
-        k: round(results["latency_ms"][k]["p50"] / results["latency_ms"]["direct"]["p50"], 2) for k in ("api", "sandbox")
+        k: round(results["latency_ms"][k]["p50"] / results["latency_ms"]["direct"]["p50"], 2)
+        for k in ("api", "sandbox")
     }
     rows = [[k, v["p50"], v["p95"], v["p99"]] for k, v in results["latency_ms"].items()]
-    table(f"Call latency, ms ({N} interleaved calls each, fast upstream)", rows, ["path", "p50", "p95", "p99"])
-    rows = [[k, v["p50"], v["p95"], v["p99"], results["ratio_p50"][k]] for k, v in results["added_ms"].items()]
-    table("Added by the console, ms (target p50 <= 5, p99 <= 20)", rows, ["path", "p50", "p95", "p99", "ratio p50"])
+    table(
+        f"Call latency, ms ({N} interleaved calls each, fast upstream)",
+        rows,
+        ["path", "p50", "p95", "p99"],
+    )
+    rows = [
+        [k, v["p50"], v["p95"], v["p99"], results["ratio_p50"][k]]
+        for k, v in results["added_ms"].items()
+    ]
+    table(
+        "Added by the console, ms (target p50 <= 5, p99 <= 20)",
+        rows,
+        ["path", "p50", "p95", "p99", "ratio p50"],
+    )
 
     # 5. time to first token, streamed
     upstream.handler = reply_load(latency=0.0, tokens=20, token_rate=200)
@@ -94,7 +130,12 @@ def measure(server, upstream, model, token) -> dict:
     for i in range(STREAM_N + 10):
         started = time.perf_counter()
         first = None
-        with direct.stream("POST", "/v1/chat/completions", json=stream_body, headers={"Authorization": "Bearer sk-bench-key-000000000"}) as r:
+        with direct.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=stream_body,
+            headers={"Authorization": "Bearer sk-bench-key-000000000"},
+        ) as r:
             for line in r.iter_lines():  # read to the end, noting the first token
                 if first is None and '"content"' in line:
                     first = (time.perf_counter() - started) * 1000
@@ -109,10 +150,23 @@ def measure(server, upstream, model, token) -> dict:
         if i >= 10:
             ttft["console"].append(first)
     results["ttft_ms"] = {k: percentiles(v) for k, v in ttft.items()}
-    results["ttft_added_ms"] = percentiles([c - d for c, d in zip(ttft["console"], ttft["direct"], strict=True)])
+    results["ttft_added_ms"] = percentiles(
+        [c - d for c, d in zip(ttft["console"], ttft["direct"], strict=True)]
+    )
     rows = [[k, v["p50"], v["p95"], v["p99"]] for k, v in results["ttft_ms"].items()]
-    rows.append(["added", results["ttft_added_ms"]["p50"], results["ttft_added_ms"]["p95"], results["ttft_added_ms"]["p99"]])
-    table(f"Time to first token, ms ({STREAM_N} streams each; target added <= 10)", rows, ["path", "p50", "p95", "p99"])
+    rows.append(
+        [
+            "added",
+            results["ttft_added_ms"]["p50"],
+            results["ttft_added_ms"]["p95"],
+            results["ttft_added_ms"]["p99"],
+        ]
+    )
+    table(
+        f"Time to first token, ms ({STREAM_N} streams each; target added <= 10)",
+        rows,
+        ["path", "p50", "p95", "p99"],
+    )
     return results
 
 

@@ -91,8 +91,12 @@ def make_user(username: str = "bench", role: str = "Editor"):
 def make_model(name: str, endpoint: str, model_id: str = "bench-model", timeout: float = 60):
     from integrations.models import AuthKind, AuthProfile, CustomModel, Integration
 
-    profile = AuthProfile.objects.create(name=f"{name} key", kind=AuthKind.BEARER, token="sk-bench-key-000000000")
-    integration = Integration.objects.create(name=name, endpoint=endpoint, auth_profile=profile, timeout_seconds=timeout)
+    profile = AuthProfile.objects.create(
+        name=f"{name} key", kind=AuthKind.BEARER, token="sk-bench-key-000000000"
+    )
+    integration = Integration.objects.create(
+        name=name, endpoint=endpoint, auth_profile=profile, timeout_seconds=timeout
+    )
     return CustomModel.objects.create(integration=integration, name=name, model_id=model_id)
 
 
@@ -111,7 +115,16 @@ class Gunicorn:
         env = {**os.environ, **ENV, **(extra_env or {}), "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi", "--access-logfile", "/dev/null"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "config/gunicorn.conf.py",
+                "config.wsgi",
+                "--access-logfile",
+                "/dev/null",
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -126,12 +139,16 @@ class Gunicorn:
                 time.sleep(0.2)
         else:
             self.stop()
-            raise RuntimeError("gunicorn did not start: " + (self.proc.stderr.read() or b"").decode()[-2000:])
+            raise RuntimeError(
+                "gunicorn did not start: " + (self.proc.stderr.read() or b"").decode()[-2000:]
+            )
         # Let every worker finish booting, so the first timings are not imports.
         time.sleep(2)
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
         return [int(p) for p in out.split()]
 
     def worker_rss_mb(self) -> list[float]:
@@ -154,7 +171,9 @@ def logged_in_client(base_url: str, username: str = "bench") -> httpx.Client:
     client = httpx.Client(base_url=base_url, timeout=120)
     page = client.get("/login/")
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = client.post("/login/", data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf})
+    response = client.post(
+        "/login/", data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf}
+    )
     assert response.status_code == 302, response.text[:500]
     client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
     client.headers["Referer"] = base_url + "/"

@@ -6,4 +6,7 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations"
 
     def ready(self) -> None:
-        from integrations import accounts  # noqa: F401 - connects the login audit signals
+        from integrations import (  # noqa: F401 - connect their signal receivers
+            accounts,
+            callcache,
+        )

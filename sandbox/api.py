@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 
@@ -43,12 +42,15 @@ class ChatOut(Schema):
 
 @router.post("chat", response=ChatOut, summary="Run a prompt against an LLM")
 def chat(request, payload: ChatIn):
-    model = get_object_or_404(services.usable_models(), pk=payload.model)
+    goal = services.target(payload.model)
+    if goal is None:
+        raise HttpError(404, "No enabled LLM with that id.")
+    model = goal.model
     wait = ratelimit.check(request.user.pk, 1)
     if wait:
         raise HttpError(429, f"Too many runs: try again in {wait} s.")
     params = {k: v for k, v in payload.parameters.dict().items() if v is not None}
-    run = services.run_once(request.user, model, Prompt(payload.system, payload.user, params))
+    run = services.run_once(request.user, goal, Prompt(payload.system, payload.user, params))
     audit.record(
         request, AuditAction.SANDBOX_RUN, run, detail=f"{model.name} via API: {run.status}"
     )

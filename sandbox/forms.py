@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 from django.conf import settings
 
@@ -38,9 +40,36 @@ class SandboxForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.is_bound:
+            # A run validates the few ids it names (models() loads them); building the
+            # picker's whole list of models on every run would cost a query per run.
+            self.fields["model"] = forms.UUIDField(label="Model")
+            self.fields["compare"] = forms.TypedMultipleChoiceField(
+                label="Compare with",
+                required=False,
+                coerce=str,
+                widget=self.fields["compare"].widget,
+            )
+            self.fields["compare"].valid_value = lambda value: _is_uuid(value)
+        else:
+            self.load_choices()
+
+    def load_choices(self) -> None:
+        """Fill the model pickers (for rendering the form)."""
         choices = model_choices()
-        self.fields["model"].choices = [("", "— choose a model —")] + choices
-        self.fields["compare"].choices = choices
+        self.fields["model"] = forms.ChoiceField(
+            label="Model", choices=[("", "— choose a model —")] + choices
+        )
+        compare = forms.MultipleChoiceField(
+            label="Compare with",
+            required=False,
+            choices=choices,
+            widget=forms.SelectMultiple(attrs={"size": 5}),
+        )
+        self.fields["compare"] = compare
+        if self.is_bound:
+            self._bound_fields_cache.pop("model", None)
+            self._bound_fields_cache.pop("compare", None)
 
     def clean_stop(self) -> list[str]:
         lines = [line for line in self.cleaned_data["stop"].splitlines() if line.strip()]
@@ -50,6 +79,8 @@ class SandboxForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("model") is not None:
+            cleaned["model"] = str(cleaned["model"])
         picked = [cleaned.get("model")] + [
             m for m in cleaned.get("compare", []) if m != cleaned.get("model")
         ]
@@ -61,12 +92,10 @@ class SandboxForm(forms.Form):
         cleaned["models"] = picked
         return cleaned
 
-    def models(self) -> list:
-        by_id = {
-            str(m.pk): m
-            for m in services.usable_models().filter(pk__in=self.cleaned_data["models"])
-        }
-        return [by_id[pk] for pk in self.cleaned_data["models"] if pk in by_id]
+    def targets(self) -> list[services.Target]:
+        """The chosen enabled models, ready to call, in the order picked."""
+        found = (services.target(pk) for pk in self.cleaned_data["models"])
+        return [t for t in found if t is not None]
 
     def prompt(self) -> Prompt:
         data = self.cleaned_data
@@ -81,3 +110,11 @@ class SandboxForm(forms.Form):
             user=data["user_prompt"],
             params={k: v for k, v in params.items() if v is not None},
         )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from django.db.models import Prefetch
 
-from integrations import services
+from integrations import callcache, services
 from integrations.llm import client
 from integrations.llm.config import CallResult, LLMConfig, Prompt
 from integrations.llm.errors import LLMError
@@ -72,31 +73,47 @@ def finish(run: SandboxRun, result: CallResult, stopped: bool = False) -> Sandbo
     return run
 
 
-def config_or_error(model: CustomModel) -> tuple[LLMConfig | None, CallResult | None]:
+@dataclass
+class Target:
+    """A model ready to call: its config, or the error that stops the call (a bad secret)."""
+
+    model: CustomModel
+    config: LLMConfig | None = None
+    failed: CallResult | None = None
+
+
+def target(model_pk) -> Target | None:
+    """Return an enabled model ready to call, or None if there is none by that id."""
+    cached = callcache.get(model_pk)
+    if cached is not None:
+        return Target(*cached)
+    at_generation = callcache.generation() if callcache.enabled() else 0  # read before loading
+    model = usable_models().filter(pk=model_pk).first()
+    if model is None:
+        return None
     try:
-        return services.config_for(model.integration, model), None
+        config = services.config_for(model.integration, model)
     except LLMError as exc:
-        return None, CallResult(ok=False, error=exc)
+        return Target(model, failed=CallResult(ok=False, error=exc))
+    callcache.put(model, config, at_generation)
+    return Target(model, config)
 
 
-def run_once(user, model: CustomModel, prompt: Prompt) -> SandboxRun:
-    config, failed = config_or_error(model)
-    result = failed or client.call(config, prompt)
-    return finish(new_run(user, model, prompt), result)
+def run_once(user, goal: Target, prompt: Prompt) -> SandboxRun:
+    result = goal.failed or client.call(goal.config, prompt)
+    return finish(new_run(user, goal.model, prompt), result)
 
 
-def compare(user, models: list[CustomModel], prompt: Prompt) -> list[SandboxRun]:
+def compare(user, goals: list[Target], prompt: Prompt) -> list[SandboxRun]:
     """Run the same prompt against several models at once; one failure hides nothing."""
     group = uuid.uuid4()
-    configs = [config_or_error(m) for m in models]  # database work stays on this thread
 
-    def one(pair):
-        config, failed = pair
-        return failed or client.call(config, prompt)
+    def one(goal: Target) -> CallResult:
+        return goal.failed or client.call(goal.config, prompt)
 
-    with ThreadPoolExecutor(max_workers=len(models)) as pool:
-        results = list(pool.map(one, configs))
+    with ThreadPoolExecutor(max_workers=len(goals)) as pool:
+        results = list(pool.map(one, goals))
     return [
-        finish(new_run(user, m, prompt, group=group), r)
-        for m, r in zip(models, results, strict=True)
+        finish(new_run(user, g.model, prompt, group=group), r)
+        for g, r in zip(goals, results, strict=True)
     ]

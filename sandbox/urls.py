@@ -9,4 +9,5 @@ urlpatterns = [
     path("history/", views.history, name="sandbox-history"),
     path("runs/<uuid:pk>/", views.run_detail, name="sandbox-run"),
     path("runs/<uuid:pk>/rerun", views.rerun, name="sandbox-rerun"),
+    path("runs/<uuid:pk>/markdown", views.run_markdown, name="sandbox-run-markdown"),
 ]

@@ -6,7 +6,7 @@ import json
 import uuid
 
 from django.core.paginator import Paginator
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -72,6 +72,8 @@ def _is_uuid(value: str) -> bool:
 
 
 def _ctx(request, form, **extra) -> dict:
+    if form.is_bound:
+        form.load_choices()  # the form is about to be shown again
     recent = (
         _visible_runs(request.user)
         .filter(user=request.user)
@@ -81,11 +83,7 @@ def _ctx(request, form, **extra) -> dict:
 
 
 def _result(run: SandboxRun) -> dict:
-    return {
-        "run": run,
-        "markdown": markdown_html(run.reply) if run.reply else "",
-        "curl": curl_from_redacted(run.request) if run.request else "",
-    }
+    return {"run": run, "curl": curl_from_redacted(run.request) if run.request else ""}
 
 
 def _limited(request, form, cost: int):
@@ -110,20 +108,20 @@ def run(request):
         return render(
             request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form)
         )
-    models = form.models()
-    if not models:
+    goals = form.targets()
+    if not goals:
         form.add_error("model", "That model is not available: it may be disabled or deleted.")
         return render(
             request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form)
         )
-    limited = _limited(request, form, len(models))
+    limited = _limited(request, form, len(goals))
     if limited:
         return limited
     prompt = form.prompt()
-    if len(models) == 1:
-        runs = [services.run_once(request.user, models[0], prompt)]
+    if len(goals) == 1:
+        runs = [services.run_once(request.user, goals[0], prompt)]
     else:
-        runs = services.compare(request.user, models, prompt)
+        runs = services.compare(request.user, goals, prompt)
     for r in runs:
         audit.record(request, AuditAction.SANDBOX_RUN, r, detail=f"{r.model_name}: {r.status}")
     results = [_result(r) for r in runs]
@@ -145,20 +143,21 @@ def stream(request):
         return StreamingHttpResponse(
             iter([_sse("invalid", {"html": html})]), content_type="text/event-stream"
         )
-    models = form.models()
-    wait = ratelimit.check(request.user.pk, 1) if models else None
-    if not models or wait:
+    goals = form.targets()
+    wait = ratelimit.check(request.user.pk, 1) if goals else None
+    if not goals or wait:
         message = (
             f"Too many runs: try again in {wait} s." if wait else "That model is not available."
         )
         return StreamingHttpResponse(
             iter([_sse("refused", {"message": message})]), content_type="text/event-stream"
         )
-    model, prompt, user = models[0], form.prompt(), request.user
+    goal, prompt, user = goals[0], form.prompt(), request.user
+    model = goal.model
 
     def events():
         run = services.new_run(user, model, prompt, streamed=True)
-        config, failed = services.config_or_error(model)
+        config, failed = goal.config, goal.failed
         parts: list[str] = []
         finished = False
         generator = iter([failed]) if failed else client.stream(config, prompt)
@@ -240,14 +239,23 @@ def run_detail(request, pk):
     return render(request, "sandbox/run_detail.html", _result(run))
 
 
+@require_GET
+def run_markdown(request, pk):
+    """The reply as sanitized Markdown, fetched when someone asks for it."""
+    run = _visible_runs(request.user).filter(pk=pk).only("reply", "user_id").first()
+    if run is None:
+        raise Http404("No such run.")
+    return HttpResponse(markdown_html(run.reply))
+
+
 @require_http_methods(["POST"])
 def rerun(request, pk):
     """Run the same prompts and parameters again against the same model."""
     old = _visible_runs(request.user).filter(pk=pk).first()
     if old is None:
         raise Http404("No such run.")
-    model = services.usable_models().filter(pk=old.model_id).first()
-    if model is None:
+    goal = services.target(old.model_id) if old.model_id else None
+    if goal is None:
         return render(
             request,
             "sandbox/run_detail.html",
@@ -261,7 +269,7 @@ def rerun(request, pk):
             _result(old) | {"rerun_error": f"Too many runs: try again in {wait} s."},
         )
     new = services.run_once(
-        request.user, model, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))
+        request.user, goal, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))
     )
     audit.record(
         request, AuditAction.SANDBOX_RUN, new, detail=f"{new.model_name}: {new.status} (run again)"

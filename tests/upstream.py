@@ -313,6 +313,11 @@ def reply_load(
         if streaming:
             reply_sse(words, delay=1 / token_rate if token_rate else 0.0, usage=usage)(rec, h)
         else:
-            send(h, 200, json.dumps(openai_reply("".join(words), usage=usage)).encode(), "application/json")
+            send(
+                h,
+                200,
+                json.dumps(openai_reply("".join(words), usage=usage)).encode(),
+                "application/json",
+            )
 
     return handle

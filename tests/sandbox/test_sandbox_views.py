@@ -93,7 +93,10 @@ def test_a_reply_with_html_is_shown_as_text_and_markdown_is_sanitized(
     html = client.post(reverse("sandbox-run-now"), payload(model), headers=HX).content.decode()
     assert "<script>alert(1)" not in html and "<img" not in html
     assert "&lt;script&gt;" in html
-    assert "<strong>bold</strong>" in html  # the sanitized Markdown view
+    run = SandboxRun.objects.get()
+    markdown = client.get(reverse("sandbox-run-markdown", args=[run.pk])).content.decode()
+    assert "<strong>bold</strong>" in markdown  # the sanitized Markdown view
+    assert "<script" not in markdown and "onerror" not in markdown and "<img" not in markdown
 
 
 def test_usage_not_reported_is_never_presented_as_reported(
@@ -136,7 +139,7 @@ def test_a_disabled_model_cannot_be_run(client, charlie, make_integration, upstr
     model = make_integration(enabled=False)
     client.force_login(charlie)
     html = client.post(reverse("sandbox-run-now"), payload(model), headers=HX).content.decode()
-    assert "Select a valid choice" in html
+    assert "That model is not available" in html
     assert upstream.requests == [] and not SandboxRun.objects.exists()
 
 

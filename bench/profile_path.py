@@ -1,0 +1,85 @@
+"""Profile one console call path in-process (cProfile), to see what costs the milliseconds.
+
+python bench/profile_path.py [api|sandbox] [N]
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import pstats
+import sys
+import time
+
+from common import ENV, make_model, make_user, percentiles, prepare_database, start_upstream
+
+ENV["ALLOWED_HOSTS"] = "testserver"
+from django.conf import settings  # noqa: E402
+
+settings.ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
+
+from django.test import Client  # noqa: E402
+
+from tests.upstream import reply_load  # noqa: E402
+
+
+def main(path: str, n: int) -> None:
+    prepare_database()
+    upstream = start_upstream(reply_load())
+    user = make_user()
+    model = make_model("Fast", f"{upstream.url}/v1")
+    from integrations import tokens
+
+    token = tokens.create(user, "profile")[1]
+    client = Client()
+    client.force_login(user)
+    chat = json.dumps(
+        {
+            "model": str(model.pk),
+            "system": "Be brief.",
+            "user": "Say hi",
+            "parameters": {"max_tokens": 20},
+        }
+    )
+    form = {
+        "model": str(model.pk),
+        "system_prompt": "Be brief.",
+        "user_prompt": "Say hi",
+        "max_tokens": "20",
+    }
+
+    def once():
+        if path == "api":
+            r = client.post(
+                "/api/v2/chat",
+                chat,
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        else:
+            r = client.post("/sandbox/run", form, headers={"HX-Request": "true"})
+        assert r.status_code == 200, r.content[:300]
+
+    for _ in range(30):
+        once()
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        once()
+        times.append((time.perf_counter() - started) * 1000)
+    print(path, "in-process ms:", percentiles(times))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n):
+        once()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats(
+        sys.argv[3] if len(sys.argv) > 3 else "cumulative"
+    ).print_stats(40)
+    upstream.stop()
+
+
+if __name__ == "__main__":
+    main(
+        sys.argv[1] if len(sys.argv) > 1 else "api", int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    )

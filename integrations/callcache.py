@@ -1,0 +1,74 @@
+"""A per-process cache of what a call needs: the model row and its decrypted LLMConfig.
+
+Loading them costs a wide three-table query, a headers query and the decryption of
+every secret, on every Sandbox run and API chat. Here each worker keeps them, checked
+on every use against a generation number in the shared cache: any save or delete of
+an auth profile, integration, header or model bumps it, so every worker drops its
+copy before its next call. Without a shared cache (local memory, i.e. one process per
+cache) a worker could not see another worker's bump, so caching is off there.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from integrations.llm.config import LLMConfig
+from integrations.models import AuthProfile, CustomModel, Integration, IntegrationHeader
+
+GENERATION_KEY = "llm-config-generation"
+MAX_ENTRIES = 2000
+
+_lock = threading.Lock()
+_entries: dict[str, tuple[int, CustomModel, LLMConfig]] = {}
+
+
+def enabled() -> bool:
+    return hasattr(cache, "incr_window")  # the shared Redis backend (config.cache)
+
+
+def generation() -> int:
+    value = cache.get(GENERATION_KEY)
+    if value is None:
+        cache.add(GENERATION_KEY, 1, timeout=None)
+        value = cache.get(GENERATION_KEY, 1)
+    return int(value)
+
+
+def bump() -> None:
+    try:
+        cache.incr(GENERATION_KEY)
+    except ValueError:
+        cache.set(GENERATION_KEY, 2, timeout=None)
+    with _lock:
+        _entries.clear()
+
+
+def get(model_pk) -> tuple[CustomModel, LLMConfig] | None:
+    if not enabled():
+        return None
+    entry = _entries.get(str(model_pk))
+    if entry is None or entry[0] != generation():
+        return None
+    return entry[1], entry[2]
+
+
+def put(model: CustomModel, config: LLMConfig, at_generation: int) -> None:
+    if not enabled():
+        return
+    with _lock:
+        if len(_entries) >= MAX_ENTRIES:
+            _entries.clear()
+        _entries[str(model.pk)] = (at_generation, model, config)
+
+
+@receiver([post_save, post_delete], sender=AuthProfile)
+@receiver([post_save, post_delete], sender=Integration)
+@receiver([post_save, post_delete], sender=IntegrationHeader)
+@receiver([post_save, post_delete], sender=CustomModel)
+def _changed(sender, **kwargs) -> None:
+    if enabled():
+        bump()
