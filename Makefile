@@ -37,8 +37,12 @@ format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks print tables and write bench/results/*.json (see README "Benchmarks").
 bench: $(VENV)/.installed-test
-	@ls bench/*.py >/dev/null 2>&1 && for f in bench/bench_*.py; do $(PY) $$f || exit 1; done || echo "no benchmarks yet"
+	cd bench && ../$(PY) bench_overhead.py 500
+	cd bench && ../$(PY) bench_concurrency.py
+	cd bench && ../$(PY) bench_scale.py
+	cd bench && ../$(PY) bench_memory.py 5 1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles test-artifacts

@@ -29,7 +29,8 @@ ENV = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "bench-secret-key-0123456789-0123456789-0123456789-abcdef",
     "FIELD_ENCRYPTION_KEY": "8nVcC0wQ6tH8bqzv0kq3l2pA0zKmWn7w7d1XyG5ZqVI=",
-    "DATABASE_URL": f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
+    # BENCH_DATABASE_URL picks PostgreSQL (a fresh, empty database) instead of SQLite.
+    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
     "DJANGO_SECURE_COOKIES": "0",
@@ -104,6 +105,37 @@ def start_upstream(handler) -> Upstream:
     server = Upstream(record=False).start()
     server.handler = handler
     return server
+
+
+class UpstreamProcess:
+    """The load-test upstream in its own process, so its threads do not share the
+    benchmark client's interpreter lock (64 clients and 64 handlers in one process
+    measure the GIL, not the console)."""
+
+    def __init__(self, **load):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        self.proc = ctx.Process(target=_serve_upstream, args=(load, queue), daemon=True)
+        self.proc.start()
+        self.port = queue.get(timeout=30)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.join(timeout=5)
+
+
+def _serve_upstream(load: dict, queue) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.upstream import Upstream, reply_load
+
+    server = Upstream(record=False).start()
+    server.handler = reply_load(**load)
+    queue.put(server.port)
+    while True:
+        time.sleep(3600)
 
 
 class Gunicorn:
@@ -203,7 +235,7 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "database": "sqlite (WAL)",
+        "database": "postgresql" if ENV["DATABASE_URL"].startswith("postgres") else "sqlite (WAL)",
         "cache": "redis" if "REDIS_URL" in ENV else "local memory",
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

@@ -2,10 +2,12 @@
 
 An LLM call holds its thread for as long as the upstream takes (seconds, sometimes
 minutes) while using almost no CPU. So we run a few processes (about one per core)
-with many threads each: the number of calls that can wait on upstreams at once is
-workers x threads, and a slow upstream only ties up its own thread.
-Sizing rule: threads >= expected concurrent upstream calls / workers, plus headroom
-for page views. Override with WEB_CONCURRENCY and GUNICORN_THREADS.
+with many threads each, and a slow upstream only ties up its own thread.
+Sizing rule: give EACH worker as many threads as the peak number of calls in flight
+plus headroom for page views. The kernel does not spread connections evenly over the
+workers (bench/bench_concurrency.py saw one worker take 40 of 64), so threads =
+peak / workers leaves calls queued behind a busy worker. Threads are cheap here: an
+idle one costs a few hundred KB. Override with WEB_CONCURRENCY and GUNICORN_THREADS.
 """
 
 import multiprocessing
@@ -14,7 +16,7 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, min(multiprocessing.cpu_count(), 4))))
-threads = int(os.environ.get("GUNICORN_THREADS", 32))
+threads = int(os.environ.get("GUNICORN_THREADS", 64))
 # Longer than the longest allowed upstream call (LLM_MAX_TIMEOUT, 300 s by default).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 330))
 graceful_timeout = 30

@@ -207,9 +207,9 @@ def history(request):
         .select_related("user")
         .defer("request", "raw_excerpt", "system_prompt")
     )
-    model = request.GET.get("model", "")
+    model = request.GET.get("model", "").strip()
     if model:
-        runs = runs.filter(model_name=model)
+        runs = runs.filter(model_name__icontains=model)
     who = request.GET.get("user", "")
     if who and can_edit(request.user):
         runs = runs.filter(user__username=who)
@@ -223,10 +223,6 @@ def history(request):
         "who": who,
         "status": status,
         "sees_all": can_edit(request.user),
-        "model_names": _visible_runs(request.user)
-        .order_by()
-        .values_list("model_name", flat=True)
-        .distinct(),
     }
     return render(request, "sandbox/history.html", ctx)
 
