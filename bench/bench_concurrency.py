@@ -9,12 +9,12 @@ import time
 import httpx
 from common import (
     Gunicorn,
+    UpstreamProcess,
     logged_in_client,
     make_model,
     make_user,
     percentiles,
     prepare_database,
-    UpstreamProcess,
     save,
     table,
 )
@@ -23,14 +23,18 @@ SIMULTANEOUS = 64
 HANGING = 20
 
 
-def run_many(server_url: str, token: str, model_id: str, count: int) -> tuple[float, list[int], list[float]]:
+def run_many(
+    server_url: str, token: str, model_id: str, count: int
+) -> tuple[float, list[int], list[float]]:
     barrier = threading.Barrier(count + 1)
     statuses: list[int] = []
     latencies: list[float] = []
     lock = threading.Lock()
 
     def one():
-        with httpx.Client(base_url=server_url, timeout=120, headers={"Authorization": f"Bearer {token}"}) as c:
+        with httpx.Client(
+            base_url=server_url, timeout=120, headers={"Authorization": f"Bearer {token}"}
+        ) as c:
             c.get("/api/v2/llms?limit=1")  # open the connection before the race starts
             barrier.wait()
             started = time.perf_counter()
@@ -82,7 +86,9 @@ def main() -> dict:
             rows,
             ["server", "calls", "ok", "wall s", "p50 ms", "p99 ms"],
         )
-        hanging = threading.Thread(target=run_many, args=(server.url, token, str(slow.pk), HANGING), daemon=True)
+        hanging = threading.Thread(
+            target=run_many, args=(server.url, token, str(slow.pk), HANGING), daemon=True
+        )
         hanging.start()
         time.sleep(1.0)
         ui = logged_in_client(server.url)

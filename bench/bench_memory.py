@@ -21,13 +21,19 @@ def main() -> dict:
     from integrations import tokens
 
     token = tokens.create(user, "bench")[1]
-    server = Gunicorn()
+    # Worker recycling (max_requests) would hide a leak: off for this check.
+    server = Gunicorn({"GUNICORN_MAX_REQUESTS": "0"})
     rows, results = [], {"rounds": []}
     try:
         idle = server.worker_rss_mb()
         results["idle_mb"] = [round(x, 1) for x in idle]
         rows.append(["idle", "", *[f"{x:.1f}" for x in idle]])
-        clients = [httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {token}"}) for _ in range(8)]
+        clients = [
+            httpx.Client(
+                base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {token}"}
+            )
+            for _ in range(8)
+        ]
         body = {"model": str(model.pk), "system": "Be brief.", "user": "Tell me a story. " * 20}
 
         def call(i: int) -> int:
@@ -39,10 +45,18 @@ def main() -> dict:
                 statuses = list(pool.map(call, range(CALLS)))
             assert statuses.count(200) == CALLS, {s: statuses.count(s) for s in set(statuses)}
             rss = server.worker_rss_mb()
-            results["rounds"].append({"round": round_no, "rss_mb": [round(x, 1) for x in rss], "seconds": round(time.perf_counter() - started, 1)})
+            results["rounds"].append(
+                {
+                    "round": round_no,
+                    "rss_mb": [round(x, 1) for x in rss],
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
             rows.append([f"after round {round_no}", CALLS, *[f"{x:.1f}" for x in rss]])
         first, last = results["rounds"][0]["rss_mb"], results["rounds"][-1]["rss_mb"]
-        results["growth_after_first_round_mb"] = [round(b - a, 1) for a, b in zip(first, last, strict=False)]
+        results["growth_after_first_round_mb"] = [
+            round(b - a, 1) for a, b in zip(first, last, strict=False)
+        ]
         table(
             f"RSS per gunicorn worker, MB ({ROUNDS} rounds of {CALLS} calls; target <= 150, no growth)",
             rows,

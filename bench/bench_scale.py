@@ -33,13 +33,24 @@ def populate() -> dict:
     rng = random.Random(1)
     started = time.perf_counter()
     users = [make_user(f"user{i}", "Editor" if i == 0 else "Member") for i in range(USERS)]
-    profile = AuthProfile.objects.create(name="Shared key", kind=AuthKind.BEARER, token="sk-scale-000000000000")
+    profile = AuthProfile.objects.create(
+        name="Shared key", kind=AuthKind.BEARER, token="sk-scale-000000000000"
+    )
     integrations = Integration.objects.bulk_create(
-        Integration(name=f"Integration {i:04}", endpoint=f"https://llm{i}.example.com/v1", auth_profile=profile)
+        Integration(
+            name=f"Integration {i:04}",
+            endpoint=f"https://llm{i}.example.com/v1",
+            auth_profile=profile,
+        )
         for i in range(INTEGRATIONS)
     )
     models = CustomModel.objects.bulk_create(
-        CustomModel(integration=integ, name=f"Model {j}", model_id=f"model-{i}-{j}", last_test_status=rng.choice(["passing", "failing", "never"]))
+        CustomModel(
+            integration=integ,
+            name=f"Model {j}",
+            model_id=f"model-{i}-{j}",
+            last_test_status=rng.choice(["passing", "failing", "never"]),
+        )
         for i, integ in enumerate(integrations)
         for j in range(MODELS_EACH)
     )
@@ -54,7 +65,12 @@ def populate() -> dict:
                 ok=k % 7 != 0,
                 status_code=200,
                 latency_ms=rng.randint(80, 900),
-                request={"method": "POST", "url": "https://x/v1/chat/completions", "headers": {}, "body": {}},
+                request={
+                    "method": "POST",
+                    "url": "https://x/v1/chat/completions",
+                    "headers": {},
+                    "body": {},
+                },
                 response_excerpt='{"choices": []}',
             )
             for k in range(start, min(TESTS, start + 10_000))
@@ -108,7 +124,12 @@ def main() -> dict:
         ("history, all runs (editor)", "/sandbox/history/", editor, {}),
         ("history, own runs (member)", "/sandbox/history/", member, {}),
         ("GET /api/v2/llms", "/api/v2/llms", None, {"Authorization": f"Bearer {token}"}),
-        ("GET /api/v2/llms, offset 4000", "/api/v2/llms?offset=4000", None, {"Authorization": f"Bearer {token}"}),
+        (
+            "GET /api/v2/llms, offset 4000",
+            "/api/v2/llms?offset=4000",
+            None,
+            {"Authorization": f"Bearer {token}"},
+        ),
     ]
     results, rows = {}, []
     for label, url, user, headers in pages:

@@ -30,7 +30,8 @@ ENV = {
     "DJANGO_SECRET_KEY": "bench-secret-key-0123456789-0123456789-0123456789-abcdef",
     "FIELD_ENCRYPTION_KEY": "8nVcC0wQ6tH8bqzv0kq3l2pA0zKmWn7w7d1XyG5ZqVI=",
     # BENCH_DATABASE_URL picks PostgreSQL (a fresh, empty database) instead of SQLite.
-    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
+    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL")
+    or f"sqlite:///{WORKDIR / 'bench.sqlite3'}",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
     "DJANGO_SECURE_COOKIES": "0",

@@ -10,7 +10,16 @@ from django.db import models
 
 from integrations.models import AuditAction, AuditEvent
 
-SECRET_NAMES = {"token", "password", "client_secret", "value", "auth_token", "secret_value"}
+# proxy_url may carry credentials (http://user:pass@proxy), so it is shown only as changed.
+SECRET_NAMES = {
+    "token",
+    "password",
+    "client_secret",
+    "value",
+    "auth_token",
+    "secret_value",
+    "proxy_url",
+}
 
 
 def client_ip(request) -> str | None:

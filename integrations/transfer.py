@@ -102,6 +102,9 @@ def export(include_secrets: bool = False, passphrase: str = "") -> dict:
         entry = {"name": integration.name} | {
             f: _plain(getattr(integration, f)) for f in INTEGRATION_FIELDS
         }
+        if "@" in integration.proxy_url:  # credentials in the proxy URL are a secret too
+            entry["proxy_url"] = None
+            entry["sealed_proxy_url"] = seal(integration.proxy_url)
         entry["auth_profile"] = integration.auth_profile.name if integration.auth_profile else None
         entry["headers"] = [
             {"name": h.name, "secret": h.secret}
@@ -201,6 +204,14 @@ def import_data(
         created = integration is None
         integration = integration or Integration(name=name, created_by=user)
         values = {f: entry[f] for f in INTEGRATION_FIELDS if f in entry}
+        if "sealed_proxy_url" in entry:
+            proxy = unseal(entry["sealed_proxy_url"], f"integration {name}: proxy URL")
+            if proxy:
+                values["proxy_url"] = proxy
+            else:
+                values.pop("proxy_url", None)
+                if not integration.proxy_url:
+                    report.missing_secrets.append(f"integration {name}: proxy URL")
         profile_name = entry.get("auth_profile")
         values["auth_profile"] = (
             AuthProfile.objects.get(name=profile_name) if profile_name else None

@@ -20,14 +20,30 @@ def grow(model: CustomModel, users, n: int) -> None:
         Integration(name=f"Grown {n}-{i}", endpoint="https://x.example/v1") for i in range(n)
     )
     CustomModel.objects.bulk_create(
-        CustomModel(integration=integ, name=f"M{j}", model_id=f"m{j}") for integ in integrations for j in range(3)
+        CustomModel(integration=integ, name=f"M{j}", model_id=f"m{j}")
+        for integ in integrations
+        for j in range(3)
     )
     ConnectionTest.objects.bulk_create(
-        ConnectionTest(integration=model.integration, model=model, user=users["editor"], ok=True, config_hash="x")
+        ConnectionTest(
+            integration=model.integration,
+            model=model,
+            user=users["editor"],
+            ok=True,
+            config_hash="x",
+        )
         for _ in range(n * 5)
     )
     SandboxRun.objects.bulk_create(
-        SandboxRun(user=u, model=model, model_name="Model A", integration_name="Local", user_prompt="p", reply="r", status="ok")
+        SandboxRun(
+            user=u,
+            model=model,
+            model_name="Model A",
+            integration_name="Local",
+            user_prompt="p",
+            reply="r",
+            status="ok",
+        )
         for _ in range(n * 5)
         for u in users.values()
     )
@@ -42,7 +58,14 @@ def count(client, url: str, **headers) -> int:
 
 @pytest.mark.parametrize(
     "page, bound",
-    [("catalog", 8), ("detail", 10), ("history-editor", 8), ("history-member", 8), ("api-list", 5), ("tests-page", 10)],
+    [
+        ("catalog", 8),
+        ("detail", 10),
+        ("history-editor", 8),
+        ("history-member", 8),
+        ("api-list", 5),
+        ("tests-page", 10),
+    ],
 )
 def test_queries_do_not_grow_with_the_data(client, users, make_integration, api_token, page, bound):
     model = make_integration()
@@ -53,7 +76,11 @@ def test_queries_do_not_grow_with_the_data(client, users, make_integration, api_
         "history-editor": (reverse("sandbox-history"), users["editor"], {}),
         "history-member": (reverse("sandbox-history"), users["member"], {}),
         "api-list": ("/api/v2/llms", None, {"Authorization": f"Bearer {token}"}),
-        "tests-page": (reverse("integration-detail", args=[model.integration.pk]) + "?page=2", users["member"], {}),
+        "tests-page": (
+            reverse("integration-detail", args=[model.integration.pk]) + "?page=2",
+            users["member"],
+            {},
+        ),
     }
     url, user, headers = urls[page]
     if user is not None:

@@ -145,6 +145,14 @@ def make_usage(prompt: Any, completion: Any, total: Any) -> Usage:
     return usage
 
 
+def openai_usage(data: dict) -> Usage:
+    """Return the usage block of an OpenAI-shaped reply or stream chunk."""
+    usage = data.get("usage") or {}
+    return make_usage(
+        usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
+    )
+
+
 def _text_of(content: Any) -> str | None:
     """Return message content as text; OpenAI may send a list of parts."""
     if isinstance(content, str):
@@ -246,11 +254,8 @@ def _require(value: Any, what: str) -> Any:
 def _openai_event(data: Any, state: dict, text_of_choice) -> str:
     if not isinstance(data, dict):
         return ""
-    usage = data.get("usage")
-    if isinstance(usage, dict):
-        state["usage"] = make_usage(
-            usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
-        )
+    if isinstance(data.get("usage"), dict):
+        state["usage"] = openai_usage(data)
     choice = get_path(data, "choices.0")
     if not isinstance(choice, dict):
         return ""
@@ -291,16 +296,7 @@ class OpenAIChat(Adapter):
             content = _text_of(message.get("content"))
             if content is None:
                 content = ""  # a tool call or a refusal without text
-        usage = data.get("usage") or {}
-        return (
-            content,
-            choice.get("finish_reason") or "",
-            make_usage(
-                usage.get("prompt_tokens"),
-                usage.get("completion_tokens"),
-                usage.get("total_tokens"),
-            ),
-        )
+        return content, choice.get("finish_reason") or "", openai_usage(data)
 
 
 class OpenAICompletions(OpenAIChat):
@@ -327,16 +323,7 @@ class OpenAICompletions(OpenAIChat):
     def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
         choice = _require(get_path(data, "choices.0"), "choices[0]")
         text = _require(choice.get("text") if isinstance(choice, dict) else None, "choices[0].text")
-        usage = data.get("usage") or {}
-        return (
-            text,
-            choice.get("finish_reason") or "",
-            make_usage(
-                usage.get("prompt_tokens"),
-                usage.get("completion_tokens"),
-                usage.get("total_tokens"),
-            ),
-        )
+        return text, choice.get("finish_reason") or "", openai_usage(data)
 
 
 class AnthropicMessages(Adapter):

@@ -145,3 +145,16 @@ def test_check_models_prints_a_table_and_fails_on_a_failure(make_integration, up
     assert "FAILED server_error" in out.getvalue()
     model.refresh_from_db()
     assert not model.enabled and model.tests.count() == 2
+
+
+def test_a_proxy_url_with_credentials_is_treated_as_a_secret(make_integration):
+    model = make_integration()
+    Integration.objects.filter(pk=model.integration.pk).update(
+        proxy_url="http://u:proxy-pass-123@proxy.local:3128"
+    )
+    assert "proxy-pass-123" not in json.dumps(transfer.export())
+    sealed = transfer.export(include_secrets=True, passphrase="passphrase-2")
+    assert "proxy-pass-123" not in json.dumps(sealed)
+    wipe()
+    transfer.import_data(sealed, "passphrase-2")
+    assert Integration.objects.get().proxy_url == "http://u:proxy-pass-123@proxy.local:3128"

@@ -112,3 +112,22 @@ def test_a_custom_template_falls_back_to_a_single_call(upstream):
     config = LLMConfig(**{**config.__dict__, "endpoint": f"{upstream.url}/gen"})
     _, result = collect(stream(config, PROMPT))
     assert result.ok and result.content == "custom ok"
+
+
+def test_the_load_test_upstream_honours_latency_token_rate_and_failure_ratio(upstream):
+    import time as clock
+
+    from tests.upstream import reply_load
+
+    upstream.handler = reply_load(latency=0.2, tokens=10, token_rate=50, failure_ratio=0.5, seed=3)
+    outcomes = []
+    for _ in range(10):
+        started = clock.perf_counter()
+        tokens, result = collect(stream(cfg(upstream), PROMPT))
+        outcomes.append((result.ok, len(tokens), clock.perf_counter() - started))
+    failures = [o for o in outcomes if not o[0]]
+    assert 2 <= len(failures) <= 8  # about half, deterministic for the seed
+    for ok, count, elapsed in outcomes:
+        assert elapsed >= 0.2
+        if ok:
+            assert count == 10 and elapsed >= 0.2 + 9 / 50
