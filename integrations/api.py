@@ -206,8 +206,20 @@ def _failed(result: CallResult) -> HttpError:
     return raise_
 
 
-def _test(config: LLMConfig, params: dict) -> CallResult:
-    return client.call(config, services.test_prompt(params or services.DEFAULT_TEST_PARAMETERS))
+def _tested(request, integration, config: LLMConfig, params: dict, subject: str):
+    """Test a configuration that is not saved yet; record and audit it; refuse (4xx) on failure.
+
+    The test is recorded against the integration only: a failed test of a change must
+    not move the saved model's status badge.
+    """
+    result = client.call(config, services.test_prompt(params or services.DEFAULT_TEST_PARAMETERS))
+    test = services.record_test(integration, None, config, result, request.user, params, subject)
+    audit.record(
+        request, AuditAction.TEST, test, detail=f"API: {subject}: {'ok' if result.ok else 'failed'}"
+    )
+    if not result.ok:
+        raise _failed(result)
+    return result, test
 
 
 def _unique_profile_name(base: str) -> str:
@@ -272,29 +284,10 @@ def create_llm(request, payload: LLMCreate):
     auth = _auth_config(payload.auth)
     config = LLMConfig(endpoint=_endpoint(payload.uri), model_id=payload.model.strip(), auth=auth)
     params = payload.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
-    result = _test(config, params)
-    test = services.record_test(
-        None, None, config, result, request.user, params, f"{name} / {name}"
-    )
-    audit.record(
-        request,
-        AuditAction.TEST,
-        test,
-        detail=f"API create of {name}: {'ok' if result.ok else 'failed'}",
-    )
-    if not result.ok:
-        raise _failed(result)
+    result, test = _tested(request, None, config, params, f"{name} / {name}")
     try:
         with transaction.atomic():
-            profile = None
-            if auth.kind != AuthKind.NONE:
-                profile = AuthProfile.objects.create(
-                    name=_unique_profile_name(name),
-                    kind=auth.kind,
-                    token=auth.token,
-                    header_name=auth.header_name,
-                    created_by=request.user,
-                )
+            profile = _profile_for(config.auth, name, request.user)
             integration = Integration.objects.create(
                 name=name,
                 description=payload.description,
@@ -391,17 +384,12 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
         if "auth" in payload.model_fields_set:
             config = replace(config, auth=_auth_config(payload.auth))
         params = payload.test_model_parameters or model.test_model_parameters
-        result = _test(config, params)
-        services.record_test(integration, model, config, result, request.user, params)
-        audit.record(
-            request,
-            AuditAction.TEST,
-            model,
-            detail=f"API change: {'ok' if result.ok else 'failed'}",
-        )
-        if not result.ok:
-            raise _failed(result)
+        result, test = _tested(request, integration, config, params, str(model))
         with transaction.atomic():
+            ConnectionTest.objects.filter(pk=test.pk).update(model=model)
+            model.last_test_status = TestStatus.PASSING
+            model.last_test_latency_ms = result.latency_ms
+            model.last_tested_at = test.created_at
             if payload.model is not None:
                 model.model_id = config.model_id
             if payload.uri is not None:
@@ -448,7 +436,8 @@ def replace_auth_free(integration: Integration) -> Integration:
     return clone
 
 
-def _profile_for(auth: AuthConfig, name: str, integration: Integration, user) -> AuthProfile | None:
+def _profile_for(auth: AuthConfig, name: str, user) -> AuthProfile | None:
+    """Return a new auth profile holding these credentials (None for no auth)."""
     if auth.kind == AuthKind.NONE:
         return None
     return AuthProfile.objects.create(

@@ -197,3 +197,22 @@ def test_the_gunicorn_config_loads_with_threaded_workers():
     }
     assert config["worker_class"] == "gthread"
     assert int(config["threads"]) >= 16
+
+
+def test_manage_py_in_an_unconfigured_checkout_runs_in_dev_mode():
+    proc = run_manage("check", env={})
+    assert proc.returncode == 0, proc.stderr
+    assert "dev mode" in proc.stderr
+
+
+def test_the_wsgi_app_without_keys_fails_closed():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import config.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0 and "ImproperlyConfigured" in proc.stderr

@@ -306,3 +306,13 @@ def test_the_api_docs_need_a_login_and_load_no_cdn(client, charlie):
     assert "swagger" in html.lower() and "cdn" not in html.lower()
     schema = client.get("/api/openapi.json").json()
     assert "/api/v2/llms" in schema["paths"] and "/api/v2/chat" in schema["paths"]
+
+
+def test_a_failed_change_leaves_the_saved_model_and_its_badge_alone(editor_api, upstream):
+    _, created = editor_api.call("post", "llms", vectara_examples(upstream)[1])
+    upstream.handler = reply_json({"error": {"message": "no such model"}}, status=404)
+    status, body = editor_api.call("patch", f"llms/{created['id']}", {"model": "gpt-nope"})
+    assert status == 400 and body["error"]["kind"] == "unknown_model"
+    model = CustomModel.objects.get(pk=created["id"])
+    assert model.model_id == "gpt-4o-mini" and model.last_test_status == "passing"
+    assert ConnectionTest.objects.filter(ok=False, model__isnull=True).count() == 1
