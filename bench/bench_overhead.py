@@ -14,11 +14,13 @@ import time
 import httpx
 from common import (
     Gunicorn,
+    chat_payload,
     logged_in_client,
     make_model,
     make_user,
     percentiles,
     prepare_database,
+    sandbox_form,
     save,
     start_upstream,
     table,
@@ -61,18 +63,8 @@ def measure(server, upstream, model, token) -> dict:
         base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
     )
     ui = logged_in_client(server.url)
-    chat = {
-        "model": str(model.pk),
-        "system": "Be brief.",
-        "user": "Say hi",
-        "parameters": {"max_tokens": 20},
-    }
-    form = {
-        "model": str(model.pk),
-        "system_prompt": "Be brief.",
-        "user_prompt": "Say hi",
-        "max_tokens": "20",
-    }
+    chat = chat_payload(model)
+    form = sandbox_form(model)
 
     def timed(fn) -> float:
         started = time.perf_counter()

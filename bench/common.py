@@ -66,6 +66,26 @@ from tests.upstream import Upstream  # noqa: E402
 PASSWORD = "bench-password-123"
 
 
+def chat_payload(model) -> dict:
+    """The prompt every overhead measurement sends, as POST /api/v2/chat takes it."""
+    return {
+        "model": str(model.pk),
+        "system": "Be brief.",
+        "user": "Say hi",
+        "parameters": {"max_tokens": 20},
+    }
+
+
+def sandbox_form(model) -> dict:
+    """The same prompt as the Sandbox run view's form takes it."""
+    return {
+        "model": str(model.pk),
+        "system_prompt": "Be brief.",
+        "user_prompt": "Say hi",
+        "max_tokens": "20",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -148,16 +168,7 @@ class Gunicorn:
         env = {**os.environ, **ENV, **(extra_env or {}), "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "config/gunicorn.conf.py",
-                "config.wsgi",
-                "--access-logfile",
-                "/dev/null",
-            ],
+            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

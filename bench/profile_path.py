@@ -11,7 +11,16 @@ import pstats
 import sys
 import time
 
-from common import ENV, make_model, make_user, percentiles, prepare_database, start_upstream
+from common import (
+    ENV,
+    chat_payload,
+    make_model,
+    make_user,
+    percentiles,
+    prepare_database,
+    sandbox_form,
+    start_upstream,
+)
 
 ENV["ALLOWED_HOSTS"] = "testserver"
 from django.conf import settings  # noqa: E402
@@ -33,20 +42,8 @@ def main(path: str, n: int) -> None:
     token = tokens.create(user, "profile")[1]
     client = Client()
     client.force_login(user)
-    chat = json.dumps(
-        {
-            "model": str(model.pk),
-            "system": "Be brief.",
-            "user": "Say hi",
-            "parameters": {"max_tokens": 20},
-        }
-    )
-    form = {
-        "model": str(model.pk),
-        "system_prompt": "Be brief.",
-        "user_prompt": "Say hi",
-        "max_tokens": "20",
-    }
+    chat = json.dumps(chat_payload(model))
+    form = sandbox_form(model)
 
     def once():
         if path == "api":

@@ -35,7 +35,7 @@ from integrations.models import (
     TestStatus,
 )
 from integrations.roles import can_edit
-from integrations.secrets import CredentialUnreadable, mask, reveal
+from integrations.secrets import CredentialUnreadable, reveal
 
 router = Router(tags=["llms"])
 MAX_LIMIT = 200
@@ -207,16 +207,13 @@ def _failed(result: CallResult) -> HttpError:
 
 
 def _tested(request, integration, config: LLMConfig, params: dict, subject: str):
-    """Test a configuration that is not saved yet; record and audit it; refuse (4xx) on failure.
+    """Test a configuration that is not saved yet and record it; refuse (4xx) on failure.
 
     The test is recorded against the integration only: a failed test of a change must
     not move the saved model's status badge.
     """
     result = client.call(config, services.test_prompt(params or services.DEFAULT_TEST_PARAMETERS))
-    test = services.record_test(integration, None, config, result, request.user, params, subject)
-    audit.record(
-        request, AuditAction.TEST, test, detail=f"API: {subject}: {'ok' if result.ok else 'failed'}"
-    )
+    test = services.record_test(integration, None, config, result, request, params, subject)
     if not result.ok:
         raise _failed(result)
     return result, test
@@ -237,7 +234,7 @@ def _detail(model: CustomModel) -> dict:
         auth = {
             "type": profile.kind,
             "profile": profile.name,
-            "secret": mask(profile.token or profile.password),
+            "secret": profile.masked_secret,
         }
         if profile.header_name:
             auth["header"] = profile.header_name
@@ -247,15 +244,7 @@ def _detail(model: CustomModel) -> dict:
         "description": model.description,
         "enabled": model.enabled and integration.enabled,
         "model": model.model_id,
-        "uri": adapter_for(integration.protocol).url(
-            LLMConfig(
-                endpoint=integration.endpoint,
-                protocol=integration.protocol,
-                model_id=model.model_id,
-                deployment=integration.deployment,
-                api_version=integration.api_version,
-            )
-        ),
+        "uri": services.request_url(integration, model.model_id),
         "protocol": integration.protocol,
         "integration": integration.name,
         "status": model.last_test_status,
@@ -469,8 +458,7 @@ def delete_llm(request, llm_id: uuid.UUID):
 def test_llm(request, llm_id: uuid.UUID):
     require_editor(request)
     model = get_object_or_404(_models(), pk=llm_id)
-    result, _ = services.test_model(model, request.user)
-    audit.record(request, AuditAction.TEST, model, detail="ok" if result.ok else result.error.kind)
+    result, _ = services.test_model(model, request)
     return {
         "ok": result.ok,
         "status_code": result.status_code,
@@ -548,7 +536,7 @@ def _profile_out(profile: AuthProfile) -> dict:
         "type": profile.kind,
         "header": profile.header_name,
         "query_param": profile.query_param,
-        "secret": mask(profile.token or profile.password),
+        "secret": profile.masked_secret,
         "used_by": [i.name for i in profile.integrations.all()],
     }
 

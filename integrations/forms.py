@@ -291,6 +291,7 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         else:
             self.fields.pop("test_model", None)
         self.warnings: list[str] = []
+        self.created_profile: AuthProfile | None = None  # set by save() when made inline
         self.config: LLMConfig | None = None
         self.test_params: dict = {}
 
@@ -582,6 +583,7 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
             profile = AuthProfile.objects.create(
                 created_by=user, name=data["new_auth_name"].strip(), **self._auth_row(data)
             )
+            self.created_profile = profile
         else:
             profile = data.get("profile")
         for field in (

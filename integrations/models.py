@@ -9,7 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from integrations.secrets import SecretField
+from integrations.secrets import SecretField, mask
 
 
 class Timestamped(models.Model):
@@ -60,6 +60,11 @@ class AuthProfile(Timestamped):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def masked_secret(self) -> str:
+        """The profile's secret as it may be shown: at most its last 4 characters."""
+        return mask(self.token or self.password or self.client_secret)
 
 
 class Protocol(models.TextChoices):

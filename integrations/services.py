@@ -7,11 +7,14 @@ import json
 
 from django.conf import settings
 
+from integrations import audit
 from integrations.llm import client
 from integrations.llm.config import AuthConfig, CallResult, Header, LLMConfig, Prompt, ResponsePaths
 from integrations.llm.errors import LLMError
+from integrations.llm.protocols import adapter_for
 from integrations.llm.redact import excerpt
 from integrations.models import (
+    AuditAction,
     AuthProfile,
     ConnectionTest,
     CustomModel,
@@ -92,6 +95,26 @@ def config_for(integration: Integration, model: CustomModel | None = None) -> LL
     )
 
 
+def request_url(integration: Integration, model_id: str = "") -> str:
+    """Return where this integration's requests go; needs no secret."""
+    return adapter_for(integration.protocol).url(_url_config(integration, model_id))
+
+
+def lists_models(integration: Integration) -> bool:
+    """Whether the endpoint's protocol has a model list to fetch."""
+    return adapter_for(integration.protocol).models_url(_url_config(integration)) is not None
+
+
+def _url_config(integration: Integration, model_id: str = "") -> LLMConfig:
+    return LLMConfig(
+        endpoint=integration.endpoint,
+        protocol=integration.protocol,
+        model_id=model_id,
+        api_version=integration.api_version,
+        deployment=integration.deployment,
+    )
+
+
 def test_prompt(params: dict | None) -> Prompt:
     return Prompt(
         system=TEST_PROMPT.system,
@@ -113,12 +136,17 @@ def record_test(
     model: CustomModel | None,
     config: LLMConfig | None,
     result: CallResult,
-    user=None,
+    request=None,
     test_params: dict | None = None,
     subject: str = "",
 ) -> ConnectionTest:
-    """Store a test run and move the model's status badge to follow it."""
+    """Store a test run, audit it, and move the model's status badge to follow it.
+
+    Every test goes through here (Test button, catalog, admin action, API, check_models),
+    so every test leaves a ConnectionTest and an audit row. No request means the system.
+    """
     error = result.error
+    user = getattr(request, "user", None)
     if not subject and integration is not None:
         subject = integration.name + (f" / {model.name}" if model else "")
     test = ConnectionTest.objects.create(
@@ -140,10 +168,12 @@ def record_test(
         model.last_test_latency_ms = result.latency_ms
         model.last_tested_at = test.created_at
         model.save(update_fields=["last_test_status", "last_test_latency_ms", "last_tested_at"])
+    outcome = "ok" if result.ok else error.kind
+    audit.record(request, AuditAction.TEST, model or test, detail=f"{subject}: {outcome}")
     return test
 
 
-def test_model(model: CustomModel, user=None) -> tuple[CallResult, ConnectionTest]:
+def test_model(model: CustomModel, request=None) -> tuple[CallResult, ConnectionTest]:
     """Test a saved model through the same client the Sandbox uses, and record it."""
     config = None
     params = model.test_model_parameters or DEFAULT_TEST_PARAMETERS
@@ -152,7 +182,7 @@ def test_model(model: CustomModel, user=None) -> tuple[CallResult, ConnectionTes
         result = client.call(config, test_prompt(params))
     except LLMError as exc:
         result = CallResult(ok=False, error=exc)
-    return result, record_test(model.integration, model, config, result, user, params)
+    return result, record_test(model.integration, model, config, result, request, params)
 
 
 def saved_fingerprint(model: CustomModel) -> str | None:

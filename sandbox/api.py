@@ -7,10 +7,8 @@ import uuid
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 
-from integrations import audit
 from integrations.api import usage_dict
 from integrations.llm.config import CallResult, Prompt, Usage
-from integrations.models import AuditAction
 from sandbox import ratelimit, services
 
 router = Router(tags=["chat"])
@@ -50,10 +48,7 @@ def chat(request, payload: ChatIn):
     if wait:
         raise HttpError(429, f"Too many runs: try again in {wait} s.")
     params = {k: v for k, v in payload.parameters.dict().items() if v is not None}
-    run = services.run_once(request.user, goal, Prompt(payload.system, payload.user, params))
-    audit.record(
-        request, AuditAction.SANDBOX_RUN, run, detail=f"{model.name} via API: {run.status}"
-    )
+    run = services.run_once(request, goal, Prompt(payload.system, payload.user, params))
     if run.status != "ok":
         error = HttpError(502, f"The model call failed: {run.error.message} {run.error.hint}")
         error.error = run.error.as_dict() | {"run_id": str(run.pk)}

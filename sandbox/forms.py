@@ -50,7 +50,7 @@ class SandboxForm(forms.Form):
                 coerce=str,
                 widget=self.fields["compare"].widget,
             )
-            self.fields["compare"].valid_value = lambda value: _is_uuid(value)
+            self.fields["compare"].valid_value = is_uuid
         else:
             self.load_choices()
 
@@ -112,7 +112,7 @@ class SandboxForm(forms.Form):
         )
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
     except ValueError:

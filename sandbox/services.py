@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from django.db.models import Prefetch
 
-from integrations import callcache, services
+from integrations import audit, callcache, services
 from integrations.llm import client
 from integrations.llm.config import CallResult, LLMConfig, Prompt
 from integrations.llm.errors import LLMError
-from integrations.models import CustomModel, IntegrationHeader
+from integrations.models import AuditAction, CustomModel, IntegrationHeader
 from sandbox.models import RunStatus, SandboxRun, cost_of
 
 RAW_EXCERPT_LIMIT = 16 * 1024
@@ -46,8 +46,8 @@ def new_run(
     )
 
 
-def finish(run: SandboxRun, result: CallResult, stopped: bool = False) -> SandboxRun:
-    """Copy a result onto the run and store it (one INSERT)."""
+def finish(run: SandboxRun, result: CallResult, request=None, stopped: bool = False) -> SandboxRun:
+    """Copy a result onto the run, store it and audit it: every run ends here."""
     run.reply = result.content
     run.finish_reason = result.finish_reason
     run.prompt_tokens = result.usage.prompt_tokens
@@ -70,6 +70,10 @@ def finish(run: SandboxRun, result: CallResult, stopped: bool = False) -> Sandbo
         run.error_message = result.error.message
     run.save(force_insert=True)
     run.error = result.error  # for display right after the run; not stored as an object
+    how = " (streamed)" if run.streamed else ""
+    audit.record(
+        request, AuditAction.SANDBOX_RUN, run, detail=f"{run.model_name}: {run.status}{how}"
+    )
     return run
 
 
@@ -99,12 +103,12 @@ def target(model_pk) -> Target | None:
     return Target(model, config)
 
 
-def run_once(user, goal: Target, prompt: Prompt) -> SandboxRun:
+def run_once(request, goal: Target, prompt: Prompt) -> SandboxRun:
     result = goal.failed or client.call(goal.config, prompt)
-    return finish(new_run(user, goal.model, prompt), result)
+    return finish(new_run(request.user, goal.model, prompt), result, request)
 
 
-def compare(user, goals: list[Target], prompt: Prompt) -> list[SandboxRun]:
+def compare(request, goals: list[Target], prompt: Prompt) -> list[SandboxRun]:
     """Run the same prompt against several models at once; one failure hides nothing."""
     group = uuid.uuid4()
 
@@ -114,6 +118,6 @@ def compare(user, goals: list[Target], prompt: Prompt) -> list[SandboxRun]:
     with ThreadPoolExecutor(max_workers=len(goals)) as pool:
         results = list(pool.map(one, goals))
     return [
-        finish(new_run(user, g.model, prompt, group=group), r)
+        finish(new_run(request.user, g.model, prompt, group=group), r, request)
         for g, r in zip(goals, results, strict=True)
     ]

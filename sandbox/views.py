@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, StreamingHttpResponse
@@ -12,16 +11,15 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from integrations import audit
 from integrations.llm import client
 from integrations.llm.config import CallResult, Prompt
 from integrations.llm.errors import LLMError
 from integrations.llm.redact import curl_from_redacted
-from integrations.models import AuditAction, CustomModel
+from integrations.models import CustomModel
 from integrations.roles import can_edit
 from integrations.views.helpers import go
 from sandbox import ratelimit, services
-from sandbox.forms import SandboxForm
+from sandbox.forms import SandboxForm, is_uuid
 from sandbox.models import SandboxRun
 from sandbox.render import markdown_html
 
@@ -38,7 +36,7 @@ def _visible_runs(user):
 def _initial(request) -> dict:
     run_id = request.GET.get("run")
     if run_id:
-        run = _visible_runs(request.user).filter(pk=run_id).first() if _is_uuid(run_id) else None
+        run = _visible_runs(request.user).filter(pk=run_id).first() if is_uuid(run_id) else None
         if run is not None:
             params = run.parameters or {}
             return {
@@ -52,7 +50,7 @@ def _initial(request) -> dict:
                 "stream": run.streamed,
             }
     model_id = request.GET.get("model", "")
-    model = CustomModel.objects.filter(pk=model_id).first() if _is_uuid(model_id) else None
+    model = CustomModel.objects.filter(pk=model_id).first() if is_uuid(model_id) else None
     if model is None:
         return {"stream": True}
     return {
@@ -61,14 +59,6 @@ def _initial(request) -> dict:
         "max_tokens": model.max_tokens,
         "stream": True,
     }
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _ctx(request, form, **extra) -> dict:
@@ -119,11 +109,9 @@ def run(request):
         return limited
     prompt = form.prompt()
     if len(goals) == 1:
-        runs = [services.run_once(request.user, goals[0], prompt)]
+        runs = [services.run_once(request, goals[0], prompt)]
     else:
-        runs = services.compare(request.user, goals, prompt)
-    for r in runs:
-        audit.record(request, AuditAction.SANDBOX_RUN, r, detail=f"{r.model_name}: {r.status}")
+        runs = services.compare(request, goals, prompt)
     results = [_result(r) for r in runs]
     if request.htmx:
         return render(request, f"{PAGE}#results", {"results": results})
@@ -169,13 +157,7 @@ def stream(request):
                     yield _sse("token", {"t": item})
                 else:
                     finished = True
-                    services.finish(run, item)
-                    audit.record(
-                        request,
-                        AuditAction.SANDBOX_RUN,
-                        run,
-                        detail=f"{run.model_name}: {run.status} (streamed)",
-                    )
+                    services.finish(run, item, request)
                     html = render_to_string(f"{PAGE}#result", _result(run), request)
                     yield _sse("done", {"html": html, "run": str(run.pk)})
         finally:
@@ -189,10 +171,7 @@ def stream(request):
                     streamed=True,
                     error=LLMError("connection", "Stopped by the user."),
                 )
-                services.finish(run, stopped, stopped=True)
-                audit.record(
-                    request, AuditAction.SANDBOX_RUN, run, detail=f"{run.model_name}: stopped"
-                )
+                services.finish(run, stopped, request, stopped=True)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -265,9 +244,6 @@ def rerun(request, pk):
             _result(old) | {"rerun_error": f"Too many runs: try again in {wait} s."},
         )
     new = services.run_once(
-        request.user, goal, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))
-    )
-    audit.record(
-        request, AuditAction.SANDBOX_RUN, new, detail=f"{new.model_name}: {new.status} (run again)"
+        request, goal, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))
     )
     return go(request, reverse("sandbox-run", args=[new.pk]))

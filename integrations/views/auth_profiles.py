@@ -22,9 +22,8 @@ from integrations.forms import AuthProfileForm
 from integrations.llm import client
 from integrations.llm.config import CallResult
 from integrations.llm.errors import LLMError
-from integrations.models import AuditAction, AuthProfile, CustomModel
+from integrations.models import AuditAction, AuthProfile, ConnectionTest, CustomModel, TestStatus
 from integrations.roles import can_edit, editor_required
-from integrations.secrets import mask
 from integrations.views.helpers import go
 
 
@@ -34,7 +33,7 @@ def profile_list(request):
     rows = [
         {
             "profile": p,
-            "secret": mask(p.token or p.password or p.client_secret),
+            "secret": p.masked_secret,
             "used_by": list(p.integrations.all()),
         }
         for p in profiles
@@ -46,7 +45,7 @@ def profile_list(request):
     )
 
 
-def _retest(request, profile: AuthProfile, new_auth, user) -> list[tuple[CustomModel, CallResult]]:
+def _retest(request, profile: AuthProfile, new_auth) -> list[tuple[CustomModel, CallResult]]:
     """Test every enabled model using the profile with the new credentials; record each test."""
     models = list(
         CustomModel.objects.filter(
@@ -68,16 +67,26 @@ def _retest(request, profile: AuthProfile, new_auth, user) -> list[tuple[CustomM
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(one, jobs))
+    tested = []
     for (model, config, _), result in zip(jobs, results, strict=True):
         params = model.test_model_parameters or services.DEFAULT_TEST_PARAMETERS
-        services.record_test(model.integration, model, config, result, user, params)
-        audit.record(
-            request,
-            AuditAction.TEST,
-            model,
-            detail="new credentials: " + ("ok" if result.ok else result.error.kind),
+        # Recorded against the integration only: unsaved credentials must not move the
+        # saved model's badge. _follow_tests() moves it once the credentials are saved.
+        test = services.record_test(
+            model.integration, None, config, result, request, params, f"{model} (new credentials)"
         )
-    return [(model, result) for (model, _, _), result in zip(jobs, results, strict=True)]
+        tested.append((model, result, test))
+    return tested
+
+
+def _follow_tests(tested) -> None:
+    """Link the tests of the now saved credentials to their models and move the badges."""
+    for model, result, test in tested:
+        ConnectionTest.objects.filter(pk=test.pk).update(model=model)
+        model.last_test_status = TestStatus.PASSING if result.ok else TestStatus.FAILING
+        model.last_test_latency_ms = result.latency_ms
+        model.last_tested_at = test.created_at
+        model.save(update_fields=["last_test_status", "last_test_latency_ms", "last_tested_at"])
 
 
 @require_http_methods(["GET", "POST"])
@@ -89,6 +98,7 @@ def profile_edit(request, pk=None):
     if request.method != "POST" or not form.is_valid():
         return render(request, "integrations/auth_profile_form.html", ctx)
     failing: list = []
+    tested: list = []
     before = (
         audit.snapshot(AuthProfile.objects.get(pk=pk), AuthProfile.SECRET_FIELDS) if pk else None
     )
@@ -103,8 +113,8 @@ def profile_edit(request, pk=None):
             form.add_error(None, exc.message)
             return render(request, "integrations/auth_profile_form.html", ctx)
         if old_auth is None or new_auth.effective() != old_auth.effective():
-            tested = _retest(request, profile, new_auth, request.user)
-            failing = [(m, r) for m, r in tested if not r.ok]
+            tested = _retest(request, profile, new_auth)
+            failing = [(m, r) for m, r, _ in tested if not r.ok]
             if failing and request.POST.get("action") != "save_disable":
                 ctx["failing"] = failing
                 return render(request, "integrations/auth_profile_form.html", ctx)
@@ -112,6 +122,7 @@ def profile_edit(request, pk=None):
                 messages.success(request, f"The new credentials passed on {len(tested)} model(s).")
     with transaction.atomic():
         form.save()
+        _follow_tests(tested)
         if before is None:
             audit.record_created(request, profile, AuthProfile.SECRET_FIELDS)
         else:

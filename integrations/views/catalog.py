@@ -59,8 +59,7 @@ def model_test(request, pk):
     model = get_object_or_404(
         CustomModel.objects.select_related("integration__auth_profile"), pk=pk
     )
-    result, test = services.test_model(model, request.user)
-    audit.record(request, AuditAction.TEST, model, detail="ok" if result.ok else result.error.kind)
+    result, _ = services.test_model(model, request)
     if request.htmx:
         return _row(request, model)
     if result.ok:
@@ -83,10 +82,7 @@ def model_toggle(request, pk):
         audit.record(request, AuditAction.DISABLE, model)
         messages.success(request, f"{model.name} disabled.")
     else:
-        result, _ = services.test_model(model, request.user)
-        audit.record(
-            request, AuditAction.TEST, model, detail="ok" if result.ok else result.error.kind
-        )
+        result, _ = services.test_model(model, request)
         if result.ok:
             model.enabled = True
             model.save(update_fields=["enabled", "updated_at"])

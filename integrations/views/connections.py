@@ -84,17 +84,11 @@ def _run_test(request, form: ConnectionForm, ctx: dict) -> None:
         None,
         form.config,
         result,
-        request.user,
+        request,
         form.test_params,
         subject,
     )
     ctx.update(result=result, test=test)
-    audit.record(
-        request,
-        AuditAction.TEST,
-        test,
-        detail=f"{test.subject}: {'ok' if result.ok else result.error.kind}",
-    )
     if result.ok:
         ctx["receipt"] = receipts.issue(form.fingerprint(), request.user)
         ctx["save_enabled"] = True
@@ -142,12 +136,9 @@ def _save(request, form: ConnectionForm, draft: bool):
 
 def _audit_save(request, form, obj, before_integration, before_model) -> None:
     integration = obj if isinstance(obj, Integration) else obj.integration
+    if form.created_profile is not None:
+        audit.record_created(request, form.created_profile, AuthProfile.SECRET_FIELDS)
     if form.mode == "add":
-        if (
-            integration.auth_profile
-            and integration.auth_profile.created_at >= integration.created_at
-        ):
-            audit.record_created(request, integration.auth_profile, AuthProfile.SECRET_FIELDS)
         audit.record(
             request,
             AuditAction.CREATE,

@@ -9,9 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from integrations import audit
-from integrations.llm.config import LLMConfig
-from integrations.llm.protocols import adapter_for
+from integrations import audit, services
 from integrations.llm.redact import curl_from_redacted, pretty
 from integrations.models import AuditAction, ConnectionTest, CustomModel, Integration
 from integrations.roles import can_edit, editor_required
@@ -24,7 +22,6 @@ HISTORY_SIZE = 20
 @require_GET
 def integration_detail(request, pk):
     integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
-    adapter = adapter_for(integration.protocol)
     headers = [
         {"name": h.name, "value": mask(h.value) if h.secret else str(h.value), "secret": h.secret}
         for h in integration.headers.all()
@@ -37,27 +34,15 @@ def integration_detail(request, pk):
     profile = integration.auth_profile
     ctx = {
         "integration": integration,
-        "resolved_url": adapter.url(_url_view(integration)),
+        "resolved_url": services.request_url(integration),
         "headers": headers,
-        "auth_secret": mask(profile.token or profile.password or profile.client_secret)
-        if profile
-        else "",
+        "auth_secret": profile.masked_secret if profile else "",
         "models": integration.models.order_by("name"),
         "history": Paginator(tests, HISTORY_SIZE).get_page(request.GET.get("page")),
         "can_edit": can_edit(request.user),
-        "lists_models": adapter.models_url(_url_view(integration)) is not None,
+        "lists_models": services.lists_models(integration),
     }
     return render(request, "integrations/integration_detail.html", ctx)
-
-
-def _url_view(integration: Integration):
-    """A secret-free config, enough to resolve the request URL."""
-    return LLMConfig(
-        endpoint=integration.endpoint,
-        protocol=integration.protocol,
-        api_version=integration.api_version,
-        deployment=integration.deployment,
-    )
 
 
 @require_GET

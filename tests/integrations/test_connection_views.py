@@ -643,6 +643,8 @@ def test_changed_profile_credentials_are_tested_before_they_are_saved(
     profile.refresh_from_db()
     assert profile.token == CANARY
     assert CustomModel.objects.get(pk=model.pk).enabled
+    # Refused credentials say nothing about the saved ones: the badge stays as it was.
+    assert CustomModel.objects.get(pk=model.pk).last_test_status == "never"
 
     response = editor_client.post(
         url, {"name": profile.name, "kind": "bearer", "token": "sk-new-key-123456789"}

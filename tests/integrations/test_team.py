@@ -158,6 +158,7 @@ def test_every_action_leaves_an_audit_row_without_secrets(client, bob, upstream,
     client.post(reverse("model-delete", args=[model.pk]))
     seen = set(actions())
     assert {"test", "create", "disable", "enable", "sandbox_run", "update", "delete"} <= seen
+    assert AuditEvent.objects.filter(action="create", object_type="authprofile").exists()
     update = AuditEvent.objects.filter(action="update", object_type="authprofile").get()
     assert update.changes["token"] == ["changed"] and update.changes["name"] == [
         "Acme key",

@@ -145,6 +145,10 @@ def test_check_models_prints_a_table_and_fails_on_a_failure(make_integration, up
     assert "FAILED server_error" in out.getvalue()
     model.refresh_from_db()
     assert not model.enabled and model.tests.count() == 2
+    from integrations.models import AuditEvent
+
+    events = AuditEvent.objects.filter(action="test", object_id=str(model.pk))
+    assert events.count() == 2 and {e.username for e in events} == {""}  # the system
 
 
 def test_a_proxy_url_with_credentials_is_treated_as_a_secret(make_integration):
