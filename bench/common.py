@@ -111,10 +111,14 @@ def make_user(username: str = "bench", role: str = "Editor"):
 
 
 def make_model(name: str, endpoint: str, model_id: str = "bench-model", timeout: float = 60):
+    from integrations.llm import inputs
     from integrations.models import AuthKind, AuthProfile, CustomModel, Integration
 
     profile = AuthProfile.objects.create(
-        name=f"{name} key", kind=AuthKind.BEARER, token="sk-bench-key-000000000"
+        name=f"{name} key",
+        kind=AuthKind.BEARER,
+        token="sk-bench-key-000000000",
+        bound_origins=[inputs.route(endpoint)],
     )
     integration = Integration.objects.create(
         name=name, endpoint=endpoint, auth_profile=profile, timeout_seconds=timeout

@@ -20,7 +20,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from integrations import audit, services
-from integrations.llm import client
+from integrations.llm import client, inputs
 from integrations.llm.config import AuthConfig, CallResult, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import adapter_for
@@ -35,6 +35,7 @@ from integrations.models import (
     TestStatus,
 )
 from integrations.roles import can_edit
+from integrations.schemas import Input
 from integrations.secrets import CredentialUnreadable, reveal
 
 router = Router(tags=["llms"])
@@ -51,13 +52,13 @@ def require_editor(request) -> None:
 # --- schemas -------------------------------------------------------------------------------
 
 
-class BearerAuthIn(Schema):
+class BearerAuthIn(Input):
     type: Literal["bearer"]
     token: str | None = Field(None, min_length=1)
     secret_id: uuid.UUID | None = None
 
 
-class HeaderAuthIn(Schema):
+class HeaderAuthIn(Input):
     type: Literal["header"]
     header: str = Field(min_length=1, max_length=100)
     value: str | None = Field(None, min_length=1)
@@ -67,7 +68,7 @@ class HeaderAuthIn(Schema):
 AuthIn = Annotated[BearerAuthIn | HeaderAuthIn, Field(discriminator="type")]
 
 
-class LLMCreate(Schema):
+class LLMCreate(Input):
     type: Literal["openai-compatible"]
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -77,7 +78,7 @@ class LLMCreate(Schema):
     test_model_parameters: dict[str, Any] = Field(default_factory=dict)
 
 
-class LLMPatch(Schema):
+class LLMPatch(Input):
     name: str | None = Field(None, min_length=1, max_length=100)
     description: str | None = None
     enabled: bool | None = None
@@ -128,10 +129,16 @@ class TestOut(Schema):
     error: dict | None
 
 
-class SecretIn(Schema):
+class SecretIn(Input):
     secret_name: str = Field(min_length=1, max_length=100)
     secret_type: str = Field("LLM_API_KEY", max_length=40)
     secret_value: str = Field(min_length=1, max_length=20000)
+    origins: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Base URLs this secret may be sent to, e.g. https://api.openai.com/v1. "
+        "Without any, its first use by the person who stored it binds it.",
+    )
 
 
 class SecretOut(Schema):
@@ -141,7 +148,7 @@ class SecretOut(Schema):
     created_at: datetime
 
 
-class AuthProfileIn(Schema):
+class AuthProfileIn(Input):
     name: str = Field(min_length=1, max_length=100)
     type: Literal["none", "bearer", "header", "query", "basic"]
     header: str = Field("", max_length=100)
@@ -164,38 +171,59 @@ class AuthProfileOut(Schema):
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _secret_value(secret_id: uuid.UUID | None, inline: str | None, field: str) -> str:
+def _secret_value(
+    secret_id: uuid.UUID | None, inline: str | None, field: str
+) -> tuple[str, StoredSecret | None]:
+    """Return the secret's plaintext and, for a secret_id, the stored secret it came from."""
     if secret_id is not None:
         stored = StoredSecret.objects.filter(pk=secret_id).first()
         if stored is None:
             raise HttpError(422, f"Invalid request: {field}.secret_id: no secret with that id.")
         try:
-            return reveal(stored.value, f"Secret {stored.name!r}")
+            return reveal(stored.value, f"Secret {stored.name!r}"), stored
         except CredentialUnreadable as exc:
             raise HttpError(409, str(exc)) from exc
     if not inline:
         raise HttpError(422, f"Invalid request: {field}: give the secret inline or as secret_id.")
-    return inline
+    return inline, None
 
 
-def _auth_config(auth: BearerAuthIn | HeaderAuthIn | None) -> AuthConfig:
+def _auth_config(
+    auth: BearerAuthIn | HeaderAuthIn | None, request, routes: set[str]
+) -> tuple[AuthConfig, StoredSecret | None]:
+    """Return the auth a payload asks for, bound to `routes` only if it was typed in it
+    (or is a stored secret's first use by the person who stored it)."""
     if auth is None:
-        return AuthConfig()
+        return AuthConfig(), None
     if auth.type == "bearer":
-        return AuthConfig(
-            kind=AuthKind.BEARER, token=_secret_value(auth.secret_id, auth.token, "auth.token")
-        )
-    return AuthConfig(
-        kind=AuthKind.HEADER,
-        header_name=auth.header,
-        token=_secret_value(auth.secret_id, auth.value, "auth.value"),
-    )
+        value, stored = _secret_value(auth.secret_id, auth.token, "auth.token")
+        config = AuthConfig(kind=AuthKind.BEARER, token=value)
+        _edge(inputs.check_header_value, value, field="auth.token")
+    else:
+        value, stored = _secret_value(auth.secret_id, auth.value, "auth.value")
+        header = _edge(inputs.check_header_name, auth.header, field="auth.header")
+        _edge(inputs.check_header_value, value, field="auth.value")
+        config = AuthConfig(kind=AuthKind.HEADER, header_name=header, token=value)
+    if stored is None:
+        return config.bound_to(*routes), None
+    config = replace(config, bound=frozenset(stored.bound_origins or ()))
+    if not services.unbound(config.bound, routes, stored.created_by_id, request.user):
+        config = config.bound_to(*routes)
+    return config, stored
+
+
+def _edge(rule, value, *args, field: str):
+    """Run an edge rule of integrations.llm.inputs; a broken rule is a 422 naming the field."""
+    try:
+        return rule(value, *args)
+    except inputs.InputError as exc:
+        raise HttpError(422, f"Invalid request: {field}: {exc}") from exc
 
 
 def _endpoint(uri: str) -> str:
+    _edge(inputs.parse_url, uri, "uri", field="uri")
     base, _ = adapter_for("openai-chat").normalize(uri)
-    if not base.startswith(("http://", "https://")):
-        raise HttpError(422, "Invalid request: uri: use an http:// or https:// URL.")
+    _edge(inputs.parse_url, base, "uri", field="uri")
     return base
 
 
@@ -270,12 +298,15 @@ def create_llm(request, payload: LLMCreate):
     name = payload.name.strip()
     if Integration.objects.filter(name__iexact=name).exists():
         raise HttpError(409, f"An LLM or integration named {name!r} exists already.")
-    auth = _auth_config(payload.auth)
-    config = LLMConfig(endpoint=_endpoint(payload.uri), model_id=payload.model.strip(), auth=auth)
+    endpoint = _endpoint(payload.uri)
+    auth, stored = _auth_config(payload.auth, request, {inputs.route(endpoint)})
+    config = LLMConfig(endpoint=endpoint, model_id=payload.model.strip(), auth=auth)
     params = payload.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
     result, test = _tested(request, None, config, params, f"{name} / {name}")
     try:
         with transaction.atomic():
+            if stored is not None:
+                services.remember_routes(stored, config.auth.bound)
             profile = _profile_for(config.auth, name, request.user)
             integration = Integration.objects.create(
                 name=name,
@@ -370,8 +401,10 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
             config = replace(config, model_id=payload.model.strip())
         if payload.uri is not None:
             config = replace(config, endpoint=_endpoint(payload.uri))
+        stored = None
         if "auth" in payload.model_fields_set:
-            config = replace(config, auth=_auth_config(payload.auth))
+            auth, stored = _auth_config(payload.auth, request, {config.route()})
+            config = replace(config, auth=auth)
         params = payload.test_model_parameters or model.test_model_parameters
         result, test = _tested(request, integration, config, params, str(model))
         with transaction.atomic():
@@ -383,10 +416,10 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
                 model.model_id = config.model_id
             if payload.uri is not None:
                 integration.endpoint = config.endpoint
+            if stored is not None:
+                services.remember_routes(stored, config.auth.bound)
             if "auth" in payload.model_fields_set:
-                integration.auth_profile = _profile_for(
-                    config.auth, model.name, integration, request.user
-                )
+                integration.auth_profile = _profile_for(config.auth, model.name, request.user)
             if payload.test_model_parameters is not None:
                 model.test_model_parameters = payload.test_model_parameters
             integration.save()
@@ -434,6 +467,7 @@ def _profile_for(auth: AuthConfig, name: str, user) -> AuthProfile | None:
         kind=auth.kind,
         token=auth.token,
         header_name=auth.header_name,
+        bound_origins=sorted(auth.bound),
         created_by=user,
     )
 
@@ -501,10 +535,12 @@ def create_secret(request, payload: SecretIn):
     require_editor(request)
     if StoredSecret.objects.filter(name__iexact=payload.secret_name).exists():
         raise HttpError(409, f"A secret named {payload.secret_name!r} exists already.")
+    origins = sorted({_edge(inputs.origin, url, field="origins") for url in payload.origins})
     secret = StoredSecret.objects.create(
         name=payload.secret_name,
         secret_type=payload.secret_type,
         value=payload.secret_value,
+        bound_origins=origins,
         created_by=request.user,
     )
     audit.record_created(request, secret)
@@ -559,15 +595,21 @@ def create_profile(request, payload: AuthProfileIn):
         raise HttpError(422, "Invalid request: header: required for header auth.")
     if payload.type == "query" and not payload.query_param:
         raise HttpError(422, "Invalid request: query_param: required for query auth.")
-    secret = (
-        "" if payload.type == "none" else _secret_value(payload.secret_id, payload.token, "token")
-    )
+    if payload.header:
+        _edge(inputs.check_header_name, payload.header, field="header")
+    secret, stored = ("", None)
+    if payload.type != "none":
+        secret, stored = _secret_value(payload.secret_id, payload.token, "token")
+    if payload.type in ("bearer", "header"):
+        _edge(inputs.check_header_value, secret, field="token")
     profile = AuthProfile(
         name=payload.name,
         kind=payload.type,
         header_name=payload.header,
         query_param=payload.query_param,
         username=payload.username,
+        # A stored secret brings its routes along; one typed here is bound on first use.
+        bound_origins=list(stored.bound_origins) if stored is not None else [],
         created_by=request.user,
     )
     if payload.type == "basic":

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from integrations import services
+from integrations.llm import inputs
 from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
@@ -35,8 +34,6 @@ from integrations.models import (
 )
 from integrations.secrets import UnreadableSecret, mask
 
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade"}
 NEW = "new"
 SECRET_INPUT = {"autocomplete": "new-password", "spellcheck": "false"}
 
@@ -55,17 +52,10 @@ class HeaderRowForm(forms.Form):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if name and not HEADER_NAME.match(name):
-            raise ValidationError("Not a valid header name.")
-        if name.lower() in FORBIDDEN_HEADERS:
-            raise ValidationError(f"{name} is set by the client and cannot be overridden.")
-        return name
+        return field_rule(inputs.check_header_name, name) if name else name
 
     def clean_value(self) -> str:
-        value = self.cleaned_data["value"]
-        if "\r" in value or "\n" in value:
-            raise ValidationError("A header value cannot contain line breaks.")
-        return value
+        return field_rule(inputs.check_header_value, self.cleaned_data["value"])
 
 
 class BaseHeaderFormSet(forms.BaseFormSet):
@@ -90,6 +80,14 @@ HeaderFormSet = forms.formset_factory(
 )
 
 
+def field_rule(rule, value, *args):
+    """Run one of the edge rules of integrations.llm.inputs as a form field check."""
+    try:
+        return rule(value, *args)
+    except inputs.InputError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
 def header_initial(integration: Integration | None) -> list[dict]:
     if integration is None:
         return []
@@ -107,13 +105,6 @@ def header_initial(integration: Integration | None) -> list[dict]:
 
 def default_template_text(protocol: str) -> str:
     return json.dumps(adapter_for(protocol).default_template(), indent=2)
-
-
-def host_of(url: str) -> str:
-    try:
-        return (urlsplit(url).hostname or "").lower()
-    except ValueError:
-        return ""
 
 
 AUTH_FIELDS = {
@@ -182,7 +173,7 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         required=False,
         strip=False,
         widget=secret_input(),
-        help_text="The endpoint's host changed: type the stored key again to send it to the new host.",
+        help_text="Needed only when the stored secret would go to a new origin or proxy.",
     )
     new_auth_name = forms.CharField(label="Profile name", required=False, max_length=100)
     new_auth_kind = forms.ChoiceField(
@@ -213,7 +204,9 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
     model_description = forms.CharField(
         label="Model description", required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
-    max_tokens = forms.IntegerField(label="Default max_tokens", required=False, min_value=1)
+    max_tokens = forms.IntegerField(
+        label="Default max_tokens", required=False, min_value=1, max_value=inputs.MAX_INT
+    )
     temperature = forms.FloatField(
         label="Default temperature", required=False, min_value=0, max_value=2
     )
@@ -253,8 +246,9 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         "test_max_tokens", "request_template", "price_input_per_mtok", "price_output_per_mtok",
     )  # fmt: skip
 
-    def __init__(self, *args, mode: str = "add", integration=None, model=None, **kwargs):
+    def __init__(self, *args, mode: str = "add", integration=None, model=None, user=None, **kwargs):
         self.mode = mode
+        self.user = user
         self.integration = integration
         self.model = model
         kwargs.setdefault("initial", self.initial_values())
@@ -291,6 +285,7 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         else:
             self.fields.pop("test_model", None)
         self.warnings: list[str] = []
+        self.needs_reentry = False
         self.created_profile: AuthProfile | None = None  # set by save() when made inline
         self.config: LLMConfig | None = None
         self.test_params: dict = {}
@@ -314,7 +309,9 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
                 timeout_seconds=integration.timeout_seconds,
                 verify_tls=integration.verify_tls,
                 ca_bundle=integration.ca_bundle,
-                proxy_url=integration.proxy_url,
+                proxy_url=inputs.without_credentials(
+                    services.reveal_or_blank(integration.proxy_url)
+                ),
                 auth_profile=str(integration.auth_profile_id or ""),
             )
         if model is not None:
@@ -386,9 +383,16 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
 
     def clean_proxy_url(self) -> str:
         url = self.cleaned_data.get("proxy_url", "").strip()
-        if url and urlsplit(url).scheme not in ("http", "https"):
-            raise ValidationError("Use an http:// or https:// proxy URL.")
+        stored = services.reveal_or_blank(self.integration.proxy_url) if self.integration else ""
+        if stored and url == inputs.without_credentials(stored):
+            return stored  # shown masked, left as it was
+        if url:
+            field_rule(inputs.parse_url, url, "proxy URL", True)
         return url
+
+    def clean_new_auth_header_name(self) -> str:
+        name = self.cleaned_data.get("new_auth_header_name", "").strip()
+        return field_rule(inputs.check_header_name, name) if name else name
 
     def clean(self):
         cleaned = super().clean()
@@ -396,13 +400,14 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
             return cleaned
         endpoint, protocol = cleaned.get("endpoint"), cleaned.get("protocol")
         if endpoint and protocol:
-            base, self.warnings = adapter_for(protocol).normalize(endpoint)
-            parts = urlsplit(base)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                self.add_error("endpoint", "Enter an http:// or https:// URL with a host.")
-            elif parts.username or parts.password:
-                self.add_error("endpoint", "Put credentials in an auth profile, not in the URL.")
-            cleaned["endpoint"] = base
+            try:
+                inputs.parse_url(endpoint, "endpoint")
+                base, self.warnings = adapter_for(protocol).normalize(endpoint)
+                inputs.parse_url(base, "endpoint")
+                cleaned["endpoint"] = base
+            except (inputs.InputError, ValueError) as exc:
+                self.add_error("endpoint", str(exc))
+                cleaned.pop("endpoint", None)
         if (
             protocol == Protocol.CUSTOM
             and self.mode == "add"
@@ -421,7 +426,13 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
                 self.add_error("new_auth_name", "Name the new auth profile.")
             elif AuthProfile.objects.filter(name__iexact=name).exists():
                 self.add_error("new_auth_name", "An auth profile with this name exists already.")
-            self.check_auth_fields(values.get("kind") or AuthKind.BEARER, values, "new_auth_", None)
+            kind = values.get("kind") or AuthKind.BEARER
+            self.check_auth_fields(kind, values, "new_auth_", None)
+            if kind in (AuthKind.BEARER, AuthKind.HEADER) and values.get("token"):
+                try:
+                    inputs.check_header_value(values["token"], "A key sent in a header")
+                except inputs.InputError as exc:
+                    self.add_error("new_auth_token", str(exc))
         elif choice:
             cleaned["profile"] = AuthProfile.objects.filter(pk=choice).first()
             if cleaned["profile"] is None:
@@ -472,7 +483,7 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
                 request_template=model.request_template or base.request_template,
             )
             self.test_params = model.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
-            self._check_host_change()
+            self._check_bindings()
             return
         template = data.get("request_template")
         if template == adapter_for(base.protocol).default_template():
@@ -485,6 +496,8 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         )
         self.template_to_save = template
         self.test_params = {"max_tokens": data["test_max_tokens"]}
+        if self.mode == "add":
+            self._check_bindings()
 
     def _auth_config(self) -> AuthConfig:
         data = self.cleaned_data
@@ -511,8 +524,10 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         return {h.pk: h for h in self.integration.headers.all()}
 
     def _headers(self) -> tuple[Header, ...]:
+        """Return the header rows; a blank secret keeps its stored value and binding."""
         stored = self._stored_headers()
         rows = []
+        self._header_forms, self._typed_headers = [], set()
         for form in self.headers.forms:
             row = form.cleaned_data
             if not row or row.get("DELETE") or not row.get("name"):
@@ -523,43 +538,55 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
                 if isinstance(old.value, UnreadableSecret):
                     raise LLMError("credential", f"Header {old.name!r} unreadable: re-enter it.")
                 value = old.value  # blank secret keeps the stored value
-            rows.append(Header(row["name"], value, bool(row.get("secret"))))
+                rows.append(Header(row["name"], value, True, frozenset(old.bound_origins or ())))
+            else:
+                self._typed_headers.add(row["name"])
+                rows.append(Header(row["name"], value, bool(row.get("secret"))))
+            self._header_forms.append(form)
         return tuple(rows)
 
-    def _check_host_change(self) -> None:
-        """A stored secret is never sent to a new host unless the user types it again."""
-        if self.integration is None:
+    def _check_bindings(self) -> None:
+        """A stored secret goes only where it was entered for; typing it again binds it here.
+
+        The client refuses unbound routes anyway (check_route); this turns the refusal
+        into a message next to the field before anything is sent.
+        """
+        config = self.config
+        try:
+            routes, route = config.auth_routes(), config.route()
+        except inputs.InputError as exc:
+            self.add_error(None, str(exc))
             return
-        if host_of(self.cleaned_data["endpoint"]) == host_of(self.integration.endpoint):
-            return
+        auth = config.auth
         profile = self.cleaned_data.get("profile")
-        if profile is not None and profile.kind != AuthKind.NONE:
-            stored = (
-                self.config.auth.token
-                or self.config.auth.password
-                or self.config.auth.client_secret
-            )
+        if self.cleaned_data.get("auth_profile") == NEW:
+            auth = auth.bound_to(*routes)  # typed on this page, for this endpoint
+        elif profile is not None and auth.secrets():
+            missing = services.unbound(auth.bound, routes, profile.created_by_id, self.user)
             typed = self.cleaned_data.get("auth_reentry", "")
-            if not typed:
+            if not missing:
+                auth = auth.bound_to(*routes)
+            elif not typed:
                 self.add_error(
                     "auth_reentry",
-                    "The host changed: re-enter the auth profile's secret to send it there.",
+                    f"The secret of {profile.name} was entered for "
+                    f"{', '.join(sorted(auth.bound)) or 'another origin'}: type it again to "
+                    f"send it to {', '.join(sorted(missing))}.",
                 )
-            elif not hmac.compare_digest(typed.encode(), stored.encode()):
+            elif not any(hmac.compare_digest(typed.encode(), s.encode()) for s in auth.secrets()):
                 self.add_error("auth_reentry", "This does not match the stored secret.")
-        stored_headers = self._stored_headers()
-        for form in self.headers.forms:
-            row = form.cleaned_data
-            old = stored_headers.get(row.get("id")) if row else None
-            if (
-                old is not None
-                and old.secret
-                and row.get("secret")
-                and not row.get("value")
-                and not row.get("DELETE")
-            ):
-                form.add_error("value", "The host changed: re-enter this secret value.")
-                self.add_error(None, "Secret header values must be typed again for a new host.")
+            else:
+                auth = auth.bound_to(*routes)
+        headers = []
+        for form, header in zip(self._header_forms, config.headers, strict=True):
+            if header.secret and header.name in self._typed_headers:
+                header = replace(header, bound=header.bound | {route})
+            elif header.secret and header.value and route not in header.bound:
+                form.add_error("value", f"Type this secret again to send it to {route}.")
+                self.add_error(None, "Secret header values must be typed again for a new origin.")
+            headers.append(header)
+        self.config = replace(config, auth=auth, headers=tuple(headers))
+        self.needs_reentry = self.has_error("auth_reentry")
 
     # --- saving ---------------------------------------------------------------------
 
@@ -581,11 +608,16 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         integration = self.integration or Integration(created_by=user)
         if data.get("auth_profile") == NEW:
             profile = AuthProfile.objects.create(
-                created_by=user, name=data["new_auth_name"].strip(), **self._auth_row(data)
+                created_by=user,
+                name=data["new_auth_name"].strip(),
+                bound_origins=sorted(self.config.auth.bound),
+                **self._auth_row(data),
             )
             self.created_profile = profile
         else:
             profile = data.get("profile")
+            if profile is not None:
+                services.remember_routes(profile, self.config.auth.bound)
         for field in (
             "description", "endpoint", "protocol", "api_version", "deployment", "content_path",
             "finish_reason_path", "prompt_tokens_path", "completion_tokens_path",
@@ -632,6 +664,7 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
             if old is None:
                 old = IntegrationHeader(integration=integration)
             old.name, old.value, old.secret = header.name, header.value, header.secret
+            old.bound_origins = sorted(header.bound) if header.secret else []
             old.save()
             keep.add(old.pk)
         integration.headers.exclude(pk__in=keep).delete()
@@ -670,7 +703,8 @@ class AuthProfileForm(AuthFieldsMixin, forms.ModelForm):
         ]  # fmt: skip
         labels = {"token": "API key / token", "kind": "Type"}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
+        self.user = user
         super().__init__(*args, **kwargs)
         for name in AuthProfile.SECRET_FIELDS:
             field = self.fields[name]
@@ -687,13 +721,53 @@ class AuthProfileForm(AuthFieldsMixin, forms.ModelForm):
             raise ValidationError("An auth profile with this name exists already.")
         return name
 
+    def clean_header_name(self) -> str:
+        name = self.cleaned_data.get("header_name", "").strip()
+        return field_rule(inputs.check_header_name, name) if name else name
+
+    def clean_token_url(self) -> str:
+        url = self.cleaned_data.get("token_url", "").strip()
+        if url:
+            field_rule(inputs.parse_url, url, "token URL")
+        return url
+
     def clean(self):
         cleaned = super().clean()
         stored = (
             AuthProfile.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
         )
+        typed = {name for name in AuthProfile.SECRET_FIELDS if cleaned.get(name)}
         for name in AuthProfile.SECRET_FIELDS:
             if not cleaned.get(name) and stored is not None:
                 cleaned[name] = getattr(stored, name)
-        self.check_auth_fields(cleaned.get("kind", AuthKind.NONE), cleaned, "", stored)
+        kind = cleaned.get("kind", AuthKind.NONE)
+        self.check_auth_fields(kind, cleaned, "", stored)
+        if kind in (AuthKind.BEARER, AuthKind.HEADER) and "token" in typed:
+            try:
+                inputs.check_header_value(cleaned["token"], "A key sent in a header")
+            except inputs.InputError as exc:
+                self.add_error("token", str(exc))
+        self._bind(cleaned, stored, typed)
         return cleaned
+
+    def _bind(self, cleaned: dict, stored: AuthProfile | None, typed: set[str]) -> None:
+        """A secret typed here is bound to where the profile is used; a kept one keeps its
+        routes, and may not follow a token URL to a new origin."""
+        token_url = cleaned.get("token_url", "") if cleaned.get("kind") == AuthKind.OAUTH2 else ""
+        try:
+            routes = services.profile_routes(self.instance, token_url)
+        except inputs.InputError:
+            return  # the token URL's own error is already on the field
+        if typed:
+            self.instance.bound_origins = sorted(routes)
+            return
+        bound = stored.bound_origins if stored is not None else []
+        if token_url and stored is not None and stored.client_secret:
+            missing = services.unbound(bound, routes, stored.created_by_id, self.user)
+            if missing:
+                self.add_error(
+                    "client_secret",
+                    f"The token URL moved: type the client secret again to send it to "
+                    f"{', '.join(sorted(missing))}.",
+                )
+        self.instance.bound_origins = list(bound)

@@ -52,6 +52,9 @@ class AuthProfile(Timestamped):
     client_id = models.CharField(max_length=300, blank=True)
     client_secret = SecretField(blank=True, default="")
     scope = models.CharField(max_length=500, blank=True)
+    # Where the secrets were entered for ("https://host:443", "… via http://proxy:3128").
+    # The client refuses any other route; only typing the secret again adds one.
+    bound_origins = models.JSONField(default=list, blank=True, editable=False)
 
     SECRET_FIELDS = ("token", "password", "client_secret")
 
@@ -102,7 +105,8 @@ class Integration(Timestamped):
     )
     verify_tls = models.BooleanField(default=True)
     ca_bundle = models.TextField(blank=True, help_text="PEM certificates for self-signed hosts")
-    proxy_url = models.CharField(max_length=2000, blank=True)
+    # Encrypted: a proxy URL often carries the proxy's own credentials.
+    proxy_url = SecretField(blank=True, default="")
     enabled = models.BooleanField(default=True)
 
     class Meta:
@@ -125,6 +129,7 @@ class IntegrationHeader(models.Model):
     name = models.CharField(max_length=200)
     value = SecretField(blank=True, default="")
     secret = models.BooleanField(default=False)
+    bound_origins = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -225,6 +230,8 @@ class StoredSecret(Timestamped):
     name = models.CharField(max_length=100, unique=True)
     secret_type = models.CharField(max_length=40, default="LLM_API_KEY")
     value = SecretField()
+    # Empty until first used by the person who stored it, or given when it is stored.
+    bound_origins = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
 from django.conf import settings
 
 from integrations import audit
-from integrations.llm import client
+from integrations.llm import client, inputs
 from integrations.llm.config import AuthConfig, CallResult, Header, LLMConfig, Prompt, ResponsePaths
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import adapter_for
 from integrations.llm.redact import excerpt
 from integrations.models import (
     AuditAction,
+    AuthKind,
     AuthProfile,
     ConnectionTest,
     CustomModel,
@@ -49,6 +51,7 @@ def auth_config(profile: AuthProfile | None) -> AuthConfig:
                 profile.client_secret, f"Auth profile {profile.name!r}: client secret"
             ),
             scope=profile.scope,
+            bound=frozenset(profile.bound_origins or ()),
         )
     except CredentialUnreadable as exc:
         raise LLMError("credential", str(exc)) from exc
@@ -58,9 +61,15 @@ def config_for(integration: Integration, model: CustomModel | None = None) -> LL
     """Return the configuration the client sends for a saved integration (and model)."""
     try:
         headers = tuple(
-            Header(h.name, reveal(h.value, f"Header {h.name!r}"), h.secret)
+            Header(
+                h.name,
+                reveal(h.value, f"Header {h.name!r}"),
+                h.secret,
+                frozenset(h.bound_origins or ()),
+            )
             for h in integration.headers.all()
         )
+        proxy_url = reveal(integration.proxy_url, "The proxy URL")
     except CredentialUnreadable as exc:
         raise LLMError("credential", str(exc)) from exc
     defaults: dict = {}
@@ -91,8 +100,61 @@ def config_for(integration: Integration, model: CustomModel | None = None) -> LL
         timeout=integration.timeout_seconds,
         verify_tls=integration.verify_tls,
         ca_bundle=integration.ca_bundle,
-        proxy_url=integration.proxy_url,
+        proxy_url=proxy_url,
     )
+
+
+# --- where stored secrets may go ------------------------------------------------------------
+
+
+def integration_routes(integration: Integration, token_url: str = "") -> set[str]:
+    """Return the routes a saved integration's secrets travel (and a token URL's, if given)."""
+    proxy = reveal_or_blank(integration.proxy_url)
+    routes = set()
+    for url in (integration.endpoint, token_url):
+        if url:
+            with contextlib.suppress(inputs.InputError):  # an unsaved, broken URL binds nothing
+                routes.add(inputs.route(url, proxy))
+    return routes
+
+
+def reveal_or_blank(value) -> str:
+    try:
+        return reveal(value)
+    except CredentialUnreadable:
+        return ""
+
+
+def profile_routes(profile: AuthProfile, token_url: str = "") -> set[str]:
+    """Return the routes of every integration using a profile: where a new secret for it
+    is being typed for. OAuth adds its token URL, through each integration's proxy."""
+    token_url = token_url or (profile.token_url if profile.kind == AuthKind.OAUTH2 else "")
+    routes: set[str] = set()
+    integrations = list(profile.integrations.all()) if profile.pk else []
+    for integration in integrations:
+        routes |= integration_routes(integration, token_url)
+    if not integrations and token_url:
+        routes.add(inputs.route(token_url))
+    return routes
+
+
+def unbound(bound, routes: set[str], owner_id=None, user=None) -> set[str]:
+    """Return the routes a stored secret was not entered for.
+
+    A secret stored without any route (an API secret, a profile made on its own page)
+    is bound by its first use, but only when the person who stored it makes that use.
+    """
+    missing = set(routes) - set(bound or ())
+    first_use = not bound and owner_id is not None and owner_id == getattr(user, "pk", None)
+    return set() if first_use else missing
+
+
+def remember_routes(obj, routes) -> None:
+    """Add routes a secret was typed again for to the stored binding."""
+    merged = sorted(set(obj.bound_origins or ()) | set(routes))
+    if merged != list(obj.bound_origins or ()):
+        obj.bound_origins = merged
+        type(obj).objects.filter(pk=obj.pk).update(bound_origins=merged)
 
 
 def request_url(integration: Integration, model_id: str = "") -> str:

@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.db import transaction
 from django.utils import timezone
 
+from integrations import services
 from integrations.models import AuthProfile, CustomModel, Integration, IntegrationHeader
 from integrations.secrets import UnreadableSecret
 
@@ -102,9 +103,11 @@ def export(include_secrets: bool = False, passphrase: str = "") -> dict:
         entry = {"name": integration.name} | {
             f: _plain(getattr(integration, f)) for f in INTEGRATION_FIELDS
         }
-        if "@" in integration.proxy_url:  # credentials in the proxy URL are a secret too
+        proxy = services.reveal_or_blank(integration.proxy_url)
+        entry["proxy_url"] = proxy
+        if "@" in proxy:  # credentials in the proxy URL are a secret too
             entry["proxy_url"] = None
-            entry["sealed_proxy_url"] = seal(integration.proxy_url)
+            entry["sealed_proxy_url"] = seal(proxy)
         entry["auth_profile"] = integration.auth_profile.name if integration.auth_profile else None
         entry["headers"] = [
             {"name": h.name, "secret": h.secret}
@@ -180,6 +183,7 @@ def import_data(
         return ask_secret(label) if ask_secret else None
 
     report = Report()
+    typed_profiles = []  # profiles whose secrets came from the file: bound to its endpoints
     for entry in data.get("auth_profiles", []):
         name = entry["name"]
         profile = AuthProfile.objects.filter(name=name).first()
@@ -193,6 +197,7 @@ def import_data(
             if value:
                 changed |= getattr(profile, secret_name) != value
                 setattr(profile, secret_name, value)
+                typed_profiles.append(profile)
             elif not getattr(profile, secret_name):
                 report.missing_secrets.append(f"auth profile {name}: {secret_name}")
         profile.save()
@@ -233,6 +238,9 @@ def import_data(
             )
             model.save()
             _tally(report, f"model {name} / {model.name}", model_created, model_changed)
+    for profile in typed_profiles:
+        profile.bound_origins = sorted(services.profile_routes(profile))
+        profile.save(update_fields=["bound_origins"])
     return report
 
 
@@ -255,6 +263,7 @@ def _import_headers(integration, rows, unseal, report) -> bool:
             value = row.get("value", "")
         if value and header.value != value:
             header.value, changed = value, True
+            header.bound_origins = sorted(services.integration_routes(integration))
         if header.secret != bool(row.get("secret")) or header.pk is None:
             changed = True
         header.secret = bool(row.get("secret"))

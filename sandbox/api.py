@@ -9,19 +9,20 @@ from ninja.errors import HttpError
 
 from integrations.api import usage_dict
 from integrations.llm.config import CallResult, Prompt, Usage
+from integrations.schemas import Input
 from sandbox import ratelimit, services
 
 router = Router(tags=["chat"])
 
 
-class ChatParameters(Schema):
+class ChatParameters(Input):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=200_000)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: list[str] | None = Field(None, max_length=4)
 
 
-class ChatIn(Schema):
+class ChatIn(Input):
     model: uuid.UUID = Field(description="The LLM id from /api/v2/llms")
     system: str = ""
     user: str = Field(min_length=1)

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
+from integrations.llm import inputs
 from integrations.models import AuthKind, AuthProfile, CustomModel, Integration, IntegrationHeader
 from tests.upstream import Upstream
 
@@ -78,20 +79,31 @@ def make_integration(db, upstream):
         **model_fields,
     ) -> CustomModel:
         profile = None
+        endpoint = endpoint or f"{upstream.url}/v1"
+        # Stored as if typed for this endpoint on the Add page.
+        bound = [inputs.route(endpoint)]
         if auth_kind != AuthKind.NONE:
             profile = AuthProfile.objects.create(
-                name=f"{name} key", kind=auth_kind, token=token, header_name="x-api-key"
+                name=f"{name} key",
+                kind=auth_kind,
+                token=token,
+                header_name="x-api-key",
+                bound_origins=bound,
             )
         integration = Integration.objects.create(
             name=name,
-            endpoint=endpoint or f"{upstream.url}/v1",
+            endpoint=endpoint,
             protocol=protocol,
             auth_profile=profile,
             timeout_seconds=5,
         )
         if secret_header:
             IntegrationHeader.objects.create(
-                integration=integration, name="X-Org-Secret", value=secret_header, secret=True
+                integration=integration,
+                name="X-Org-Secret",
+                value=secret_header,
+                secret=True,
+                bound_origins=bound,
             )
         IntegrationHeader.objects.create(integration=integration, name="X-Team", value="research")
         fields = {
@@ -173,3 +185,12 @@ def api_token():
         return tokens.create(user, "test token", **kwargs)[1]
 
     return make
+
+
+def typed(config):
+    """Return a config whose secrets count as typed for where it goes (as a form binds them)."""
+    from dataclasses import replace
+
+    route = config.route()
+    headers = tuple(replace(h, bound=h.bound | {route}) for h in config.headers)
+    return replace(config, auth=config.auth.bound_to(*config.auth_routes()), headers=headers)

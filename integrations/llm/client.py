@@ -20,15 +20,44 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.core.cache import cache
 
-from integrations.llm import transport
-from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt
-from integrations.llm.errors import STATUS_SENTENCES, LLMError, classify_status
+from integrations.llm import inputs, transport
+from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt, Usage
+from integrations.llm.errors import STATUS_SENTENCES, ErrorKind, LLMError, classify_status
 from integrations.llm.protocols import adapter_for
-from integrations.llm.redact import excerpt, redact_request, scrub, scrub_json
+from integrations.llm.redact import Scrubber, excerpt, redact_request, scrubber
 from integrations.secrets import decrypt, encrypt
 
 RAW_LIMIT = 64 * 1024
 UPSTREAM_MESSAGE_LIMIT = 300
+FINISH_REASON_LIMIT = 50
+# What a reply's parser may trip over when an upstream sends the wrong types.
+SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
+
+
+def check_route(auth: AuthConfig, headers, url: str, proxy_url: str) -> None:
+    """Refuse to attach a secret to a request for a route it was not entered for.
+
+    Every request that carries a secret is built through here (chat, stream, model
+    list, OAuth token), so no form, API call or admin action can send a stored secret
+    to a host, port or proxy its owner never typed it for.
+    """
+    try:
+        where = inputs.route(url, proxy_url)
+    except inputs.InputError as exc:
+        raise LLMError(ErrorKind.INVALID_URL, str(exc)) from exc
+    if auth.secrets() and where not in auth.bound:
+        raise _origin_error("The auth profile's secret", auth.bound, where)
+    for header in headers:
+        if header.secret and header.value and where not in header.bound:
+            raise _origin_error(f"The secret header {header.name}", header.bound, where)
+
+
+def _origin_error(what: str, bound, where: str) -> LLMError:
+    entered = ", ".join(sorted(bound)) or "no origin yet"
+    return LLMError(
+        ErrorKind.SECRET_ORIGIN,
+        f"{what} was entered for {entered}, not {where}. Type it again to send it there.",
+    )
 
 
 def _options(config: LLMConfig) -> transport.ClientOptions:
@@ -73,6 +102,7 @@ def oauth_token(auth: AuthConfig, options: transport.ClientOptions, timeout: flo
         token = decrypt(cached)
         if isinstance(token, str):
             return token
+    check_route(auth, (), auth.token_url, options.proxy_url)
     form = {"grant_type": "client_credentials", "client_id": auth.client_id}
     form["client_secret"] = auth.client_secret
     if auth.scope:
@@ -85,24 +115,36 @@ def oauth_token(auth: AuthConfig, options: transport.ClientOptions, timeout: flo
         timeout=timeout,
         options=options,
     )
-    secrets = [auth.client_secret]
     try:
         data = json.loads(raw.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     token = data.get("access_token") if isinstance(data, dict) else None
     if raw.status_code >= 400 or not isinstance(token, str) or not token:
-        detail = scrub(raw.body.decode("utf-8", "replace"), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+        sc = scrubber(tuple(auth.secrets()))
+        detail = sc.text(raw.body.decode("utf-8", "replace"))[:UPSTREAM_MESSAGE_LIMIT]
         raise LLMError(
             "auth",
             f"The OAuth token endpoint answered {raw.status_code} without an access token.",
             status=raw.status_code,
             upstream_message=detail,
         )
-    expires_in = data.get("expires_in")
-    ttl = int(expires_in) - 60 if isinstance(expires_in, int | float) else 3000
-    cache.set(key, encrypt(token), max(ttl, 30))
+    if not token.isascii() or not token.isprintable():
+        raise LLMError(ErrorKind.BAD_RESPONSE, "The OAuth token endpoint sent an unusable token.")
+    ttl = token_ttl(data.get("expires_in"))
+    if ttl:  # a token that lives under 30 s is used once, never cached
+        cache.set(key, encrypt(token), ttl)
     return token
+
+
+def token_ttl(expires_in: Any) -> int | None:
+    """Return how long to keep a token: refreshed when 10% of its life, or 30 s, is left."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return 3000
+    if not 0 < expires_in < 10**8:
+        return 3000 if expires_in >= 10**8 else 0
+    margin = max(expires_in * 0.1, 30)
+    return max(int(expires_in - margin), 0)
 
 
 def forget_oauth_token(auth: AuthConfig) -> None:
@@ -148,6 +190,7 @@ def build_request(config: LLMConfig, prompt: Prompt) -> tuple[str, dict[str, str
     for header in config.headers:
         headers[header.name] = header.value
     body = copy.deepcopy(adapter.body(config, prompt))
+    check_route(config.auth, config.headers, url, config.proxy_url)
     url, extra = apply_auth(config, url, headers, body)
     return url, headers, body, extra
 
@@ -155,7 +198,8 @@ def build_request(config: LLMConfig, prompt: Prompt) -> tuple[str, dict[str, str
 def preview_request(config: LLMConfig, prompt: Prompt) -> dict:
     """Return the redacted request without sending it (OAuth tokens are not fetched)."""
     if config.auth.kind == "oauth2":
-        config = replace(config, auth=AuthConfig(kind="bearer", token="$ACCESS_TOKEN"))
+        placeholder = AuthConfig(kind="bearer", token="$ACCESS_TOKEN", bound=config.auth.bound)
+        config = replace(config, auth=placeholder)
     url, headers, body, extra = build_request(config, prompt)
     return redact_request(
         "POST", url, headers, body, config.secrets() + extra, _secret_names(config)
@@ -213,30 +257,51 @@ def call(config: LLMConfig, prompt: Prompt) -> CallResult:
                 forget_oauth_token(config.auth)
                 continue
             break
-        _interpret(raw, config, secrets, result)
+        _interpret(raw, config, result)
     except LLMError as exc:
-        exc.message = scrub(exc.message, secrets)
-        exc.upstream_message = scrub(exc.upstream_message, secrets)
         result.error = exc
+    _settle(result, scrubber(tuple(secrets)))
     result.latency_ms = round((time.perf_counter() - started) * 1000)
-    result.ok = result.error is None
     return result
 
 
-def _interpret(
-    raw: transport.RawResponse, config: LLMConfig, secrets: list[str], result: CallResult
-) -> None:
+def _settle(result: CallResult, sc: Scrubber) -> None:
+    """Make a result safe to show and store: every upstream string scrubbed, numbers in range."""
+    result.content = sc.text(result.content if isinstance(result.content, str) else "")
+    reason = result.finish_reason if isinstance(result.finish_reason, str) else ""
+    result.finish_reason = sc.text(reason)[:FINISH_REASON_LIMIT]
+    result.raw = sc.text(result.raw)
+    result.raw_json = sc.json(result.raw_json)
+    result.usage = _clamped(result.usage)
+    if result.error is not None:
+        result.error.message = sc.text(result.error.message)
+        result.error.upstream_message = sc.text(result.error.upstream_message)[
+            :UPSTREAM_MESSAGE_LIMIT
+        ]
+    result.ok = result.error is None
+
+
+def _clamped(usage: Usage) -> Usage:
+    """Return usage with any count a database column cannot hold (or a lie) dropped."""
+    counts = [
+        n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= inputs.MAX_INT else None
+        for n in (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+    ]
+    return Usage(*counts)
+
+
+def _interpret(raw: transport.RawResponse, config: LLMConfig, result: CallResult) -> None:
+    """Read a whole reply into the result; the caller scrubs it."""
     result.status_code = raw.status_code
     text = raw.body.decode("utf-8", "replace")
-    result.raw = excerpt(text, secrets, RAW_LIMIT)
+    result.raw = excerpt(text, [], RAW_LIMIT)
     try:
         data = json.loads(text) if text.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
-    if data is not None:
-        result.raw_json = scrub_json(data, secrets)
+    result.raw_json = data
     if raw.status_code >= 400:
-        message = scrub(upstream_message(data, text), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+        message = upstream_message(data, text)[: UPSTREAM_MESSAGE_LIMIT * 4]
         kind = classify_status(raw.status_code, text, message)
         result.error = LLMError(
             kind,
@@ -248,13 +313,22 @@ def _interpret(
     if data is None:
         content_type = raw.headers.get("content-type", "no content type")
         raise LLMError(
-            "non_json",
-            f"The endpoint answered {raw.status_code} with {content_type}, not JSON.",
+            ErrorKind.NON_JSON,
+            f"The endpoint answered {raw.status_code} with {content_type[:80]}, not JSON.",
             status=raw.status_code,
         )
-    content, finish_reason, usage = adapter_for(config.protocol).parse(data, config)
+    try:
+        content, finish_reason, usage = adapter_for(config.protocol).parse(data, config)
+    except SHAPE_ERRORS as exc:
+        raise LLMError(
+            ErrorKind.BAD_RESPONSE,
+            f"The answer has an unexpected shape ({type(exc).__name__}).",
+            status=raw.status_code,
+        ) from exc
+    if not isinstance(content, str):
+        raise LLMError(ErrorKind.BAD_RESPONSE, "The answer's content is not text.")
     result.content = content
-    result.finish_reason = finish_reason
+    result.finish_reason = finish_reason if isinstance(finish_reason, str) else ""
     result.usage = usage
 
 
@@ -264,7 +338,7 @@ def stream(config: LLMConfig, prompt: Prompt) -> Iterator[str | CallResult]:
     Endpoints that cannot stream (a custom template, a server that answers plain JSON,
     or one that rejects stream options) fall back to a normal call. Closing the
     generator early closes the upstream connection. A stream that breaks keeps its
-    partial text in the failed result.
+    partial text in the failed result. Every delta is scrubbed before it is yielded.
     """
     adapter = adapter_for(config.protocol)
     if not adapter.streams or config.protocol == "custom":
@@ -302,34 +376,40 @@ def stream(config: LLMConfig, prompt: Prompt) -> Iterator[str | CallResult]:
                     fall_back = True
                 else:
                     result.streamed = False
-                    _interpret(raw, config, secrets, result)
+                    _interpret(raw, config, result)
             else:
-                yield from _read_events(response, adapter, state, parts, result, started, secrets)
+                live = scrubber(tuple(secrets)).stream()
+                for delta in _read_events(response, adapter, state, parts, result, started):
+                    shown = live.feed(delta)
+                    if shown:
+                        yield shown
+                tail = live.flush()
+                if tail:
+                    yield tail
                 result.finish_reason = state.get("finish_reason", "")
                 result.usage = state.get("usage") or result.usage
                 result.raw = f"(streamed: {state.get('events', 0)} events)"
     except LLMError as exc:
-        exc.message = scrub(exc.message, secrets)
-        exc.upstream_message = scrub(exc.upstream_message, secrets)
         result.error = exc
     if fall_back:
         yield call(config, prompt)
         return
     if parts:
         result.content = "".join(parts)
+    _settle(result, scrubber(tuple(secrets)))
     result.latency_ms = round((time.perf_counter() - started) * 1000)
-    result.ok = result.error is None
     yield result
 
 
-def _read_events(response, adapter, state, parts, result, started, secrets) -> Iterator[str]:
+def _read_events(response, adapter, state, parts, result, started) -> Iterator[str]:
+    """Yield the raw text deltas of an SSE reply; the caller scrubs them."""
     limit = settings.LLM_MAX_RESPONSE_BYTES
     received = 0
     done = False
     for line in response.iter_lines():
         received += len(line) + 1
         if received > limit:
-            raise LLMError("oversized", f"The stream exceeds the {limit} byte cap.")
+            raise LLMError(ErrorKind.OVERSIZED, f"The stream exceeds the {limit} byte cap.")
         if not line.startswith("data:"):
             continue
         payload = line[5:].strip()
@@ -338,57 +418,76 @@ def _read_events(response, adapter, state, parts, result, started, secrets) -> I
             break
         try:
             data = json.loads(payload)
-        except ValueError as exc:
-            raise LLMError("bad_shape", "A stream event is not JSON.") from exc
-        state["events"] = state.get("events", 0) + 1
-        delta = adapter.parse_event(data, state)
-        if state.get("error"):
-            message = scrub(str(state["error"]), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+            state["events"] = state.get("events", 0) + 1
+            delta = adapter.parse_event(data, state)
+        except SHAPE_ERRORS as exc:
             raise LLMError(
-                "server_error",
+                ErrorKind.BAD_RESPONSE, f"A stream event is malformed ({type(exc).__name__})."
+            ) from exc
+        if state.get("error"):
+            raise LLMError(
+                ErrorKind.SERVER_ERROR,
                 "The endpoint reported an error mid-stream.",
-                upstream_message=message,
+                upstream_message=str(state["error"])[: UPSTREAM_MESSAGE_LIMIT * 4],
             )
-        if delta:
+        if delta and isinstance(delta, str):
             if result.ttft_ms is None:
                 result.ttft_ms = round((time.perf_counter() - started) * 1000)
             parts.append(delta)
             yield delta
     if not done and not state.get("finish_reason"):
-        raise LLMError("connection", "The stream ended before the answer was complete.")
+        raise LLMError(ErrorKind.CONNECTION, "The stream ended before the answer was complete.")
 
 
 def list_models(config: LLMConfig) -> list[str]:
-    """Return the model IDs the endpoint's /models list offers."""
+    """Return the model IDs the endpoint's /models list offers, scrubbed."""
     adapter = adapter_for(config.protocol)
     url = adapter.models_url(config)
     if not url:
-        raise LLMError("config", "This protocol has no model list to fetch.")
+        raise LLMError(ErrorKind.CONFIG, "This protocol has no model list to fetch.")
+    if config.auth.kind == "body":
+        raise LLMError(ErrorKind.CONFIG, "The model list cannot carry a token in a JSON body.")
     headers = {"Accept": "application/json"}
     headers.update(adapter.headers(config))
     for header in config.headers:
         headers[header.name] = header.value
-    if config.auth.kind == "body":
-        raise LLMError("config", "The model list cannot carry a token in a JSON body.")
-    url, extra = apply_auth(config, url, headers, None)
-    raw = transport.send(
-        "GET", url, headers=headers, timeout=config.timeout, options=_options(config)
-    )
-    secrets = config.secrets() + extra
+    check_route(config.auth, config.headers, url, config.proxy_url)
+    secrets = config.secrets()
+    try:
+        url, extra = apply_auth(config, url, headers, None)
+        secrets = secrets + extra
+        raw = transport.send(
+            "GET", url, headers=headers, timeout=config.timeout, options=_options(config)
+        )
+        return _model_ids(raw, scrubber(tuple(secrets)))
+    except LLMError as exc:
+        sc = scrubber(tuple(secrets))
+        exc.message = sc.text(exc.message)
+        exc.upstream_message = sc.text(exc.upstream_message)[:UPSTREAM_MESSAGE_LIMIT]
+        raise
+
+
+def _model_ids(raw: transport.RawResponse, sc: Scrubber) -> list[str]:
     text = raw.body.decode("utf-8", "replace")
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if raw.status_code >= 400:
         kind = classify_status(raw.status_code, text, "")
-        message = scrub(upstream_message(data, text), secrets)[:UPSTREAM_MESSAGE_LIMIT]
+        message = upstream_message(data, text)
         raise LLMError(kind, f"{raw.status_code} from the model list.", raw.status_code, message)
     items = data.get("data") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise LLMError("bad_shape", "The model list is not a list.")
-    ids = [str(i.get("id")) for i in items if isinstance(i, dict) and i.get("id")]
-    return sorted(set(ids))
+        raise LLMError(ErrorKind.BAD_RESPONSE, "The model list is not a list.")
+    ids = set()
+    for item in items:
+        model_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(model_id, str) and model_id.strip():
+            shown = sc.text(model_id)[:200]
+            if shown == model_id:  # an id that echoes a secret is no model id
+                ids.add(model_id)
+    return sorted(ids)
 
 
 def _shell_quote(text: str) -> str:
@@ -398,7 +497,8 @@ def _shell_quote(text: str) -> str:
 def curl_command(config: LLMConfig, prompt: Prompt) -> str:
     """Return a curl command reproducing the request, secrets replaced by shell variables."""
     if config.auth.kind == "oauth2":
-        config = replace(config, auth=AuthConfig(kind="bearer", token="\0ACCESS_TOKEN\0"))
+        placeholder = AuthConfig(kind="bearer", token="\0ACCESS_TOKEN\0", bound=config.auth.bound)
+        config = replace(config, auth=placeholder)
     url, headers, body, extra = build_request(config, prompt)
     names: list[tuple[str, str]] = []
     for secret in config.auth.secrets() + extra:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from integrations.llm import inputs
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class AuthConfig:
     client_id: str = ""
     client_secret: str = ""
     scope: str = ""
+    # The routes (see inputs.route) the secrets were entered for; the client refuses others.
+    bound: frozenset[str] = frozenset()
 
     def secrets(self) -> list[str]:
         return [s for s in (self.token, self.password, self.client_secret) if s]
@@ -46,12 +50,17 @@ class AuthConfig:
         used = self.USES.get(self.kind, ())
         return AuthConfig(kind=self.kind, **{name: getattr(self, name) for name in used})
 
+    def bound_to(self, *routes: str) -> AuthConfig:
+        """Return a copy whose secrets may also go to these routes (they were typed for them)."""
+        return replace(self, bound=self.bound | {r for r in routes if r})
+
 
 @dataclass(frozen=True)
 class Header:
     name: str
     value: str
     secret: bool = False
+    bound: frozenset[str] = frozenset()  # for a secret value: the routes it was entered for
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,17 @@ class LLMConfig:
         # Longest first so that a secret containing another is scrubbed whole.
         return sorted(set(values), key=len, reverse=True)
 
+    def route(self) -> str:
+        """Return where requests go: the endpoint's origin, through the proxy if any."""
+        return inputs.route(self.endpoint, self.proxy_url)
+
+    def auth_routes(self) -> set[str]:
+        """Return every route the auth secrets travel: the endpoint, and OAuth's token URL."""
+        routes = {self.route()}
+        if self.auth.kind == "oauth2" and self.auth.token_url:
+            routes.add(inputs.route(self.auth.token_url, self.proxy_url))
+        return routes
+
     def fingerprint(self, key: str) -> str:
         """Return a hash of the normalized configuration, secrets included by HMAC only."""
 
@@ -93,6 +113,8 @@ class LLMConfig:
             return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()[:16]
 
         data = asdict(self)
+        # Bindings say where a secret may go, not what is sent: the route is in the endpoint.
+        data["auth"].pop("bound")
         for name in ("token", "password", "client_secret"):
             data["auth"][name] = digest(data["auth"][name]) if data["auth"][name] else ""
         data["headers"] = sorted(

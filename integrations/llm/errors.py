@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Every way a call can fail. A StrEnum, so stored rows and JSON hold the plain value."""
+
+    CONFIG = "config"
+    CREDENTIAL = "credential"
+    SECRET_ORIGIN = "secret_origin"
+    INVALID_URL = "invalid_url"
+    DNS = "dns"
+    REFUSED = "refused"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    REDIRECT = "redirect"
+    BLOCKED = "blocked"
+    AUTH = "auth"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND_PATH = "not_found_path"
+    UNKNOWN_MODEL = "unknown_model"
+    BAD_REQUEST = "bad_request"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    NON_JSON = "non_json"
+    BAD_RESPONSE = "bad_response"
+    OVERSIZED = "oversized"
+    HTTP_ERROR = "http_error"
+
 
 HINTS: dict[str, str] = {
     "config": "Fix the configuration and test again.",
     "credential": "Re-enter the secret in the auth profile or header, or restore the encryption key.",
+    "secret_origin": "A stored secret goes only to the origin (scheme, host, port and proxy) it "
+    "was entered for. Type the secret again to send it to this one.",
     "invalid_url": "Use an http:// or https:// URL such as https://api.openai.com/v1.",
     "dns": "Check the host name in the endpoint; it does not resolve from this server.",
     "refused": "Nothing listens at that host and port. Check the endpoint and that the server is up.",
@@ -29,7 +61,7 @@ HINTS: dict[str, str] = {
     "server_error": "The endpoint failed on its side. Retry later or check the server's logs.",
     "non_json": "The endpoint did not answer JSON. Check that the URL points at the API, "
     "not a web page.",
-    "bad_shape": "The answer is JSON but not in the expected shape. Check the protocol, or the "
+    "bad_response": "The answer is not in the expected shape. Check the protocol, or the "
     "response paths of a custom template.",
     "oversized": "The answer exceeds the size cap. Lower max_tokens or raise LLM_MAX_RESPONSE_BYTES.",
     "http_error": "The endpoint answered with an error. Read its message above.",
@@ -38,6 +70,7 @@ HINTS: dict[str, str] = {
 TITLES: dict[str, str] = {
     "config": "Configuration error",
     "credential": "Credential unreadable",
+    "secret_origin": "Secret not bound to this origin",
     "invalid_url": "Invalid URL",
     "dns": "Host not found",
     "refused": "Connection refused",
@@ -55,7 +88,7 @@ TITLES: dict[str, str] = {
     "rate_limited": "Rate limited",
     "server_error": "Server error",
     "non_json": "Not JSON",
-    "bad_shape": "Unexpected response",
+    "bad_response": "Unexpected response",
     "oversized": "Response too large",
     "http_error": "HTTP error",
 }
@@ -85,6 +118,7 @@ class LLMError(Exception):
     upstream_message: str = ""
 
     def __post_init__(self) -> None:
+        self.kind = ErrorKind(self.kind)
         super().__init__(self.message)
 
     @property

@@ -7,6 +7,7 @@ import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from integrations.llm import inputs
 from integrations.llm.config import LLMConfig, Prompt, ResponsePaths, Usage
 from integrations.llm.errors import LLMError
 
@@ -46,11 +47,13 @@ def merged_params(config: LLMConfig, prompt: Prompt) -> dict:
 def parse_template(text: str) -> Any:
     """Parse a request template; bare placeholders like `"n": {{max_tokens}}` are allowed."""
     try:
-        return json.loads(_BARE_PLACEHOLDER.sub(r'"{{\1}}"', text))
+        return inputs.parse_json_text(_BARE_PLACEHOLDER.sub(r'"{{\1}}"', text), "The body")
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
         ) from exc
+    except inputs.InputError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def unknown_placeholders(template: Any) -> set[str]:
@@ -126,28 +129,43 @@ def get_path(data: Any, path: str) -> Any:
     return node
 
 
+MAX_COUNT = 2**31 - 1  # what an integer column holds; a larger count is not believed
+
+
 def _int_or_none(value: Any) -> int | None:
+    """Return a token count an upstream reported, or None for anything that is not one."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if (
+        isinstance(value, float)
+        and value.is_integer()
+        and abs(value) <= MAX_COUNT
+        or isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) < 11
+    ):
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_COUNT:
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
     return None
 
 
 def make_usage(prompt: Any, completion: Any, total: Any) -> Usage:
     usage = Usage(_int_or_none(prompt), _int_or_none(completion), _int_or_none(total))
     if usage.total_tokens is None and None not in (usage.prompt_tokens, usage.completion_tokens):
-        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        usage.total_tokens = _int_or_none(usage.prompt_tokens + usage.completion_tokens)
     return usage
+
+
+def _dict(value: Any) -> dict:
+    """Return value if it is an object; upstreams send "usage": "lots" too."""
+    return value if isinstance(value, dict) else {}
 
 
 def openai_usage(data: dict) -> Usage:
     """Return the usage block of an OpenAI-shaped reply or stream chunk."""
-    usage = data.get("usage") or {}
+    usage = _dict(data.get("usage")) if isinstance(data, dict) else {}
     return make_usage(
         usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
     )
@@ -158,8 +176,8 @@ def _text_of(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
-        return "".join(parts)
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        return "".join(p for p in parts if isinstance(p, str))
     return None
 
 
@@ -247,7 +265,7 @@ class Adapter:
 
 def _require(value: Any, what: str) -> Any:
     if value is None:
-        raise LLMError("bad_shape", f"The answer has no {what}.")
+        raise LLMError("bad_response", f"The answer has no {what}.")
     return value
 
 
@@ -259,9 +277,10 @@ def _openai_event(data: Any, state: dict, text_of_choice) -> str:
     choice = get_path(data, "choices.0")
     if not isinstance(choice, dict):
         return ""
-    if choice.get("finish_reason"):
+    if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
         state["finish_reason"] = choice["finish_reason"]
-    return text_of_choice(choice) or ""
+    text = text_of_choice(choice)
+    return text if isinstance(text, str) else ""
 
 
 class OpenAIChat(Adapter):
@@ -278,7 +297,7 @@ class OpenAIChat(Adapter):
         return body
 
     def parse_event(self, data: Any, state: dict) -> str:
-        return _openai_event(data, state, lambda c: _text_of((c.get("delta") or {}).get("content")))
+        return _openai_event(data, state, lambda c: _text_of(_dict(c.get("delta")).get("content")))
 
     def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
         return {"model": config.model_id, "messages": messages_for(prompt)} | merged_params(
@@ -296,7 +315,11 @@ class OpenAIChat(Adapter):
             content = _text_of(message.get("content"))
             if content is None:
                 content = ""  # a tool call or a refusal without text
-        return content, choice.get("finish_reason") or "", openai_usage(data)
+        return content, _reason(choice.get("finish_reason")), openai_usage(data)
+
+
+def _reason(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class OpenAICompletions(OpenAIChat):
@@ -323,7 +346,9 @@ class OpenAICompletions(OpenAIChat):
     def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
         choice = _require(get_path(data, "choices.0"), "choices[0]")
         text = _require(choice.get("text") if isinstance(choice, dict) else None, "choices[0].text")
-        return text, choice.get("finish_reason") or "", openai_usage(data)
+        if not isinstance(text, str):
+            raise LLMError("bad_response", "The answer's choices[0].text is not text.")
+        return text, _reason(choice.get("finish_reason")), openai_usage(data)
 
 
 class AnthropicMessages(Adapter):
@@ -343,15 +368,21 @@ class AnthropicMessages(Adapter):
         kind = data.get("type")
         usage = state.setdefault("usage", Usage())
         if kind == "message_start":
-            start = get_path(data, "message.usage") or {}
+            start = _dict(get_path(data, "message.usage"))
             usage.prompt_tokens = _int_or_none(start.get("input_tokens"))
         elif kind == "content_block_delta":
-            return get_path(data, "delta.text") or ""
+            text = get_path(data, "delta.text")
+            return text if isinstance(text, str) else ""
         elif kind == "message_delta":
-            usage.completion_tokens = _int_or_none(get_path(data, "usage.output_tokens"))
-            state["finish_reason"] = get_path(data, "delta.stop_reason") or ""
+            # message_delta's usage is cumulative: proxies such as LiteLLM put the input
+            # tokens here and send 0 in message_start.
+            delta_usage = _dict(data.get("usage"))
+            if _int_or_none(delta_usage.get("input_tokens")):
+                usage.prompt_tokens = _int_or_none(delta_usage.get("input_tokens"))
+            usage.completion_tokens = _int_or_none(delta_usage.get("output_tokens"))
+            state["finish_reason"] = _reason(get_path(data, "delta.stop_reason"))
             if None not in (usage.prompt_tokens, usage.completion_tokens):
-                usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+                usage.total_tokens = _int_or_none(usage.prompt_tokens + usage.completion_tokens)
         elif kind == "error":
             state["error"] = get_path(data, "error.message") or "stream error"
         return ""
@@ -382,14 +413,16 @@ class AnthropicMessages(Adapter):
     def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
         blocks = _require(data.get("content") if isinstance(data, dict) else None, "content")
         if not isinstance(blocks, list):
-            raise LLMError("bad_shape", "The answer's content is not a list of blocks.")
+            raise LLMError("bad_response", "The answer's content is not a list of blocks.")
         text = "".join(
-            b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+            b["text"]
+            for b in blocks
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
         )
-        usage = data.get("usage") or {}
+        usage = _dict(data.get("usage"))
         return (
             text,
-            data.get("stop_reason") or "",
+            _reason(data.get("stop_reason")),
             make_usage(usage.get("input_tokens"), usage.get("output_tokens"), None),
         )
 
@@ -474,12 +507,12 @@ class CustomTemplate(Adapter):
         content_path = paths.content or defaults.content
         content = get_path(data, content_path)
         if content is None:
-            raise LLMError("bad_shape", f"Nothing at the content path {content_path!r}.")
+            raise LLMError("bad_response", f"Nothing at the content path {content_path!r}.")
         if not isinstance(content, str):
             content = _text_of(content) if isinstance(content, list) else json.dumps(content)
         return (
             content,
-            str(get_path(data, paths.finish_reason or defaults.finish_reason) or ""),
+            _reason(get_path(data, paths.finish_reason or defaults.finish_reason)),
             make_usage(
                 get_path(data, paths.prompt_tokens or defaults.prompt_tokens),
                 get_path(data, paths.completion_tokens or defaults.completion_tokens),

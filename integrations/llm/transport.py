@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 from django.conf import settings
 
+from integrations.llm import inputs
 from integrations.llm.errors import LLMError
 
 USER_AGENT = "byollm-console/0.1"
@@ -233,22 +233,13 @@ def _client(options: ClientOptions) -> httpx.Client:
     return client
 
 
-def check_url(url: str) -> tuple[str, int]:
+def check_url(url: str, what: str = "URL") -> tuple[str, int]:
     """Return (host, port) of an http(s) URL, or raise invalid_url."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise LLMError("invalid_url", f"{url!r} is not a valid URL.") from exc
-    if parts.scheme not in ("http", "https"):
-        raise LLMError(
-            "invalid_url", f"Only http and https URLs are allowed, not {parts.scheme!r}."
-        )
-    if not parts.hostname:
-        raise LLMError("invalid_url", f"{url!r} has no host.")
-    if parts.username or parts.password:
-        raise LLMError("invalid_url", "Put credentials in an auth profile, not in the URL.")
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+        parsed = inputs.parse_url(url, what, allow_credentials=what == "proxy URL")
+    except inputs.InputError as exc:
+        raise LLMError("invalid_url", str(exc)) from exc
+    return parsed.host, parsed.port
 
 
 @dataclass
@@ -299,7 +290,7 @@ def open_stream(
     host, port = check_url(url)
     if options.proxy_url:
         # The proxy resolves the target; refuse literal or resolvable blocked targets anyway.
-        check_url(options.proxy_url)
+        check_url(options.proxy_url, "proxy URL")
         try:
             resolve_checked(host, port)
         except LLMError as exc:

@@ -93,7 +93,7 @@ def _follow_tests(tested) -> None:
 @editor_required
 def profile_edit(request, pk=None):
     profile = get_object_or_404(AuthProfile, pk=pk) if pk else AuthProfile(created_by=request.user)
-    form = AuthProfileForm(request.POST or None, instance=profile)
+    form = AuthProfileForm(request.POST or None, instance=profile, user=request.user)
     ctx = {"form": form, "profile": profile}
     if request.method != "POST" or not form.is_valid():
         return render(request, "integrations/auth_profile_form.html", ctx)

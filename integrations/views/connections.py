@@ -194,7 +194,7 @@ def _handle(request, form: ConnectionForm, ctx: dict):
 @require_http_methods(["GET", "POST"])
 @editor_required
 def integration_add(request):
-    form = ConnectionForm(request.POST or None, mode="add")
+    form = ConnectionForm(request.POST or None, mode="add", user=request.user)
     ctx = _page_ctx(form, "Add custom LLM", reverse("home"))
     if request.method == "POST":
         return _handle(request, form, ctx)
@@ -208,7 +208,9 @@ def integration_add(request):
 @editor_required
 def integration_edit(request, pk):
     integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
-    form = ConnectionForm(request.POST or None, mode="integration", integration=integration)
+    form = ConnectionForm(
+        request.POST or None, mode="integration", integration=integration, user=request.user
+    )
     ctx = _page_ctx(
         form, f"Edit integration {integration.name}", reverse("integration-detail", args=[pk])
     )
@@ -222,7 +224,9 @@ def integration_edit(request, pk):
 @editor_required
 def model_add(request, pk):
     integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
-    form = ConnectionForm(request.POST or None, mode="model", integration=integration)
+    form = ConnectionForm(
+        request.POST or None, mode="model", integration=integration, user=request.user
+    )
     ctx = _page_ctx(
         form, f"Add a model to {integration.name}", reverse("integration-detail", args=[pk])
     )
@@ -242,7 +246,9 @@ def model_edit(request, pk):
         CustomModel.objects.select_related("integration__auth_profile"), pk=pk
     )
     integration = model.integration
-    form = ConnectionForm(request.POST or None, mode="model", integration=integration, model=model)
+    form = ConnectionForm(
+        request.POST or None, mode="model", integration=integration, model=model, user=request.user
+    )
     ctx = _page_ctx(
         form, f"Edit model {model.name}", reverse("integration-detail", args=[integration.pk])
     )

@@ -451,7 +451,7 @@ def test_a_host_change_without_re_entering_the_secret_is_refused(
     data = edit_payload(model, endpoint=f"http://localhost:{upstream.port}/v1")
     response = editor_client.post(url, {**data, "action": "test"}, headers=HX)
     html = response.content.decode()
-    assert "re-enter" in html
+    assert "type it again to send it to http://localhost" in html
     assert upstream.requests == []  # the stored key went nowhere
     data.update({"auth_reentry": "wrong-value", "headers-0-value": CANARY_HEADER})
     assert (

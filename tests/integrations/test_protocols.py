@@ -8,6 +8,7 @@ from integrations.llm.client import build_request, preview_request
 from integrations.llm.config import AuthConfig, Header, LLMConfig, Prompt, ResponsePaths
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import adapter_for, parse_template, render_template
+from tests.conftest import typed
 
 PROMPT = Prompt(system="Be brief.", user="Hi", params={"max_tokens": 50, "temperature": 0.2})
 
@@ -80,7 +81,7 @@ COMPLETIONS_REPLY = {
 def config(**kwargs) -> LLMConfig:
     base = {"endpoint": "https://api.example.com/v1", "model_id": "m-1"}
     base.update(kwargs)
-    return LLMConfig(**base)
+    return typed(LLMConfig(**base))
 
 
 def test_it_parses_openai_chat_reply_and_usage():
@@ -163,10 +164,10 @@ def test_it_builds_and_parses_legacy_completions():
     assert (content, finish, usage.total_tokens) == ("legacy text", "length", 12)
 
 
-def test_it_fails_with_bad_shape_when_choices_are_missing():
+def test_it_fails_with_bad_response_when_choices_are_missing():
     with pytest.raises(LLMError) as exc:
         adapter_for("openai-chat").parse({"id": "x", "usage": {}}, config())
-    assert exc.value.kind == "bad_shape"
+    assert exc.value.kind == "bad_response"
 
 
 CUSTOM_TEMPLATE_TEXT = """{
@@ -215,11 +216,11 @@ def test_it_reads_custom_reply_paths_with_list_indices():
     assert content == "x" and not usage.reported
 
 
-def test_it_fails_with_bad_shape_when_the_custom_content_path_is_empty():
+def test_it_fails_with_bad_response_when_the_custom_content_path_is_empty():
     cfg = config(protocol="custom", response_paths=ResponsePaths(content="output.text"))
     with pytest.raises(LLMError) as exc:
         adapter_for("custom").parse({"output": {}}, cfg)
-    assert exc.value.kind == "bad_shape" and "output.text" in exc.value.message
+    assert exc.value.kind == "bad_response" and "output.text" in exc.value.message
 
 
 def test_it_rejects_an_invalid_template_with_a_clear_message():

@@ -12,6 +12,7 @@ from integrations.llm import transport
 from integrations.llm.client import call
 from integrations.llm.config import AuthConfig, Header, LLMConfig, Prompt
 from integrations.llm.errors import LLMError
+from tests.conftest import typed
 from tests.upstream import (
     openai_reply,
     reply_json,
@@ -35,7 +36,7 @@ def cfg(upstream, **kwargs) -> LLMConfig:
         "timeout": 5,
     }
     base.update(kwargs)
-    return LLMConfig(**base)
+    return typed(LLMConfig(**base))
 
 
 def test_it_returns_content_usage_and_redacted_request_on_success(upstream):
@@ -120,7 +121,7 @@ def test_it_classifies_a_web_page_answered_with_200(upstream):
 def test_it_classifies_json_without_choices(upstream):
     upstream.handler = reply_json({"id": "x", "object": "chat.completion"})
     result = call(cfg(upstream), PROMPT)
-    assert result.error.kind == "bad_shape"
+    assert result.error.kind == "bad_response"
 
 
 def test_it_times_out_on_slow_headers(upstream):

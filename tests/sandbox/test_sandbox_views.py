@@ -174,8 +174,10 @@ def test_streaming_sends_tokens_then_the_final_panel(client, charlie, make_integ
     response = client.post(reverse("sandbox-stream"), payload(model, stream="on"))
     assert response["Content-Type"] == "text/event-stream"
     events = sse_events(response)
-    assert [e for e, _ in events] == ["start", "token", "token", "done"]
-    assert events[1][1] == {"t": "Hi"}
+    names = [e for e, _ in events]
+    assert names[0] == "start" and names[-1] == "done" and set(names[1:-1]) == {"token"}
+    # The scrubber may hold back a character that could begin a secret; the text is whole.
+    assert "".join(data["t"] for e, data in events if e == "token") == "Hi <b>there</b>"
     done = events[-1][1]["html"]
     assert "&lt;b&gt;there&lt;/b&gt;" in done and "Total tokens" in done and "first token" in done
     run = SandboxRun.objects.get()

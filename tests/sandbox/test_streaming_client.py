@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from integrations.llm.client import stream
 from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt
+from tests.conftest import typed
 from tests.upstream import openai_reply, reply_anthropic_sse, reply_json, reply_sse
 
 PROMPT = Prompt("sys", "hi", {"max_tokens": 20})
 
 
 def cfg(upstream, **kwargs):
-    return LLMConfig(endpoint=f"{upstream.url}/v1", model_id="m", timeout=5, **kwargs)
+    return typed(LLMConfig(endpoint=f"{upstream.url}/v1", model_id="m", timeout=5, **kwargs))
 
 
 def collect(gen):

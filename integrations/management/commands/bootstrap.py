@@ -10,6 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from integrations import services
+from integrations.llm import inputs
 from integrations.models import AuthKind, AuthProfile, CustomModel, Integration
 
 
@@ -50,6 +52,8 @@ class Command(BaseCommand):
                 "created_by": admin,
             },
         )
+        # The operator's own demo key, bound to the demo endpoint it was made for.
+        services.remember_routes(profile, {inputs.route(settings.DEMO_BASE_URL)})
         integration, created = Integration.objects.get_or_create(
             name="Demo upstream",
             defaults={
