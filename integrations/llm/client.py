@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -192,7 +192,21 @@ def build_request(config: LLMConfig, prompt: Prompt) -> tuple[str, dict[str, str
     body = copy.deepcopy(adapter.body(config, prompt))
     check_route(config.auth, config.headers, url, config.proxy_url)
     url, extra = apply_auth(config, url, headers, body)
+    _check_sendable(headers)
     return url, headers, body, extra
+
+
+def _check_sendable(headers: dict[str, str]) -> None:
+    """Refuse a stored header value HTTP cannot carry (saved before the edge rules held)."""
+    for name, value in headers.items():
+        try:
+            inputs.check_header_value(value)
+        except inputs.InputError as exc:
+            raise LLMError(
+                ErrorKind.CONFIG,
+                f"The {name} header holds characters HTTP cannot carry (line breaks or "
+                "non-ASCII, e.g. an accented key). Re-enter it.",
+            ) from exc
 
 
 def preview_request(config: LLMConfig, prompt: Prompt) -> dict:
@@ -456,6 +470,7 @@ def list_models(config: LLMConfig) -> list[str]:
     try:
         url, extra = apply_auth(config, url, headers, None)
         secrets = secrets + extra
+        _check_sendable(headers)
         raw = transport.send(
             "GET", url, headers=headers, timeout=config.timeout, options=_options(config)
         )
@@ -501,12 +516,13 @@ def curl_command(config: LLMConfig, prompt: Prompt) -> str:
         config = replace(config, auth=placeholder)
     url, headers, body, extra = build_request(config, prompt)
     names: list[tuple[str, str]] = []
-    for secret in config.auth.secrets() + extra:
-        names.append((secret, "API_KEY"))
+    secrets = [(secret, "API_KEY") for secret in config.auth.secrets() + extra]
     for header in config.headers:
         if header.secret and header.value:
-            var = re.sub(r"[^A-Z0-9]", "_", header.name.upper())
-            names.append((header.value, var))
+            secrets.append((header.value, re.sub(r"[^A-Z0-9]", "_", header.name.upper())))
+    for secret, var in secrets:
+        # A key in the query string is URL-encoded there: "a+b/c=" becomes "a%2Bb%2Fc%3D".
+        names += [(form, var) for form in {secret, quote_plus(secret), quote(secret, safe="")}]
     names.append(("\0ACCESS_TOKEN\0", "ACCESS_TOKEN"))
     names.sort(key=lambda pair: len(pair[0]), reverse=True)
 

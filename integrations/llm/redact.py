@@ -127,17 +127,19 @@ class Scrubber:
         out.append(text[at:])
         return "".join(out)
 
-    def text(self, text: str) -> str:
-        """Return text safe to keep and show: secrets masked, also behind escapes, and
-        lone surrogates (which no database or page can encode) replaced."""
+    def text(self, text: str, _depth: int = 0) -> str:
+        """Return text safe to keep and show: secrets masked, also behind (nested) escapes,
+        and lone surrogates (which no database or page can encode) replaced."""
         text = _SURROGATE.sub("\ufffd", text)
         if not self or not text:
             return text
         scrubbed = self._apply(text, self._spans(text))
         decoded = _decoded(scrubbed)
-        if decoded != scrubbed and self._spans(decoded):
-            return self._apply(decoded, self._spans(decoded))
-        return scrubbed
+        if decoded == scrubbed or _depth >= 3:
+            return scrubbed
+        # A secret that shows only once the escapes are undone: keep the decoded, masked text.
+        deeper = self.text(decoded, _depth + 1)
+        return deeper if deeper != decoded else scrubbed
 
     def json(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -250,7 +252,18 @@ def excerpt(text: str, secrets: list[str], limit: int = 4000) -> str:
 
 
 def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """Return stored JSON (or JSON text) indented for reading. Decoding can bring back what
+    escapes hid, so the result has no lone surrogate; nesting too deep stays as it was."""
+    try:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return _SURROGATE.sub("\ufffd", value)
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    except RecursionError:
+        return _SURROGATE.sub("\ufffd", value if isinstance(value, str) else "(nested too deeply)")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def curl_from_redacted(request: dict) -> str:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import json
-
 from django import template
+
+from integrations.llm.redact import pretty
 
 register = template.Library()
 
@@ -10,12 +10,7 @@ register = template.Library()
 @register.filter
 def pretty_json(value) -> str:
     """Return JSON indented for reading; the template still escapes it."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return value
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    return pretty(value)
 
 
 @register.filter

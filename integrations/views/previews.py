@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from integrations import services
-from integrations.llm import client
+from integrations.llm import client, inputs
 from integrations.llm.config import LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import ADAPTERS
@@ -24,10 +22,12 @@ def endpoint_preview(request):
     adapter = ADAPTERS.get(protocol, ADAPTERS[Protocol.OPENAI_CHAT])
     ctx: dict = {"endpoint": endpoint}
     if endpoint:
-        base, warnings = adapter.normalize(endpoint)
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            ctx["error"] = "Enter an http:// or https:// URL with a host."
+        try:
+            inputs.parse_url(endpoint, "endpoint")
+            base, warnings = adapter.normalize(endpoint)
+            inputs.parse_url(base, "endpoint")
+        except (inputs.InputError, ValueError) as exc:
+            ctx["error"] = str(exc)
         else:
             config = LLMConfig(
                 endpoint=base,
