@@ -34,8 +34,8 @@ SHAPES = {
     "usage is a word": json.dumps({"choices": [choice()], "usage": "lots"}),
     "usage is a list": json.dumps({"choices": [choice()], "usage": [1, 2]}),
     "negative tokens": json.dumps({"choices": [choice()], "usage": {"prompt_tokens": -5}}),
-    "1e30 tokens": '{"choices": [%s], "usage": {"prompt_tokens": 1e30, "completion_tokens": 1e300}}'
-    % json.dumps(choice()),
+    "1e30 tokens": json.dumps({"choices": [choice()]})[:-1]
+    + ', "usage": {"prompt_tokens": 1e30, "completion_tokens": 1e300}}',
     "2^40 tokens": json.dumps({"choices": [choice()], "usage": {"total_tokens": 2**40}}),
     "text part is a number": json.dumps({"choices": [choice(content=[{"text": 5}])]}),
     "lone surrogate": '{"choices": [{"message": {"content": "a\\ud800b"}, "finish_reason": "stop"}]}',
