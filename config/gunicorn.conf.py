@@ -26,3 +26,9 @@ max_requests_jitter = 500
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn 25+ opens a control socket at one path in the home folder by default, so two
+# consoles on one host took it from each other. Off unless a per-instance path is given.
+_control = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not _control
+if _control:
+    control_socket = _control

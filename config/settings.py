@@ -123,6 +123,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -164,6 +165,20 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # One psycopg pool per gunicorn worker, shared by its threads, instead of one
+    # persistent connection per thread (2 workers x 64 threads ran PostgreSQL out of
+    # connections). A thread returns its connection before it waits on an upstream
+    # (integrations.llm.transport), so a few connections serve many calls in flight.
+    # Sizing rule (README, "PostgreSQL"): hosts x workers x DB_POOL_MAX_SIZE plus every
+    # other client must stay under max_connections - superuser_reserved_connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+        "max_size": env_int("DB_POOL_MAX_SIZE", 8),
+        "timeout": float(env_secret("DB_POOL_TIMEOUT") or 10),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let several gunicorn threads share SQLite
     # without "database is locked" errors. Connections persist per thread
@@ -200,8 +215,16 @@ LOGIN_URL = "login"
 LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5)
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 30)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60)
-# Invitations and password resets show a one-time link; mail goes to the console unless set.
-EMAIL_BACKEND = env_secret("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+# Mail is for password resets only; invitations show a one-time link to the Admin.
+# Dev mode prints mail to the console. Production sends none unless EMAIL_BACKEND is set:
+# a reset link printed to stdout lands in the server log, where anyone reading it could
+# take over the account. Without mail, Admins hand out set-password links (Users page).
+EMAIL_BACKEND = env_secret("EMAIL_BACKEND") or (
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else ""
+)
+PASSWORD_RESET_BY_EMAIL = bool(EMAIL_BACKEND)
+if not EMAIL_BACKEND:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

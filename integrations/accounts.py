@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
@@ -36,7 +37,9 @@ def count_failure(username: str, ip: str | None) -> None:
             cache.set(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
+class ThrottleMixin:
+    """One lockout for every password form: the console's login and the Django admin's."""
+
     def clean(self):
         username = self.cleaned_data.get("username") or ""
         ip = audit.client_ip(self.request)
@@ -52,6 +55,14 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         except ValidationError:
             count_failure(username, ip)
             raise
+
+
+class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
+    pass
+
+
+class ThrottledAdminAuthenticationForm(ThrottleMixin, AdminAuthenticationForm):
+    pass
 
 
 @receiver(user_logged_in)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html
 
 from integrations import audit, services
-from integrations.llm.protocols import adapter_for
+from integrations.accounts import ThrottledAdminAuthenticationForm
+from integrations.llm import inputs
 from integrations.models import (
     ApiToken,
     AuditAction,
@@ -21,41 +22,21 @@ from integrations.models import (
 )
 from integrations.secrets import mask
 
-
-class SecretFieldsForm(forms.ModelForm):
-    """Secret fields render blank and keep the stored value when left blank."""
-
-    secret_fields: tuple[str, ...] = ()
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name in self.secret_fields:
-            if name in self.fields:
-                field = self.fields[name]
-                field.widget = forms.PasswordInput(
-                    render_value=False, attrs={"autocomplete": "off"}
-                )
-                field.required = False
-                field.strip = False
-                if self.instance.pk and getattr(self.instance, name):
-                    field.help_text = (
-                        f"Stored ({mask(getattr(self.instance, name))}). Leave blank to keep."
-                    )
-
-    def clean(self):
-        cleaned = super().clean()
-        for name in self.secret_fields:
-            if name in cleaned and not cleaned[name] and self.instance.pk:
-                cleaned[name] = getattr(self.instance, name)
-        return cleaned
+# The admin's login shares the console's lockout (5 failures lock both doors).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
-class AuthProfileForm(SecretFieldsForm):
-    secret_fields = AuthProfile.SECRET_FIELDS
+def console_link(url: str, label: str = "Change it in the console") -> str:
+    return format_html('<a href="{}">{}</a>', url, label)
 
-    class Meta:
-        model = AuthProfile
-        fields = "__all__"
+
+class ConsoleManaged:
+    """Configuration is changed only through the console's write path, which tests a
+    change before saving it and binds secrets to where they were typed. Here those
+    fields are read-only, secrets masked, with a link to the console page."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -99,75 +80,81 @@ def _test_models(request, models) -> None:
 
 
 @admin.register(AuthProfile)
-class AuthProfileAdmin(AuditedAdmin):
-    form = AuthProfileForm
+class AuthProfileAdmin(ConsoleManaged, AuditedAdmin):
     secret_fields = AuthProfile.SECRET_FIELDS
     list_display = ["name", "kind", "masked_token", "updated_at"]
     list_filter = ["kind"]
     search_fields = ["name"]
-    readonly_fields = ["created_by", "created_at", "updated_at"]
+    fields = ["name", "kind", "masked_token", "header_name", "query_param", "body_path",
+              "username", "token_url", "client_id", "scope", "bound_origins", "edit_in_console",
+              "created_by", "created_at", "updated_at"]  # fmt: skip
+    readonly_fields = [f for f in fields if f != "name"]
 
     @admin.display(description="Secret")
     def masked_token(self, obj: AuthProfile) -> str:
         return obj.masked_secret or "—"
 
-
-class HeaderForm(SecretFieldsForm):
-    secret_fields = ("value",)
-
-    class Meta:
-        model = IntegrationHeader
-        fields = ["name", "value", "secret"]
+    @admin.display(description="Credentials")
+    def edit_in_console(self, obj: AuthProfile) -> str:
+        return console_link(reverse("auth-profile-edit", args=[obj.pk])) if obj.pk else ""
 
 
 class HeaderInline(admin.TabularInline):
     model = IntegrationHeader
-    form = HeaderForm
     extra = 0
-    fields = ["name", "value", "secret", "shown"]
-    readonly_fields = ["shown"]
+    can_delete = False
+    fields = ["name", "shown", "secret"]
+    readonly_fields = fields
 
-    @admin.display(description="Stored value")
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Value")
     def shown(self, obj: IntegrationHeader) -> str:
         if not obj.pk:
             return ""
         return mask(obj.value) if obj.secret else str(obj.value)
 
 
-class IntegrationForm(forms.ModelForm):
-    class Meta:
-        model = Integration
-        fields = "__all__"
-
-    def clean(self):
-        cleaned = super().clean()
-        endpoint, protocol = cleaned.get("endpoint"), cleaned.get("protocol")
-        if endpoint and protocol:
-            try:
-                cleaned["endpoint"], _ = adapter_for(protocol).normalize(endpoint)
-            except Exception as exc:
-                raise ValidationError({"endpoint": str(exc)}) from exc
-        return cleaned
-
-
 class ModelInline(admin.TabularInline):
     model = CustomModel
     extra = 0
+    can_delete = False
     fields = ["name", "model_id", "enabled", "last_test_status", "last_tested_at"]
-    readonly_fields = ["last_test_status", "last_tested_at"]
+    readonly_fields = fields
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Integration)
-class IntegrationAdmin(AuditedAdmin):
-    form = IntegrationForm
+class IntegrationAdmin(ConsoleManaged, AuditedAdmin):
     list_display = ["name", "protocol", "endpoint", "auth_profile", "enabled", "updated_at"]
     list_filter = ["protocol", "enabled"]
     search_fields = ["name", "endpoint"]
     list_select_related = ["auth_profile"]
-    readonly_fields = ["created_by", "created_at", "updated_at"]
+    fields = ["name", "description", "enabled", "endpoint", "protocol", "api_version",
+              "deployment", "auth_profile", "proxy", "timeout_seconds", "verify_tls",
+              "request_template", "edit_in_console", "created_by", "created_at", "updated_at"]  # fmt: skip
+    readonly_fields = [f for f in fields if f not in ("name", "description", "enabled")]
     inlines = [HeaderInline, ModelInline]
     actions = ["test_connection"]
+
+    @admin.display(description="Proxy URL")
+    def proxy(self, obj: Integration) -> str:
+        return inputs.without_credentials(services.reveal_or_blank(obj.proxy_url)) or "—"
+
+    @admin.display(description="Endpoint, auth and headers")
+    def edit_in_console(self, obj: Integration) -> str:
+        return console_link(reverse("integration-edit", args=[obj.pk])) if obj.pk else ""
+
+    def save_model(self, request, obj, form, change):
+        if "enabled" in form.changed_data and obj.enabled:
+            refused = _enable_refused(request, list(obj.models.filter(enabled=True)))
+            if refused:
+                obj.enabled = False
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Test connection (every model)", permissions=["change"])
     def test_connection(self, request, queryset):
@@ -177,8 +164,21 @@ class IntegrationAdmin(AuditedAdmin):
         _test_models(request, models)
 
 
+def _enable_refused(request, models) -> bool:
+    """Enabling runs the test first, as the console's toggle does; a failure refuses it."""
+    for model in models:
+        result, _ = services.test_model(model, request)
+        if not result.ok:
+            messages.error(
+                request,
+                f"Not enabled: {model} failed its test. {result.error.message} {result.error.hint}",
+            )
+            return True
+    return False
+
+
 @admin.register(CustomModel)
-class CustomModelAdmin(AuditedAdmin):
+class CustomModelAdmin(ConsoleManaged, AuditedAdmin):
     list_display = [
         "name",
         "model_id",
@@ -191,15 +191,27 @@ class CustomModelAdmin(AuditedAdmin):
     list_filter = ["enabled", "last_test_status", "integration"]
     search_fields = ["name", "model_id", "integration__name"]
     list_select_related = ["integration"]
+    fields = ["integration", "name", "description", "enabled", "model_id", "max_tokens",
+              "temperature", "test_model_parameters", "request_template",
+              "price_input_per_mtok", "price_output_per_mtok", "last_test_status",
+              "last_test_latency_ms", "last_tested_at", "edit_in_console", "created_by",
+              "created_at", "updated_at"]  # fmt: skip
     readonly_fields = [
-        "last_test_status",
-        "last_test_latency_ms",
-        "last_tested_at",
-        "created_by",
-        "created_at",
-        "updated_at",
+        f
+        for f in fields
+        if f
+        not in ("name", "description", "enabled", "price_input_per_mtok", "price_output_per_mtok")
     ]
     actions = ["test_connection"]
+
+    @admin.display(description="Model ID, parameters and body")
+    def edit_in_console(self, obj: CustomModel) -> str:
+        return console_link(reverse("model-edit", args=[obj.pk])) if obj.pk else ""
+
+    def save_model(self, request, obj, form, change):
+        if "enabled" in form.changed_data and obj.enabled and _enable_refused(request, [obj]):
+            obj.enabled = False
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Test connection", permissions=["change"])
     def test_connection(self, request, queryset):

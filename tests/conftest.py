@@ -149,8 +149,15 @@ def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(10_000)
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.csp_violations = violations
     yield page
     context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 @pytest.fixture
@@ -194,3 +201,14 @@ def typed(config):
     route = config.route()
     headers = tuple(replace(h, bound=h.bound | {route}) for h in config.headers)
     return replace(config, auth=config.auth.bound_to(*config.auth_routes()), headers=headers)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """Test SQLite in a file, as `make run` does: WAL and busy timeouts hold under threads
+    (shared-cache memory databases answer "table is locked" instead of waiting)."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")

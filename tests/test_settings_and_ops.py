@@ -197,6 +197,24 @@ def test_the_gunicorn_config_loads_with_threaded_workers():
     }
     assert config["worker_class"] == "gthread"
     assert int(config["threads"]) >= 16
+    # No control socket at a path shared by every gunicorn on the host.
+    assert config["control_socket_disable"] == "True"
+
+
+def test_production_prints_no_mail_and_pools_postgresql_connections():
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default'];"
+        "print(s.EMAIL_BACKEND, s.PASSWORD_RESET_BY_EMAIL, d['CONN_MAX_AGE'],"
+        " d['OPTIONS']['pool']['max_size'])"
+    )
+    env = PROD_ENV | {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
+    proc = run_manage("shell", "-c", code, env=env)
+    assert proc.stdout.split()[-4:] == [
+        "django.core.mail.backends.dummy.EmailBackend",
+        "False",
+        "0",
+        "8",
+    ], proc.stdout + proc.stderr
 
 
 def test_manage_py_in_an_unconfigured_checkout_runs_in_dev_mode():

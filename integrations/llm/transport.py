@@ -271,6 +271,20 @@ def _classify_transport_error(exc: Exception) -> LLMError:
     return LLMError("connection", "The connection failed.")
 
 
+def release_database_connection() -> None:
+    """Give a pooled database connection back before waiting on an upstream.
+
+    An LLM call holds its thread for seconds; holding a PostgreSQL connection for as long
+    ran the server out of connections under load. With a pool, the next query checks a
+    connection out again in microseconds. Inside a transaction nothing is released.
+    """
+    from django.db import connection
+
+    pooled = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    if pooled and connection.connection is not None and not connection.in_atomic_block:
+        connection.close()
+
+
 @contextmanager
 def open_stream(
     method: str,
@@ -288,6 +302,7 @@ def open_stream(
     iterates inside the `with` block.
     """
     host, port = check_url(url)
+    release_database_connection()
     if options.proxy_url:
         # The proxy resolves the target; refuse literal or resolvable blocked targets anyway.
         check_url(options.proxy_url, "proxy URL")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.tokens import default_token_generator
 from django.core.paginator import Paginator
 from django.http import HttpResponse
@@ -277,3 +280,11 @@ def export_import(request):
                 object_type="import",
             )
     return render(request, "team/export_import.html", ctx)
+
+
+@login_not_required
+def password_reset(request):
+    """Reset by email where mail is set up; otherwise say how to get a set-password link."""
+    if not settings.PASSWORD_RESET_BY_EMAIL:
+        return render(request, "registration/password_reset_unavailable.html")
+    return auth_views.PasswordResetView.as_view()(request)

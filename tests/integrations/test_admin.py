@@ -40,66 +40,62 @@ def test_admin_pages_never_show_a_secret(admin_client, make_integration, url_nam
     html = response.content.decode()
     assert CANARY not in html and CANARY_HEADER not in html
     if obj == "profile":
-        assert "••••" in html and "Leave blank to keep" in html
+        assert "••••" in html and "Change it in the console" in html
 
 
-def test_saving_an_auth_profile_with_a_blank_secret_keeps_it(admin_client, make_integration):
-    profile = make_integration().integration.auth_profile
+def test_credentials_endpoints_and_headers_cannot_be_changed_in_the_admin(
+    admin_client, make_integration, upstream
+):
+    model = make_integration()
+    profile, integration = model.integration.auth_profile, model.integration
     response = admin_client.post(
         reverse("admin:integrations_authprofile_change", args=[profile.pk]),
-        {
-            "name": "Renamed",
-            "kind": "bearer",
-            "token": "",
-            "header_name": "",
-            "query_param": "",
-            "body_path": "",
-            "username": "",
-            "password": "",
-            "token_url": "",
-            "client_id": "",
-            "client_secret": "",
-            "scope": "",
-        },
+        {"name": "Renamed", "kind": "basic", "token": "sk-new-one-0000000000"},
     )
     assert response.status_code == 302
     profile.refresh_from_db()
-    assert profile.name == "Renamed" and profile.token == CANARY
-
-
-def test_the_admin_normalizes_the_endpoint(admin_client, alice):
+    assert (profile.name, profile.kind, profile.token) == ("Renamed", "bearer", CANARY)
+    header = integration.headers.get(name="X-Org-Secret")
     response = admin_client.post(
-        reverse("admin:integrations_integration_add"),
+        reverse("admin:integrations_integration_change", args=[integration.pk]),
         {
-            "name": "N",
+            "name": integration.name,
             "description": "",
-            "endpoint": "https://api.example.com/v1/chat/completions/",
-            "protocol": "openai-chat",
-            "api_version": "",
-            "deployment": "",
-            "request_template": "null",
-            "content_path": "",
-            "finish_reason_path": "",
-            "prompt_tokens_path": "",
-            "completion_tokens_path": "",
-            "total_tokens_path": "",
-            "timeout_seconds": "60",
-            "verify_tls": "on",
-            "ca_bundle": "",
-            "proxy_url": "",
             "enabled": "on",
-            "headers-TOTAL_FORMS": "0",
-            "headers-INITIAL_FORMS": "0",
+            "endpoint": "http://attacker.example/v1",
+            "proxy_url": "http://attacker.example:3128",
+            "headers-TOTAL_FORMS": "1",
+            "headers-INITIAL_FORMS": "1",
+            "headers-0-id": str(header.pk),
+            "headers-0-integration": str(integration.pk),
+            "headers-0-secret": "",
             "models-TOTAL_FORMS": "0",
             "models-INITIAL_FORMS": "0",
         },
     )
-    assert response.status_code == 302, response.content.decode()[:3000]
-    from integrations.models import Integration
+    assert response.status_code == 302, response.content.decode()[:2000]
+    integration.refresh_from_db()
+    header.refresh_from_db()
+    assert integration.endpoint == f"{upstream.url}/v1" and integration.proxy_url == ""
+    assert header.secret and header.value == CANARY_HEADER  # the flag keeps its meaning
+    assert admin_client.get(reverse("admin:integrations_integration_add")).status_code == 403
 
-    integration = Integration.objects.get(name="N")
-    assert integration.endpoint == "https://api.example.com/v1"
-    assert integration.created_by == alice
+
+def test_enabling_a_model_in_the_admin_runs_its_test_first(
+    admin_client, make_integration, upstream
+):
+    model = make_integration(enabled=False)
+    change = reverse("admin:integrations_custommodel_change", args=[model.pk])
+    form = {"name": model.name, "description": "", "enabled": "on"}
+    upstream.handler = reply_json({"error": {"message": "nope"}}, status=401)
+    response = admin_client.post(change, form, follow=True)
+    assert "Not enabled" in response.content.decode()
+    model.refresh_from_db()
+    assert not model.enabled and model.last_test_status == "failing"
+    upstream.handler = reply_json(openai_reply())
+    admin_client.post(change, form)
+    model.refresh_from_db()
+    assert model.enabled and model.last_test_status == "passing"
 
 
 def test_the_test_connection_action_records_a_test_and_moves_the_badge(

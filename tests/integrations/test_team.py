@@ -99,6 +99,32 @@ def test_login_is_throttled_per_ip(client, bob, charlie, settings):
     assert "Too many failed logins" in response.content.decode()
 
 
+def test_the_admin_login_shares_the_lockout(client, alice, bob, settings):
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 3
+    for _ in range(3):
+        client.post(reverse("login"), {"username": "alice", "password": "wrong"})
+    response = client.post(
+        reverse("admin:login"), {"username": "alice", "password": "pw-alice-123"}
+    )
+    assert "Too many failed logins" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    # And failures at the admin's door count too.
+    client.post(reverse("admin:login"), {"username": "bob", "password": "wrong"})
+    for _ in range(2):
+        client.post(reverse("admin:login"), {"username": "bob", "password": "wrong"})
+    response = client.post(reverse("login"), {"username": "bob", "password": "pw-bob-123"})
+    assert "Too many failed logins" in response.content.decode()
+
+
+def test_production_sends_no_reset_mail_unless_mail_is_set_up(client, settings, bob):
+    settings.PASSWORD_RESET_BY_EMAIL = False
+    response = client.post(reverse("password_reset"), {"email": "bob@example.com"})
+    assert "cannot mail you a reset link" in response.content.decode()
+    from django.core import mail
+
+    assert mail.outbox == []
+
+
 def test_a_good_login_is_audited(client, bob):
     client.post(reverse("login"), {"username": "bob", "password": "pw-bob-123"})
     event = AuditEvent.objects.get(action="login")

@@ -1,0 +1,34 @@
+// Behaviour shared by every page, kept out of the HTML so the CSP can forbid inline script.
+(function () {
+  "use strict";
+
+  // <button data-copy="#some-id">: copy that element's text.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-copy]");
+    if (!button) return;
+    const source = document.querySelector(button.dataset.copy);
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent).then(function () {
+      button.textContent = "Copied";
+    });
+  });
+
+  // Fields marked data-show-when="kind=bearer,header" show only for those values.
+  function applyShowWhen(form) {
+    form.querySelectorAll("[data-show-when]").forEach(function (el) {
+      const [name, values] = el.dataset.showWhen.split("=");
+      const field = form.elements[name];
+      if (field) el.hidden = !values.split(",").includes(field.value);
+    });
+  }
+  function initForms(root) {
+    root.querySelectorAll("form[data-show-when-form]").forEach(function (form) {
+      if (form.dataset.showWhenReady) return;
+      form.dataset.showWhenReady = "1";
+      form.addEventListener("change", function () { applyShowWhen(form); });
+      applyShowWhen(form);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { initForms(document); });
+  document.addEventListener("htmx:load", function (event) { initForms(event.target); });
+})();
