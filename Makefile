@@ -43,6 +43,7 @@ bench: $(VENV)/.installed-test
 	cd bench && ../$(PY) bench_concurrency.py
 	cd bench && ../$(PY) bench_scale.py
 	cd bench && ../$(PY) bench_memory.py 5 1000
+	cd bench && ../$(PY) bench_postgres.py 256
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles test-artifacts

@@ -20,7 +20,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", 64))
 # Longer than the longest allowed upstream call (LLM_MAX_TIMEOUT, 300 s by default).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 330))
 graceful_timeout = 30
-keepalive = 5
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 5000))
 max_requests_jitter = 500
 accesslog = "-"
