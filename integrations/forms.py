@@ -534,6 +534,10 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
                 continue
             value = row.get("value", "")
             old = stored.get(row.get("id"))
+            if not value and old is not None and old.secret and not row.get("secret"):
+                # Unticking "secret" would publish the stored value: it takes a new one.
+                form.add_error("value", "Type a new value to make this header not secret.")
+                self.add_error(None, "A header can stop being secret only with a new value.")
             if not value and old is not None and row.get("secret") and old.secret:
                 if isinstance(old.value, UnreadableSecret):
                     raise LLMError("credential", f"Header {old.name!r} unreadable: re-enter it.")
