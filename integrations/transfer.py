@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import services
+from integrations.llm import inputs
 from integrations.models import AuthProfile, CustomModel, Integration, IntegrationHeader
 from integrations.secrets import UnreadableSecret
 
@@ -182,6 +183,7 @@ def import_data(
                 raise TransferError("Wrong passphrase: the secrets do not decrypt.") from exc
         return ask_secret(label) if ask_secret else None
 
+    _check(data)
     report = Report()
     typed_profiles = []  # profiles whose secrets came from the file: bound to its endpoints
     for entry in data.get("auth_profiles", []):
@@ -272,6 +274,34 @@ def _import_headers(integration, rows, unseal, report) -> bool:
         gone.delete()
         changed = True
     return changed
+
+
+def _check(data: dict) -> None:
+    """Apply the same edge rules as the forms and the API before anything is written."""
+    try:
+        for entry in data.get("auth_profiles", []):
+            if entry.get("header_name"):
+                inputs.check_header_name(entry["header_name"])
+            if entry.get("token_url"):
+                inputs.parse_url(entry["token_url"], "token URL")
+        for entry in data.get("integrations", []):
+            where = f"integration {entry.get('name')!r}"
+            inputs.parse_url(entry.get("endpoint") or "", f"endpoint of {where}")
+            if entry.get("proxy_url"):
+                inputs.parse_url(entry["proxy_url"], f"proxy URL of {where}", True)
+            if entry.get("request_template") is not None:
+                inputs.check_json(entry["request_template"], f"The body of {where}")
+            for row in entry.get("headers", []):
+                inputs.check_header_name(row.get("name") or "")
+                if not row.get("secret"):
+                    inputs.check_header_value(row.get("value") or "")
+            for model in entry.get("models", []):
+                inputs.check_json(model.get("test_model_parameters") or {}, f"{where}'s model")
+                for name in ("max_tokens",):
+                    if model.get(name) is not None:
+                        inputs.check_int(model[name], f"{name} of {where}'s model")
+    except (inputs.InputError, TypeError, AttributeError) as exc:
+        raise TransferError(f"Nothing was imported: {exc}") from exc
 
 
 def _tally(report: Report, label: str, created: bool, changed: bool) -> None:

@@ -162,3 +162,44 @@ def test_a_proxy_url_with_credentials_is_treated_as_a_secret(make_integration):
     wipe()
     transfer.import_data(sealed, "passphrase-2")
     assert Integration.objects.get().proxy_url == "http://u:proxy-pass-123@proxy.local:3128"
+
+
+@pytest.mark.parametrize(
+    "where, value, says",
+    [
+        ("endpoint", "http://[::1", "not a valid URL"),
+        ("endpoint", "http://xn--a.invalid/v1", "not a valid host"),
+        ("header", "Content-Length", "set by the client"),
+        ("header_value", "line\nbreak", "printable ASCII"),
+        ("template", {"a": "\x00"}, "NUL"),
+    ],
+)
+def test_import_applies_the_edge_rules_and_writes_nothing(make_integration, where, value, says):
+    make_integration()
+    data = transfer.export()
+    wipe()
+    entry = data["integrations"][0]
+    if where == "endpoint":
+        entry["endpoint"] = value
+    elif where == "header":
+        entry["headers"][1]["name"] = value
+    elif where == "header_value":
+        entry["headers"][1]["value"] = value
+    else:
+        entry["request_template"] = value
+    with pytest.raises(transfer.TransferError, match=says):
+        transfer.import_data(data)
+    assert not Integration.objects.exists() and not AuthProfile.objects.exists()
+
+
+def test_imported_secrets_are_bound_to_the_imported_endpoints(make_integration, upstream):
+    from integrations import services
+    from integrations.llm import inputs
+
+    make_integration()
+    data = transfer.export(include_secrets=True, passphrase="correct horse battery")
+    wipe()
+    transfer.import_data(data, passphrase="correct horse battery")
+    integration = Integration.objects.get(name="Local")
+    assert integration.auth_profile.bound_origins == [inputs.route(upstream.url)]
+    assert services.config_for(integration).headers[0].bound == {inputs.route(upstream.url)}
