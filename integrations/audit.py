@@ -9,8 +9,9 @@ from django.conf import settings
 from django.db import models
 
 from integrations.models import AuditAction, AuditEvent
+from integrations.secrets import SecretField
 
-# proxy_url may carry credentials (http://user:pass@proxy), so it is shown only as changed.
+# Besides every encrypted field: names that hold secrets in any model.
 SECRET_NAMES = {
     "token",
     "password",
@@ -43,7 +44,11 @@ def snapshot(obj: models.Model, secret_fields: tuple[str, ...] = ()) -> dict[str
         if field.primary_key or field.name in ("created_at", "updated_at", "created_by"):
             continue
         value = getattr(obj, field.attname)
-        if field.name in secret_fields or field.name in SECRET_NAMES:
+        if (
+            field.name in secret_fields
+            or field.name in SECRET_NAMES
+            or isinstance(field, SecretField)
+        ):
             # A fingerprint of presence only; equal secrets still compare equal in diff().
             values[field.name] = ("secret", hash(str(value)) if value else None)
         elif isinstance(value, str | int | float | bool | type(None) | dict | list):

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from integrations import services
+from integrations.held import HeldSecretInput, HeldValueInput, HoldsSecrets
 from integrations.llm import inputs
 from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
 from integrations.llm.errors import LLMError
@@ -38,17 +39,21 @@ NEW = "new"
 SECRET_INPUT = {"autocomplete": "new-password", "spellcheck": "false"}
 
 
-def secret_input(placeholder: str = "") -> forms.PasswordInput:
-    return forms.PasswordInput(
-        render_value=False, attrs=SECRET_INPUT | {"placeholder": placeholder}
-    )
+def secret_input(placeholder: str = "") -> HeldSecretInput:
+    """A secret field's input: never rendered back, held across an error re-render."""
+    return HeldSecretInput(attrs=SECRET_INPUT | {"placeholder": placeholder})
 
 
-class HeaderRowForm(forms.Form):
+class HeaderRowForm(HoldsSecrets, forms.Form):
     id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     name = forms.CharField(max_length=200, required=False, label="Header name")
-    value = forms.CharField(required=False, strip=False, label="Value")
+    value = forms.CharField(required=False, strip=False, label="Value", widget=HeldValueInput)
     secret = forms.BooleanField(required=False, label="Secret")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.bind_held_secrets(user)
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -128,7 +133,7 @@ class AuthFieldsMixin:
                 self.add_error(f"{prefix}{field}", "Required for this kind of authentication.")
 
 
-class ConnectionForm(AuthFieldsMixin, forms.Form):
+class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
     # Integration
     integration_name = forms.CharField(label="Integration name", max_length=100)
     description = forms.CharField(
@@ -254,10 +259,12 @@ class ConnectionForm(AuthFieldsMixin, forms.Form):
         kwargs.setdefault("initial", self.initial_values())
         super().__init__(*args, **kwargs)
         data = args[0] if args else kwargs.get("data")
+        self.bind_held_secrets(user)
         self.headers = HeaderFormSet(
             data if mode != "model" else None,
             prefix="headers",
             initial=header_initial(integration),
+            form_kwargs={"user": user},
         )
         profiles = AuthProfile.objects.order_by("name").values_list("id", "name", "kind")
         kinds = dict(AuthKind.choices)
@@ -696,7 +703,7 @@ def _defaults(max_tokens, temperature) -> dict:
     }
 
 
-class AuthProfileForm(AuthFieldsMixin, forms.ModelForm):
+class AuthProfileForm(HoldsSecrets, AuthFieldsMixin, forms.ModelForm):
     """Create or edit an auth profile; secrets are blank and kept when left blank."""
 
     class Meta:
@@ -714,6 +721,7 @@ class AuthProfileForm(AuthFieldsMixin, forms.ModelForm):
             field = self.fields[name]
             stored = getattr(self.instance, name) if self.instance.pk else ""
             field.widget = secret_input("leave blank to keep" if stored else "")
+            field.widget.user = user
             field.required = False
             field.strip = False
             if stored:

@@ -25,3 +25,12 @@ def error_title(kind: str) -> str:
     from integrations.llm.errors import TITLES
 
     return TITLES.get(kind, "Error")
+
+
+@register.filter
+def held_handle(bound_field) -> str:
+    """Return a handle under which a typed secret row value is held for the next post."""
+    from integrations.held import held_handle as hold
+
+    value = bound_field.value()
+    return hold(value if isinstance(value, str) else "", bound_field.field.widget.user)

@@ -114,7 +114,7 @@ def _save(request, form: ConnectionForm, draft: bool):
     before_integration = audit.integration_state(form.integration) if form.integration else None
     before_model = audit.snapshot(form.model) if form.model else None
     obj = form.save(request.user, enabled=enabled)
-    _audit_save(request, form, obj, before_integration, before_model)
+    form.changed_anything = _audit_save(request, form, obj, before_integration, before_model)
     integration = obj if isinstance(obj, Integration) else obj.integration
     model = obj if isinstance(obj, CustomModel) else None
     tests = ConnectionTest.objects.filter(user=request.user, config_hash=fingerprint)
@@ -134,7 +134,8 @@ def _save(request, form: ConnectionForm, draft: bool):
     return obj
 
 
-def _audit_save(request, form, obj, before_integration, before_model) -> None:
+def _audit_save(request, form, obj, before_integration, before_model) -> bool:
+    """Audit a save; return whether it changed anything."""
     integration = obj if isinstance(obj, Integration) else obj.integration
     if form.created_profile is not None:
         audit.record_created(request, form.created_profile, AuthProfile.SECRET_FIELDS)
@@ -146,18 +147,19 @@ def _audit_save(request, form, obj, before_integration, before_model) -> None:
             audit.diff({}, audit.integration_state(integration)),
         )
         audit.record_created(request, obj)
-        return
+        return True
     if form.mode == "integration":
         changes = audit.diff(before_integration, audit.integration_state(integration))
         if changes:
             audit.record(request, AuditAction.UPDATE, integration, changes)
-        return
+        return bool(changes) or form.created_profile is not None
     if before_model is None:
         audit.record_created(request, obj)
-    else:
-        changes = audit.diff(before_model, audit.snapshot(obj))
-        if changes:
-            audit.record(request, AuditAction.UPDATE, obj, changes)
+        return True
+    changes = audit.diff(before_model, audit.snapshot(obj))
+    if changes:
+        audit.record(request, AuditAction.UPDATE, obj, changes)
+    return bool(changes)
 
 
 def _handle(request, form: ConnectionForm, ctx: dict):
@@ -186,8 +188,11 @@ def _handle(request, form: ConnectionForm, ctx: dict):
             else response
         )
     integration = obj if isinstance(obj, Integration) else obj.integration
-    verb = "saved as a disabled draft" if action == "draft" else "saved"
-    messages.success(request, f"{obj} {verb}.")
+    if not form.changed_anything:
+        messages.info(request, f"Nothing changed: {obj} is as it was.")
+    else:
+        verb = "saved as a disabled draft" if action == "draft" else "saved"
+        messages.success(request, f"{obj} {verb}.")
     return go(request, reverse("integration-detail", args=[integration.pk]))
 
 

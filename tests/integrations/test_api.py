@@ -316,3 +316,32 @@ def test_a_failed_change_leaves_the_saved_model_and_its_badge_alone(editor_api, 
     model = CustomModel.objects.get(pk=created["id"])
     assert model.model_id == "gpt-4o-mini" and model.last_test_status == "passing"
     assert ConnectionTest.objects.filter(ok=False, model__isnull=True).count() == 1
+
+
+def test_patch_auth_rotates_the_key_when_the_new_one_passes(editor_api, make_integration, upstream):
+    model = make_integration(secret_header=None)
+    new_key = "sk-rotated-key-0123456789"
+    status, body = editor_api.call(
+        "patch", f"llms/{model.pk}", {"auth": {"type": "bearer", "token": new_key}}
+    )
+    assert status == 200, body
+    assert upstream.requests[-1].headers["Authorization"] == f"Bearer {new_key}"
+    model.integration.refresh_from_db()
+    assert model.integration.auth_profile.token == new_key
+    assert body["auth"]["secret"].endswith(new_key[-4:])
+
+
+def test_patch_auth_refuses_a_wrong_key_and_changes_nothing(editor_api, make_integration, upstream):
+    model = make_integration(secret_header=None)
+    profile_before = model.integration.auth_profile_id
+    upstream.handler = reply_json({"error": {"message": "bad key"}}, status=401)
+    status, body = editor_api.call(
+        "patch", f"llms/{model.pk}", {"auth": {"type": "bearer", "token": "sk-wrong-0123456789"}}
+    )
+    assert status == 400 and body["error"]["kind"] == "auth"
+    model.integration.refresh_from_db()
+    assert model.integration.auth_profile_id == profile_before
+    assert model.integration.auth_profile.token == CANARY
+    assert AuthProfile.objects.count() == 1
+    model.refresh_from_db()
+    assert model.last_test_status == "never"  # a refused change moves no badge

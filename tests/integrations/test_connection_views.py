@@ -428,6 +428,17 @@ def test_an_unchanged_edit_saves_without_a_test(editor_client, make_integration,
     assert upstream.requests == []
 
 
+def test_a_save_that_changes_nothing_says_so(editor_client, make_integration, upstream):
+    model = make_integration()
+    url = reverse("integration-edit", args=[model.integration.pk])
+    response = editor_client.post(url, {**edit_payload(model), "action": "save"}, follow=True)
+    assert "Nothing changed" in response.content.decode()
+    response = editor_client.post(
+        url, {**edit_payload(model, description="other"), "action": "save"}, follow=True
+    )
+    assert "Nothing changed" not in response.content.decode()
+
+
 def test_a_changed_configuration_needs_a_new_test(editor_client, make_integration, upstream):
     model = make_integration()
     url = reverse("integration-edit", args=[model.integration.pk])

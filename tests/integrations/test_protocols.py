@@ -307,3 +307,47 @@ def test_each_auth_kind_is_applied_and_redacted(auth, where):
         assert shown["headers"]["Authorization"] == "Bearer ••••abcd"
     if auth.kind == "basic":
         assert shown["headers"]["Authorization"].startswith("Basic ••••")
+
+
+# Recorded from LiteLLM 1.x proxying Anthropic: message_start says 0 input tokens and
+# message_delta carries the cumulative usage (input and output).
+LITELLM_ANTHROPIC_STREAM = [
+    {"type": "message_start", "message": {"usage": {"input_tokens": 0, "output_tokens": 0}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+    {"type": "content_block_stop", "index": 0},
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"input_tokens": 19, "output_tokens": 3},
+    },
+    {"type": "message_stop"},
+]
+
+
+def test_anthropic_stream_usage_is_read_cumulatively_as_litellm_sends_it():
+    adapter = adapter_for("anthropic-messages")
+    state: dict = {}
+    text = "".join(adapter.parse_event(event, state) for event in LITELLM_ANTHROPIC_STREAM)
+    usage = state["usage"]
+    assert text == "Hi" and state["finish_reason"] == "end_turn"
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (19, 3, 22)
+
+
+@pytest.mark.parametrize(
+    "expires_in, kept",
+    [
+        (3600, 3240),
+        (600, 540),
+        (120, 90),
+        (60, 30),
+        (45, 15),
+        (20, 0),
+        ("soon", 3000),
+        (None, 3000),
+    ],
+)
+def test_oauth_tokens_are_refreshed_before_they_expire(expires_in, kept):
+    from integrations.llm.client import token_ttl
+
+    assert token_ttl(expires_in) == kept
