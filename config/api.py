@@ -71,6 +71,8 @@ def http_error(request, exc: HttpError):
     body = {"message": str(exc)}
     if getattr(exc, "error", None):
         body["error"] = exc.error  # a classified upstream error: kind, title, hint, status
+    if getattr(exc, "failing", None):
+        body["failing"] = exc.failing  # models a refused change would have broken
     return api.create_response(request, body, status=exc.status_code)
 
 

@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from integrations import audit, services
+from integrations import audit, services, writes
 from integrations.accounts import ThrottledAdminAuthenticationForm
 from integrations.llm import inputs
 from integrations.models import (
@@ -69,7 +69,7 @@ class AuditedAdmin(admin.ModelAdmin):
 def _test_models(request, models) -> None:
     passed = failed = 0
     for model in models:
-        result, _ = services.test_model(model, request)
+        result, _ = writes.test_model(model, request)
         if result.ok:
             passed += 1
         else:
@@ -150,11 +150,14 @@ class IntegrationAdmin(ConsoleManaged, AuditedAdmin):
         return console_link(reverse("integration-edit", args=[obj.pk])) if obj.pk else ""
 
     def save_model(self, request, obj, form, change):
-        if "enabled" in form.changed_data and obj.enabled:
-            refused = _enable_refused(request, list(obj.models.filter(enabled=True)))
-            if refused:
-                obj.enabled = False
+        enabling = "enabled" in form.changed_data and obj.enabled
+        obj.enabled = obj.enabled and not enabling  # enabled only by the write path
         super().save_model(request, obj, form, change)
+        if enabling:
+            failed = writes.enable_integration(obj, request)
+            if failed is not None:
+                model, result = failed
+                _refused(request, model, result)
 
     @admin.action(description="Test connection (every model)", permissions=["change"])
     def test_connection(self, request, queryset):
@@ -164,17 +167,11 @@ class IntegrationAdmin(ConsoleManaged, AuditedAdmin):
         _test_models(request, models)
 
 
-def _enable_refused(request, models) -> bool:
-    """Enabling runs the test first, as the console's toggle does; a failure refuses it."""
-    for model in models:
-        result, _ = services.test_model(model, request)
-        if not result.ok:
-            messages.error(
-                request,
-                f"Not enabled: {model} failed its test. {result.error.message} {result.error.hint}",
-            )
-            return True
-    return False
+def _refused(request, model, result) -> None:
+    messages.error(
+        request,
+        f"Not enabled: {model} failed its test. {result.error.message} {result.error.hint}",
+    )
 
 
 @admin.register(CustomModel)
@@ -209,9 +206,13 @@ class CustomModelAdmin(ConsoleManaged, AuditedAdmin):
         return console_link(reverse("model-edit", args=[obj.pk])) if obj.pk else ""
 
     def save_model(self, request, obj, form, change):
-        if "enabled" in form.changed_data and obj.enabled and _enable_refused(request, [obj]):
-            obj.enabled = False
+        enabling = "enabled" in form.changed_data and obj.enabled
+        obj.enabled = obj.enabled and not enabling  # enabled only by the write path
         super().save_model(request, obj, form, change)
+        if enabling:
+            refused = writes.set_enabled(obj, True, request)
+            if refused is not None:
+                _refused(request, obj, refused)
 
     @admin.action(description="Test connection", permissions=["change"])
     def test_connection(self, request, queryset):

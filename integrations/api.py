@@ -6,33 +6,29 @@ button; only a passing test writes anything.
 
 from __future__ import annotations
 
-import copy
 import uuid
 from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from integrations import audit, services
-from integrations.llm import client, inputs
+from integrations import services, writes
+from integrations.llm import inputs
 from integrations.llm.config import AuthConfig, CallResult, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import adapter_for
 from integrations.models import (
-    AuditAction,
     AuthKind,
     AuthProfile,
-    ConnectionTest,
     CustomModel,
     Integration,
     StoredSecret,
-    TestStatus,
 )
 from integrations.roles import can_edit
 from integrations.schemas import Input
@@ -227,24 +223,19 @@ def _endpoint(uri: str) -> str:
     return base
 
 
-def _failed(result: CallResult) -> HttpError:
-    error = result.error
-    raise_ = HttpError(400, f"The endpoint test failed: {error.message} {error.hint}")
-    raise_.error = error.as_dict()
-    return raise_
-
-
-def _tested(request, integration, config: LLMConfig, params: dict, subject: str):
-    """Test a configuration that is not saved yet and record it; refuse (4xx) on failure.
-
-    The test is recorded against the integration only: a failed test of a change must
-    not move the saved model's status badge.
-    """
-    result = client.call(config, services.test_prompt(params or services.DEFAULT_TEST_PARAMETERS))
-    test = services.record_test(integration, None, config, result, request, params, subject)
-    if not result.ok:
-        raise _failed(result)
-    return result, test
+def _refused(exc: writes.Refused) -> HttpError:
+    """Return the API's answer to a change the write path refused (nothing was written)."""
+    if exc.failing:
+        error = HttpError(409, f"{exc.message} Nothing was changed.")
+        error.failing = [
+            {"id": str(m.pk), "name": str(m), "error": r.error.as_dict()} for m, r in exc.failing
+        ]
+        return error
+    if exc.error is not None:
+        error = HttpError(400, f"The endpoint test failed: {exc.error.message} {exc.error.hint}")
+        error.error = exc.error.as_dict()
+        return error
+    return HttpError(409, exc.message)
 
 
 def _unique_profile_name(base: str) -> str:
@@ -302,35 +293,28 @@ def create_llm(request, payload: LLMCreate):
     auth, stored = _auth_config(payload.auth, request, {inputs.route(endpoint)})
     config = LLMConfig(endpoint=endpoint, model_id=payload.model.strip(), auth=auth)
     params = payload.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
-    result, test = _tested(request, None, config, params, f"{name} / {name}")
+    change = writes.ConnectionChange(
+        config=config,
+        test_params=params,
+        subject=f"{name} / {name}",
+        integration_fields={"name": name, "description": payload.description, "endpoint": endpoint},
+        new_profile_name=_unique_profile_name(name) if auth.kind != AuthKind.NONE else "",
+        model_fields={
+            "name": name,
+            "model_id": config.model_id,
+            "description": payload.description,
+            "test_model_parameters": params,
+        },
+    )
     try:
-        with transaction.atomic():
-            if stored is not None:
-                services.remember_routes(stored, config.auth.bound)
-            profile = _profile_for(config.auth, name, request.user)
-            integration = Integration.objects.create(
-                name=name,
-                description=payload.description,
-                endpoint=config.endpoint,
-                auth_profile=profile,
-                created_by=request.user,
-            )
-            model = CustomModel.objects.create(
-                integration=integration,
-                name=name,
-                model_id=config.model_id,
-                description=payload.description,
-                test_model_parameters=params,
-                last_test_status=TestStatus.PASSING,
-                last_test_latency_ms=result.latency_ms,
-                last_tested_at=test.created_at,
-                created_by=request.user,
-            )
-            ConnectionTest.objects.filter(pk=test.pk).update(integration=integration, model=model)
+        saved = writes.save_connection(change, request=request, proof=writes.RUN_TEST)
+    except writes.Refused as exc:
+        raise _refused(exc) from exc
     except IntegrityError as exc:
         raise HttpError(409, f"An LLM named {name!r} was created meanwhile.") from exc
-    audit.record_created(request, integration)
-    audit.record_created(request, model)
+    if stored is not None:
+        writes.bind(stored, config.auth.bound)
+    model = saved.model
     return Status(
         201,
         {
@@ -387,43 +371,11 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
     require_editor(request)
     model = get_object_or_404(_models(), pk=llm_id)
     integration = model.integration
-    before_model, before_integration = audit.snapshot(model), audit.snapshot(integration)
     config_changes = {"model", "uri", "auth", "test_model_parameters"} & payload.model_fields_set
-    enabling = payload.enabled is True and not (model.enabled and integration.enabled)
-    if config_changes or enabling:
-        try:
-            config = services.config_for(integration, model)
-        except LLMError as exc:
-            if "auth" not in payload.model_fields_set:
-                raise HttpError(409, exc.message) from exc
-            config = services.config_for(replace_auth_free(integration), model)
-        if payload.model is not None:
-            config = replace(config, model_id=payload.model.strip())
-        if payload.uri is not None:
-            config = replace(config, endpoint=_endpoint(payload.uri))
-        stored = None
-        if "auth" in payload.model_fields_set:
-            auth, stored = _auth_config(payload.auth, request, {config.route()})
-            config = replace(config, auth=auth)
-        params = payload.test_model_parameters or model.test_model_parameters
-        result, test = _tested(request, integration, config, params, str(model))
-        with transaction.atomic():
-            ConnectionTest.objects.filter(pk=test.pk).update(model=model)
-            model.last_test_status = TestStatus.PASSING
-            model.last_test_latency_ms = result.latency_ms
-            model.last_tested_at = test.created_at
-            if payload.model is not None:
-                model.model_id = config.model_id
-            if payload.uri is not None:
-                integration.endpoint = config.endpoint
-            if stored is not None:
-                services.remember_routes(stored, config.auth.bound)
-            if "auth" in payload.model_fields_set:
-                integration.auth_profile = _profile_for(config.auth, model.name, request.user)
-            if payload.test_model_parameters is not None:
-                model.test_model_parameters = payload.test_model_parameters
-            integration.save()
-            model.save()
+    if config_changes:
+        _patch_configuration(request, model, payload)
+        model = get_object_or_404(_models(), pk=llm_id)
+    info = {}
     if payload.name is not None and payload.name.strip() != model.name:
         new = payload.name.strip()
         if (
@@ -432,59 +384,64 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
             .exists()
         ):
             raise HttpError(409, f"This integration has a model named {new!r} already.")
-        model.name = new
+        info["name"] = new
     if payload.description is not None:
-        model.description = payload.description
-    if payload.enabled is not None:
-        model.enabled = payload.enabled
-        if payload.enabled:
-            integration.enabled = True
-            integration.save(update_fields=["enabled", "updated_at"])
-    model.save()
-    changes = audit.diff(before_model, audit.snapshot(model)) | audit.diff(
-        before_integration, audit.snapshot(integration)
-    )
-    if "enabled" in changes and len(changes) == 1:
-        audit.record(request, AuditAction.ENABLE if model.enabled else AuditAction.DISABLE, model)
-    elif changes:
-        audit.record(request, AuditAction.UPDATE, model, changes)
+        info["description"] = payload.description
+    writes.update_model_info(model, request, **info)
+    if payload.enabled is not None and payload.enabled != (model.enabled and integration.enabled):
+        refused = writes.set_enabled(model, payload.enabled, request)
+        if refused is not None:
+            raise _refused(writes.Refused(refused.error.message, refused.error))
     return _detail(get_object_or_404(_models(), pk=llm_id))
 
 
-def replace_auth_free(integration: Integration) -> Integration:
-    """Return a copy without its profile, for when an unreadable profile is being replaced."""
-    clone = copy.copy(integration)
-    clone.auth_profile = None
-    return clone
-
-
-def _profile_for(auth: AuthConfig, name: str, user) -> AuthProfile | None:
-    """Return a new auth profile holding these credentials (None for no auth)."""
-    if auth.kind == AuthKind.NONE:
-        return None
-    return AuthProfile.objects.create(
-        name=_unique_profile_name(name),
-        kind=auth.kind,
-        token=auth.token,
-        header_name=auth.header_name,
-        bound_origins=sorted(auth.bound),
-        created_by=user,
+def _patch_configuration(request, model: CustomModel, payload: LLMPatch) -> None:
+    """Test and write a changed model ID, endpoint, auth or test parameters."""
+    integration = model.integration
+    try:
+        config = services.config_for(integration, model)
+    except LLMError as exc:
+        if "auth" not in payload.model_fields_set:
+            raise HttpError(409, exc.message) from exc
+        config = services.config_for(writes.replace_profile(integration), model)
+    if payload.model is not None:
+        config = replace(config, model_id=payload.model.strip())
+    if payload.uri is not None:
+        config = replace(config, endpoint=_endpoint(payload.uri))
+    stored = None
+    if "auth" in payload.model_fields_set:
+        auth, stored = _auth_config(payload.auth, request, {config.route()})
+        config = replace(config, auth=auth)
+    params = payload.test_model_parameters or model.test_model_parameters
+    change = writes.ConnectionChange(
+        config=config,
+        test_params=params,
+        integration=integration,
+        model=model,
+        subject=str(model),
+        model_fields={"model_id": config.model_id, "test_model_parameters": params},
     )
+    if {"uri", "auth"} & payload.model_fields_set:
+        # Reaches every model of the integration: each enabled one is tested first.
+        change.integration_fields = {"endpoint": config.endpoint}
+        change.header_ids = {h.name: h.pk for h in integration.headers.all()}
+        change.profile = integration.auth_profile
+        if "auth" in payload.model_fields_set:
+            change.profile = None
+            if config.auth.kind != AuthKind.NONE:
+                change.new_profile_name = _unique_profile_name(model.name)
+    try:
+        writes.save_connection(change, request=request, proof=writes.RUN_TEST)
+    except writes.Refused as exc:
+        raise _refused(exc) from exc
+    if stored is not None:
+        writes.bind(stored, config.auth.bound)
 
 
 @router.delete("llms/{llm_id}", response={204: None}, summary="Delete an LLM")
 def delete_llm(request, llm_id: uuid.UUID):
     require_editor(request)
-    model = get_object_or_404(_models(), pk=llm_id)
-    integration = model.integration
-    audit.record(request, AuditAction.DELETE, model)
-    with transaction.atomic():
-        model.delete()
-        if not integration.models.exists():
-            audit.record(
-                request, AuditAction.DELETE, integration, detail="its last model was deleted"
-            )
-            integration.delete()
+    writes.delete_model(get_object_or_404(_models(), pk=llm_id), request, True)
     return Status(204, None)
 
 
@@ -492,7 +449,7 @@ def delete_llm(request, llm_id: uuid.UUID):
 def test_llm(request, llm_id: uuid.UUID):
     require_editor(request)
     model = get_object_or_404(_models(), pk=llm_id)
-    result, _ = services.test_model(model, request)
+    result, _ = writes.test_model(model, request)
     return {
         "ok": result.ok,
         "status_code": result.status_code,
@@ -536,14 +493,13 @@ def create_secret(request, payload: SecretIn):
     if StoredSecret.objects.filter(name__iexact=payload.secret_name).exists():
         raise HttpError(409, f"A secret named {payload.secret_name!r} exists already.")
     origins = sorted({_edge(inputs.origin, url, field="origins") for url in payload.origins})
-    secret = StoredSecret.objects.create(
+    secret = writes.store_secret(
         name=payload.secret_name,
         secret_type=payload.secret_type,
         value=payload.secret_value,
-        bound_origins=origins,
-        created_by=request.user,
+        origins=origins,
+        request=request,
     )
-    audit.record_created(request, secret)
     return Status(201, _secret_out(secret))
 
 
@@ -557,8 +513,7 @@ def list_secrets(request):
 def delete_secret(request, secret_id: uuid.UUID):
     require_editor(request)
     secret = get_object_or_404(StoredSecret, pk=secret_id)
-    audit.record(request, AuditAction.DELETE, secret)
-    secret.delete()
+    writes.delete_secret(secret, request)
     return Status(204, None)
 
 
@@ -616,8 +571,7 @@ def create_profile(request, payload: AuthProfileIn):
         profile.password = secret
     else:
         profile.token = secret
-    profile.save()
-    audit.record_created(request, profile, AuthProfile.SECRET_FIELDS)
+    writes.save_profile(profile, request=request)
     return Status(201, _profile_out(profile))
 
 
@@ -627,11 +581,9 @@ def create_profile(request, payload: AuthProfileIn):
 def delete_profile(request, profile_id: uuid.UUID):
     require_editor(request)
     profile = get_object_or_404(AuthProfile, pk=profile_id)
-    used_by = list(profile.integrations.values_list("name", flat=True))
+    used_by = writes.delete_profile(profile, request)
     if used_by:
         raise HttpError(409, f"{profile.name} is used by {', '.join(used_by)}; it was not deleted.")
-    audit.record(request, AuditAction.DELETE, profile)
-    profile.delete()
     return Status(204, None)
 
 

@@ -4,8 +4,8 @@
 - mode "add": a new integration and its first model (the "Add custom LLM" page);
 - mode "integration": edit an integration (tested with one of its models);
 - mode "model": add or edit a model of a saved integration.
-A valid form has `.config` (what the client sends) and `.test_params`; `save()` writes
-rows in one transaction.
+A valid form has `.config` (what the client sends) and `.test_params`, and `change()`
+describes the write; forms validate, `integrations.writes` writes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from dataclasses import replace
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
-from integrations import services
+from integrations import services, writes
 from integrations.held import HeldSecretInput, HeldValueInput, HoldsSecrets
 from integrations.llm import inputs
 from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
@@ -293,7 +292,6 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
             self.fields.pop("test_model", None)
         self.warnings: list[str] = []
         self.needs_reentry = False
-        self.created_profile: AuthProfile | None = None  # set by save() when made inline
         self.config: LLMConfig | None = None
         self.test_params: dict = {}
 
@@ -599,102 +597,56 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
         self.config = replace(config, auth=auth, headers=tuple(headers))
         self.needs_reentry = self.has_error("auth_reentry")
 
-    # --- saving ---------------------------------------------------------------------
+    # --- what to write -----------------------------------------------------------------
 
     def fingerprint(self) -> str:
         return services.fingerprint(self.config, self.test_params)
 
-    @transaction.atomic
-    def save(self, user, enabled: bool) -> CustomModel | Integration:
-        """Write the rows; `enabled` is False for a draft."""
-        if self.mode == "model":
-            return self._save_model(self.integration, user, enabled)
-        integration = self._save_integration(user, enabled if self.mode == "integration" else True)
+    def change(self) -> writes.ConnectionChange:
+        """Return what this valid form asks to write; writes.save_connection writes it."""
+        data = self.cleaned_data
+        change = writes.ConnectionChange(
+            config=self.config,
+            test_params=self.test_params,
+            integration=self.integration,
+            model=self.model,
+            subject=self.subject(),
+        )
+        if self.mode != "model":
+            names = [f for f in writes.INTEGRATION_FIELDS if f != "name"]
+            change.integration_fields = {f: data[f] for f in names if f in data}
+            change.integration_fields["name"] = data["integration_name"]
+            if data.get("auth_profile") == NEW:
+                change.new_profile_name = data["new_auth_name"].strip()
+            else:
+                change.profile = data.get("profile")
+            change.header_ids = {
+                f.cleaned_data["name"]: f.cleaned_data.get("id")
+                for f in self.headers.forms
+                if f.cleaned_data.get("name") and not f.cleaned_data.get("DELETE")
+            }
         if self.mode == "integration":
-            return integration
-        return self._save_model(integration, user, enabled)
-
-    def _save_integration(self, user, enabled: bool) -> Integration:
-        data = self.cleaned_data
-        integration = self.integration or Integration(created_by=user)
-        if data.get("auth_profile") == NEW:
-            profile = AuthProfile.objects.create(
-                created_by=user,
-                name=data["new_auth_name"].strip(),
-                bound_origins=sorted(self.config.auth.bound),
-                **self._auth_row(data),
-            )
-            self.created_profile = profile
+            change.test_model = self.integration.models.filter(pk=data["test_model"]).first()
         else:
-            profile = data.get("profile")
-            if profile is not None:
-                services.remember_routes(profile, self.config.auth.bound)
-        for field in (
-            "description", "endpoint", "protocol", "api_version", "deployment", "content_path",
-            "finish_reason_path", "prompt_tokens_path", "completion_tokens_path",
-            "total_tokens_path", "timeout_seconds", "verify_tls", "ca_bundle", "proxy_url",
-        ):  # fmt: skip
-            setattr(integration, field, data.get(field, getattr(integration, field)))
-        integration.name = data["integration_name"]
-        integration.auth_profile = profile
-        integration.enabled = enabled
-        integration.save()
-        self._save_headers(integration)
-        return integration
+            change.model_fields = {
+                "name": data["model_name"],
+                "model_id": data["model_id"].strip(),
+                "description": data.get("model_description", ""),
+                "max_tokens": data.get("max_tokens"),
+                "temperature": data.get("temperature"),
+                "test_model_parameters": self.test_params,
+                "request_template": self.template_to_save,
+                "price_input_per_mtok": data.get("price_input_per_mtok"),
+                "price_output_per_mtok": data.get("price_output_per_mtok"),
+            }
+        return change
 
-    def _auth_row(self, data: dict) -> dict:
-        auth = self._auth_config()
-        return {
-            "kind": auth.kind,
-            "token": auth.token,
-            "header_name": auth.header_name,
-            "query_param": auth.query_param,
-            "body_path": auth.body_path,
-            "username": auth.username,
-            "password": auth.password,
-            "token_url": auth.token_url,
-            "client_id": auth.client_id,
-            "client_secret": auth.client_secret,
-            "scope": auth.scope,
-        }
-
-    def _save_headers(self, integration: Integration) -> None:
-        stored = {h.pk: h for h in integration.headers.all()}
-        keep = set()
-        for header in self.config.headers:
-            row = next(
-                (
-                    f.cleaned_data
-                    for f in self.headers.forms
-                    if f.cleaned_data.get("name") == header.name
-                    and not f.cleaned_data.get("DELETE")
-                ),
-                {},
-            )
-            old = stored.get(row.get("id"))
-            if old is None:
-                old = IntegrationHeader(integration=integration)
-            old.name, old.value, old.secret = header.name, header.value, header.secret
-            old.bound_origins = sorted(header.bound) if header.secret else []
-            old.save()
-            keep.add(old.pk)
-        integration.headers.exclude(pk__in=keep).delete()
-
-    def _save_model(self, integration: Integration, user, enabled: bool) -> CustomModel:
-        data = self.cleaned_data
-        model = self.model or CustomModel(integration=integration, created_by=user)
-        model.name = data["model_name"]
-        model.model_id = data["model_id"].strip()
-        model.description = data.get("model_description", "")
-        model.max_tokens = data.get("max_tokens")
-        model.temperature = data.get("temperature")
-        model.test_model_parameters = self.test_params
-        model.request_template = self.template_to_save
-        model.price_input_per_mtok = data.get("price_input_per_mtok")
-        model.price_output_per_mtok = data.get("price_output_per_mtok")
-        model.enabled = enabled
-        model.save()
-        return model
+    def subject(self) -> str:
+        """Return how tests of this form are labelled: integration / model."""
+        name = self.cleaned_data.get("integration_name") or self.integration.name
+        if self.mode != "integration":
+            name += f" / {self.cleaned_data['model_name']}"
+        return name
 
 
 def _defaults(max_tokens, temperature) -> dict:

@@ -1,4 +1,7 @@
-"""From saved rows to the client and back: build configurations, run and record tests."""
+"""From saved rows to the client: configurations, where their secrets may go, fingerprints.
+
+Read-only: integrations.writes is the one place that changes configuration rows.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,15 @@ import json
 
 from django.conf import settings
 
-from integrations import audit
-from integrations.llm import client, inputs
-from integrations.llm.config import AuthConfig, CallResult, Header, LLMConfig, Prompt, ResponsePaths
+from integrations.llm import inputs
+from integrations.llm.config import AuthConfig, Header, LLMConfig, Prompt, ResponsePaths
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import adapter_for
-from integrations.llm.redact import excerpt
 from integrations.models import (
-    AuditAction,
     AuthKind,
     AuthProfile,
-    ConnectionTest,
     CustomModel,
     Integration,
-    TestStatus,
 )
 from integrations.secrets import CredentialUnreadable, reveal
 
@@ -149,14 +147,6 @@ def unbound(bound, routes: set[str], owner_id=None, user=None) -> set[str]:
     return set() if first_use else missing
 
 
-def remember_routes(obj, routes) -> None:
-    """Add routes a secret was typed again for to the stored binding."""
-    merged = sorted(set(obj.bound_origins or ()) | set(routes))
-    if merged != list(obj.bound_origins or ()):
-        obj.bound_origins = merged
-        type(obj).objects.filter(pk=obj.pk).update(bound_origins=merged)
-
-
 def request_url(integration: Integration, model_id: str = "") -> str:
     """Return where this integration's requests go; needs no secret."""
     return adapter_for(integration.protocol).url(_url_config(integration, model_id))
@@ -191,65 +181,3 @@ def fingerprint(config: LLMConfig, test_params: dict | None) -> str:
         test_params or DEFAULT_TEST_PARAMETERS, sort_keys=True
     )
     return hashlib.sha256(material.encode()).hexdigest()
-
-
-def record_test(
-    integration: Integration | None,
-    model: CustomModel | None,
-    config: LLMConfig | None,
-    result: CallResult,
-    request=None,
-    test_params: dict | None = None,
-    subject: str = "",
-) -> ConnectionTest:
-    """Store a test run, audit it, and move the model's status badge to follow it.
-
-    Every test goes through here (Test button, catalog, admin action, API, check_models),
-    so every test leaves a ConnectionTest and an audit row. No request means the system.
-    """
-    error = result.error
-    user = getattr(request, "user", None)
-    if not subject and integration is not None:
-        subject = integration.name + (f" / {model.name}" if model else "")
-    test = ConnectionTest.objects.create(
-        integration=integration,
-        model=model,
-        subject=subject[:210],
-        user=user if user is not None and user.is_authenticated else None,
-        config_hash=fingerprint(config, test_params) if config else "",
-        ok=result.ok,
-        status_code=result.status_code,
-        latency_ms=result.latency_ms,
-        error_kind=error.kind if error else "",
-        error_message=error.message if error else "",
-        request=result.request,
-        response_excerpt=excerpt(result.raw, [], 4000),
-    )
-    if model is not None:
-        model.last_test_status = TestStatus.PASSING if result.ok else TestStatus.FAILING
-        model.last_test_latency_ms = result.latency_ms
-        model.last_tested_at = test.created_at
-        model.save(update_fields=["last_test_status", "last_test_latency_ms", "last_tested_at"])
-    outcome = "ok" if result.ok else error.kind
-    audit.record(request, AuditAction.TEST, model or test, detail=f"{subject}: {outcome}")
-    return test
-
-
-def test_model(model: CustomModel, request=None) -> tuple[CallResult, ConnectionTest]:
-    """Test a saved model through the same client the Sandbox uses, and record it."""
-    config = None
-    params = model.test_model_parameters or DEFAULT_TEST_PARAMETERS
-    try:
-        config = config_for(model.integration, model)
-        result = client.call(config, test_prompt(params))
-    except LLMError as exc:
-        result = CallResult(ok=False, error=exc)
-    return result, record_test(model.integration, model, config, result, request, params)
-
-
-def saved_fingerprint(model: CustomModel) -> str | None:
-    """Return the fingerprint of a saved model's configuration, None if a secret is unreadable."""
-    try:
-        return fingerprint(config_for(model.integration, model), model.test_model_parameters)
-    except LLMError:
-        return None

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -20,9 +20,11 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import services
+from integrations import services, writes
 from integrations.llm import inputs
-from integrations.models import AuthProfile, CustomModel, Integration, IntegrationHeader
+from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
+from integrations.llm.errors import LLMError
+from integrations.models import AuthProfile, Integration
 from integrations.secrets import UnreadableSecret
 
 FORMAT = "byollm-export"
@@ -129,6 +131,7 @@ class Report:
     updated: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     missing_secrets: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
@@ -136,6 +139,8 @@ class Report:
             f"Updated {len(self.updated)}: {', '.join(self.updated) or '—'}",
             f"Skipped (unchanged) {len(self.skipped)}: {', '.join(self.skipped) or '—'}",
         ]
+        if self.disabled:
+            out.append(f"Disabled {len(self.disabled)}: {', '.join(self.disabled)}")
         if self.missing_secrets:
             out.append(
                 f"Missing secrets (enter them before testing): {', '.join(self.missing_secrets)}"
@@ -185,95 +190,165 @@ def import_data(
 
     _check(data)
     report = Report()
-    typed_profiles = []  # profiles whose secrets came from the file: bound to its endpoints
+    actor = writes.Actor(user)
+    routes = _routes_by_profile(data)
     for entry in data.get("auth_profiles", []):
-        name = entry["name"]
-        profile = AuthProfile.objects.filter(name=name).first()
-        created = profile is None
-        profile = profile or AuthProfile(name=name, created_by=user)
-        changed = _apply(profile, {f: entry.get(f, "") for f in PROFILE_FIELDS})
-        for secret_name, sealed in (entry.get("secrets") or {}).items():
-            if secret_name not in AuthProfile.SECRET_FIELDS:
-                continue
-            value = unseal(sealed, f"auth profile {name}: {secret_name}")
-            if value:
-                changed |= getattr(profile, secret_name) != value
-                setattr(profile, secret_name, value)
-                typed_profiles.append(profile)
-            elif not getattr(profile, secret_name):
-                report.missing_secrets.append(f"auth profile {name}: {secret_name}")
-        profile.save()
-        _tally(report, f"auth profile {name}", created, changed)
-
+        _import_profile(entry, unseal, routes, actor, report)
     for entry in data.get("integrations", []):
-        name = entry["name"]
-        integration = Integration.objects.filter(name=name).first()
-        created = integration is None
-        integration = integration or Integration(name=name, created_by=user)
-        values = {f: entry[f] for f in INTEGRATION_FIELDS if f in entry}
-        if "sealed_proxy_url" in entry:
-            proxy = unseal(entry["sealed_proxy_url"], f"integration {name}: proxy URL")
-            if proxy:
-                values["proxy_url"] = proxy
-            else:
-                values.pop("proxy_url", None)
-                if not integration.proxy_url:
-                    report.missing_secrets.append(f"integration {name}: proxy URL")
-        profile_name = entry.get("auth_profile")
-        values["auth_profile"] = (
-            AuthProfile.objects.get(name=profile_name) if profile_name else None
-        )
-        changed = _apply(integration, values)
-        integration.save()
-        changed |= _import_headers(integration, entry.get("headers", []), unseal, report)
-        _tally(report, f"integration {name}", created, changed)
-        for model_entry in entry.get("models", []):
-            model = CustomModel.objects.filter(
-                integration=integration, name=model_entry["name"]
-            ).first()
-            model_created = model is None
-            model = model or CustomModel(
-                integration=integration, name=model_entry["name"], created_by=user
-            )
-            model_changed = _apply(
-                model, {f: model_entry[f] for f in MODEL_FIELDS if f in model_entry}
-            )
-            model.save()
-            _tally(report, f"model {name} / {model.name}", model_created, model_changed)
-    for profile in typed_profiles:
-        profile.bound_origins = sorted(services.profile_routes(profile))
-        profile.save(update_fields=["bound_origins"])
+        _import_integration(entry, unseal, actor, report)
     return report
 
 
-def _import_headers(integration, rows, unseal, report) -> bool:
-    existing = {h.name: h for h in integration.headers.all()}
-    changed = False
-    for row in rows:
-        header = existing.pop(row["name"], None) or IntegrationHeader(
-            integration=integration, name=row["name"]
+def _routes_by_profile(data: dict) -> dict[str, set[str]]:
+    """Return, per profile name, the routes of the file's integrations that use it: where
+    a secret that comes with the file was entered for."""
+    routes: dict[str, set[str]] = {}
+    token_urls = {p["name"]: p.get("token_url", "") for p in data.get("auth_profiles", [])}
+    for entry in data.get("integrations", []):
+        name = entry.get("auth_profile")
+        if name:
+            proxy = entry.get("proxy_url") or ""
+            found = routes.setdefault(name, set())
+            found.add(inputs.route(entry["endpoint"], proxy))
+            if token_urls.get(name):
+                found.add(inputs.route(token_urls[name], proxy))
+    return routes
+
+
+def _import_profile(entry: dict, unseal, routes, actor, report: Report) -> None:
+    name = entry["name"]
+    profile = AuthProfile.objects.filter(name=name).first()
+    created = profile is None
+    profile = profile or AuthProfile(name=name, created_by=actor.user)
+    changed = _apply(profile, {f: entry.get(f, "") for f in PROFILE_FIELDS})
+    typed = False
+    for secret_name, sealed in (entry.get("secrets") or {}).items():
+        if secret_name not in AuthProfile.SECRET_FIELDS:
+            continue
+        value = unseal(sealed, f"auth profile {name}: {secret_name}")
+        if value:
+            changed |= getattr(profile, secret_name) != value
+            setattr(profile, secret_name, value)
+            typed = True
+        elif not getattr(profile, secret_name):
+            report.missing_secrets.append(f"auth profile {name}: {secret_name}")
+    if typed:  # the file's secrets go where the file's integrations send them
+        profile.bound_origins = sorted(routes.get(name, set()))
+    if changed or created:
+        saved = writes.save_profile(profile, request=actor, disable_failing=True)
+        report.disabled += [f"{m} (failed with the imported credentials)" for m in saved.disabled]
+    _tally(report, f"auth profile {name}", created, changed)
+
+
+def _import_integration(entry: dict, unseal, actor, report: Report) -> None:
+    name = entry["name"]
+    integration = Integration.objects.filter(name=name).first()
+    values = {f: entry[f] for f in INTEGRATION_FIELDS if f in entry and f != "enabled"}
+    if "sealed_proxy_url" in entry:
+        proxy = unseal(entry["sealed_proxy_url"], f"integration {name}: proxy URL")
+        if not proxy and integration is not None:
+            proxy = services.reveal_or_blank(integration.proxy_url)
+        if not proxy:
+            report.missing_secrets.append(f"integration {name}: proxy URL")
+        values["proxy_url"] = proxy or ""
+    values["proxy_url"] = values.get("proxy_url") or ""
+    profile_name = entry.get("auth_profile")
+    profile = AuthProfile.objects.get(name=profile_name) if profile_name else None
+    base = _config(values, profile, entry.get("headers", []), integration, unseal, report, name)
+    models = entry.get("models", [])
+    if not models:
+        report.skipped.append(f"integration {name} (no model to test it with; not imported)")
+        return
+    label = f"integration {name}"
+    for model_entry in models:
+        model = integration.models.filter(name=model_entry["name"]).first() if integration else None
+        fields = {f: model_entry[f] for f in MODEL_FIELDS if f in model_entry and f != "enabled"}
+        for price in ("price_input_per_mtok", "price_output_per_mtok"):
+            if fields.get(price) is not None:
+                fields[price] = Decimal(str(fields[price]))
+        defaults = {k: fields.get(k) for k in ("max_tokens", "temperature")}
+        config = replace(
+            base,
+            model_id=fields.get("model_id", ""),
+            default_params={k: v for k, v in defaults.items() if v is not None},
+            request_template=fields.get("request_template") or values.get("request_template"),
         )
-        if row.get("secret"):
-            value = unseal(
-                row.get("value"), f"integration {integration.name}: header {row['name']}"
-            )
-            if not value and not header.value:
-                report.missing_secrets.append(
-                    f"integration {integration.name}: header {row['name']}"
-                )
+        change = writes.ConnectionChange(
+            config=config,
+            test_params=fields.get("test_model_parameters") or {},
+            integration=integration,
+            model=model,
+            subject=f"{name} / {model_entry['name']}",
+            integration_fields={"name": name, **values},
+            profile=profile,
+            header_ids={h.name: h.pk for h in integration.headers.all()} if integration else {},
+            model_fields={"name": model_entry["name"], **fields},
+        )
+        model_label = f"model {name} / {model_entry['name']}"
+        saved = _save_imported(change, model_entry.get("enabled", True), actor, report, model_label)
+        if integration is None:
+            report.created.append(label)
+        elif saved.integration_changed and label not in report.updated:
+            report.updated.append(label)
+        integration = saved.integration
+        _tally(report, model_label, model is None, saved.model_changed)
+    if label not in report.created + report.updated:
+        report.skipped.append(label)
+
+
+def _save_imported(change, enabled: bool, actor, report: Report, label: str):
+    """Unchanged: kept as it is. Changed and enabled: tested here, and saved disabled with
+    the reason if the test fails. Disabled in the file: saved as a draft."""
+    unchanged = change.model is not None and change.fingerprint() == writes.saved_fingerprint(
+        change.model
+    )
+    if unchanged or not enabled:
+        return writes.save_connection(change, request=actor, draft=not enabled and not unchanged)
+    try:
+        return writes.save_connection(change, request=actor, proof=writes.RUN_TEST)
+    except writes.Refused as exc:
+        report.disabled.append(f"{label} (saved disabled: {exc.message})")
+        return writes.save_connection(change, request=actor, draft=True)
+
+
+def _config(values, profile, rows, integration, unseal, report, name) -> LLMConfig:
+    """Return the configuration the file describes; secrets it brings are bound to it."""
+    try:
+        auth = services.auth_config(profile)
+    except LLMError:
+        auth = AuthConfig()
+        report.missing_secrets.append(f"auth profile {profile.name}: unreadable")
+    route = inputs.route(values["endpoint"], values["proxy_url"])
+    stored = {h.name: h for h in integration.headers.all()} if integration else {}
+    headers = []
+    for row in rows:
+        if not row.get("secret"):
+            headers.append(Header(row["name"], row.get("value", ""), False))
+            continue
+        value = unseal(row.get("value"), f"integration {name}: header {row['name']}")
+        old = stored.get(row["name"])
+        if value:
+            headers.append(Header(row["name"], value, True, frozenset({route})))
+        elif old is not None and old.secret and not isinstance(old.value, UnreadableSecret):
+            headers.append(Header(row["name"], old.value, True, frozenset(old.bound_origins)))
         else:
-            value = row.get("value", "")
-        if value and header.value != value:
-            header.value, changed = value, True
-            header.bound_origins = sorted(services.integration_routes(integration))
-        if header.secret != bool(row.get("secret")) or header.pk is None:
-            changed = True
-        header.secret = bool(row.get("secret"))
-        header.save()
-    for gone in existing.values():
-        gone.delete()
-        changed = True
-    return changed
+            report.missing_secrets.append(f"integration {name}: header {row['name']}")
+            headers.append(Header(row["name"], "", True))
+    paths = ("content", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens")
+    return LLMConfig(
+        endpoint=values["endpoint"],
+        protocol=values.get("protocol", "openai-chat"),
+        auth=auth,
+        headers=tuple(headers),
+        api_version=values.get("api_version", ""),
+        deployment=values.get("deployment", ""),
+        request_template=values.get("request_template"),
+        response_paths=ResponsePaths(**{p: values.get(f"{p}_path", "") for p in paths}),
+        timeout=values.get("timeout_seconds", 60),
+        verify_tls=values.get("verify_tls", True),
+        ca_bundle=values.get("ca_bundle", ""),
+        proxy_url=values["proxy_url"],
+    )
 
 
 def _check(data: dict) -> None:

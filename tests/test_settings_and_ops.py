@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
 
-from integrations import services
+from integrations import writes
 from integrations.models import CustomModel, Integration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +165,7 @@ def test_demo_data_passes_its_test_against_the_demo_upstream(db, live_server, se
     settings.DEMO_BASE_URL = f"{live_server.url}/demo/v1"
     call_command("bootstrap")
     model = CustomModel.objects.get(model_id="demo-small")
-    result, test = services.test_model(model)
+    result, test = writes.test_model(model)
     assert result.ok, result.error
     assert result.usage.total_tokens and result.finish_reason in ("stop", "length")
     model.refresh_from_db()

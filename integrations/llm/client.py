@@ -156,6 +156,8 @@ def apply_auth(
 ) -> tuple[str, list[str]]:
     """Add the auth profile to a request; return the URL and any extra secret (a fetched token)."""
     auth = config.auth
+    if auth.kind in ("bearer", "header", "query", "body") and not auth.token:
+        raise LLMError(ErrorKind.CONFIG, "The auth profile has no key: enter it in the profile.")
     if auth.kind == "bearer":
         headers["Authorization"] = f"Bearer {auth.token}"
     elif auth.kind == "header":

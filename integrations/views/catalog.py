@@ -9,8 +9,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations import audit, services
-from integrations.models import AuditAction, CustomModel, Integration, TestStatus
+from integrations import writes
+from integrations.models import CustomModel, Integration, TestStatus
 from integrations.roles import can_edit, editor_required
 from integrations.views.helpers import safe_next
 
@@ -59,7 +59,7 @@ def model_test(request, pk):
     model = get_object_or_404(
         CustomModel.objects.select_related("integration__auth_profile"), pk=pk
     )
-    result, _ = services.test_model(model, request)
+    result, _ = writes.test_model(model, request)
     if request.htmx:
         return _row(request, model)
     if result.ok:
@@ -77,22 +77,17 @@ def model_toggle(request, pk):
         CustomModel.objects.select_related("integration__auth_profile"), pk=pk
     )
     if model.enabled:
-        model.enabled = False
-        model.save(update_fields=["enabled", "updated_at"])
-        audit.record(request, AuditAction.DISABLE, model)
+        writes.set_enabled(model, False, request)
         messages.success(request, f"{model.name} disabled.")
     else:
-        result, _ = services.test_model(model, request)
-        if result.ok:
-            model.enabled = True
-            model.save(update_fields=["enabled", "updated_at"])
-            audit.record(request, AuditAction.ENABLE, model)
+        refused = writes.set_enabled(model, True, request)
+        if refused is None:
             messages.success(request, f"{model.name} passed its test and is enabled.")
         else:
             messages.error(
                 request,
                 f"{model.name} stays disabled: enabling needs a passing test. "
-                f"{result.error.message} {result.error.hint}",
+                f"{refused.error.message} {refused.error.hint}",
             )
     if request.htmx:
         model.refresh_from_db()

@@ -14,19 +14,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import reswap, retarget
 
-from integrations import audit, receipts, services
+from integrations import receipts, services, writes
 from integrations.forms import NEW, ConnectionForm, default_template_text
 from integrations.llm import client
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
 from integrations.models import (
-    AuditAction,
-    AuthProfile,
-    ConnectionTest,
     CustomModel,
     Integration,
     Protocol,
-    TestStatus,
 )
 from integrations.roles import editor_required
 from integrations.views.helpers import go
@@ -58,35 +54,15 @@ def _page_ctx(form: ConnectionForm, title: str, cancel_url: str) -> dict:
     }
 
 
-def _saved_fingerprint(form: ConnectionForm) -> str | None:
-    """Return the fingerprint of what is saved now, to let unchanged edits through."""
-    if form.mode == "model" and form.model is not None:
-        return services.saved_fingerprint(form.model)
-    if form.mode == "integration":
-        model = form.integration.models.filter(pk=form.cleaned_data.get("test_model")).first()
-        return services.saved_fingerprint(model) if model else None
-    return None
-
-
 def _run_test(request, form: ConnectionForm, ctx: dict) -> None:
     prompt = services.test_prompt(form.test_params)
     ctx["curl"] = client.curl_command(form.config, prompt)
     ctx["preview"] = client.preview_request(form.config, prompt)
     if request.POST.get("action") == "preview":
         return
-    result = client.call(form.config, prompt)
-    subject = f"{form.cleaned_data.get('integration_name') or form.integration.name}"
-    if form.mode != "integration":
-        subject += f" / {form.cleaned_data['model_name']}"
-    # A test of an edited, unsaved configuration must not move the saved model's badge.
-    test = services.record_test(
-        form.integration,
-        None,
-        form.config,
-        result,
-        request,
-        form.test_params,
-        subject,
+    # Recorded against the integration only: a test of an unsaved change moves no badge.
+    result, test = writes.test_config(
+        form.config, form.test_params, form.integration, None, request, form.subject()
     )
     ctx.update(result=result, test=test)
     if result.ok:
@@ -94,72 +70,18 @@ def _run_test(request, form: ConnectionForm, ctx: dict) -> None:
         ctx["save_enabled"] = True
 
 
-def _save(request, form: ConnectionForm, draft: bool):
-    """Save the form, or return None after adding the reason it may not be saved."""
-    fingerprint = form.fingerprint()
-    passed = False
-    if not draft:
-        problem = receipts.problem(request.POST.get("test_receipt", ""), fingerprint, request.user)
-        if problem is None:
-            passed = True
-        elif fingerprint != _saved_fingerprint(form):
-            form.add_error(None, problem)
-            return None
-    if draft:
-        enabled = False
-    elif passed:
-        enabled = True
-    else:  # unchanged configuration: keep whatever state it had
-        enabled = (form.model or form.integration).enabled
-    before_integration = audit.integration_state(form.integration) if form.integration else None
-    before_model = audit.snapshot(form.model) if form.model else None
-    obj = form.save(request.user, enabled=enabled)
-    form.changed_anything = _audit_save(request, form, obj, before_integration, before_model)
-    integration = obj if isinstance(obj, Integration) else obj.integration
-    model = obj if isinstance(obj, CustomModel) else None
-    tests = ConnectionTest.objects.filter(user=request.user, config_hash=fingerprint)
-    tests.filter(integration__isnull=True).update(integration=integration)
-    if model is not None:
-        tests.filter(integration=integration, model__isnull=True).update(model=model)
-    if passed:
-        last = tests.filter(ok=True).order_by("-created_at").first()
-        target = model or form.integration.models.filter(pk=form.cleaned_data["test_model"]).first()
-        if last is not None and target is not None:
-            target.last_test_status = TestStatus.PASSING
-            target.last_test_latency_ms = last.latency_ms
-            target.last_tested_at = last.created_at
-            target.save(
-                update_fields=["last_test_status", "last_test_latency_ms", "last_tested_at"]
-            )
-    return obj
-
-
-def _audit_save(request, form, obj, before_integration, before_model) -> bool:
-    """Audit a save; return whether it changed anything."""
-    integration = obj if isinstance(obj, Integration) else obj.integration
-    if form.created_profile is not None:
-        audit.record_created(request, form.created_profile, AuthProfile.SECRET_FIELDS)
-    if form.mode == "add":
-        audit.record(
-            request,
-            AuditAction.CREATE,
-            integration,
-            audit.diff({}, audit.integration_state(integration)),
+def _save(request, form: ConnectionForm, draft: bool) -> writes.Saved | None:
+    """Save through the write path, or return None after adding why it may not be saved."""
+    try:
+        return writes.save_connection(
+            form.change(),
+            request=request,
+            proof=request.POST.get("test_receipt", ""),
+            draft=draft,
         )
-        audit.record_created(request, obj)
-        return True
-    if form.mode == "integration":
-        changes = audit.diff(before_integration, audit.integration_state(integration))
-        if changes:
-            audit.record(request, AuditAction.UPDATE, integration, changes)
-        return bool(changes) or form.created_profile is not None
-    if before_model is None:
-        audit.record_created(request, obj)
-        return True
-    changes = audit.diff(before_model, audit.snapshot(obj))
-    if changes:
-        audit.record(request, AuditAction.UPDATE, obj, changes)
-    return bool(changes)
+    except writes.Refused as exc:
+        form.add_error(None, exc.message)
+        return None
 
 
 def _handle(request, form: ConnectionForm, ctx: dict):
@@ -179,21 +101,23 @@ def _handle(request, form: ConnectionForm, ctx: dict):
         if request.htmx:
             return render(request, f"{TEMPLATE}#test-result", ctx)
         return render(request, TEMPLATE, ctx)
-    obj = _save(request, form, draft=action == "draft")
-    if obj is None:
+    saved = _save(request, form, draft=action == "draft")
+    if saved is None:
         response = render(request, f"{TEMPLATE}#connection-form" if request.htmx else TEMPLATE, ctx)
         return (
             reswap(retarget(response, "#connection-form"), "outerHTML")
             if request.htmx
             else response
         )
-    integration = obj if isinstance(obj, Integration) else obj.integration
-    if not form.changed_anything:
+    obj = saved.model or saved.integration
+    if not saved.changed:
         messages.info(request, f"Nothing changed: {obj} is as it was.")
     else:
         verb = "saved as a disabled draft" if action == "draft" else "saved"
         messages.success(request, f"{obj} {verb}.")
-    return go(request, reverse("integration-detail", args=[integration.pk]))
+    for model in saved.disabled:
+        messages.error(request, f"{model} failed with this change and was disabled.")
+    return go(request, reverse("integration-detail", args=[saved.integration.pk]))
 
 
 @require_http_methods(["GET", "POST"])

@@ -9,9 +9,9 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from integrations import audit, services
+from integrations import services, writes
 from integrations.llm.redact import curl_from_redacted, pretty
-from integrations.models import AuditAction, ConnectionTest, CustomModel, Integration
+from integrations.models import ConnectionTest, CustomModel, Integration
 from integrations.roles import can_edit, editor_required
 from integrations.secrets import mask
 from integrations.views.helpers import go
@@ -64,11 +64,7 @@ def integration_delete(request, pk):
     integration = get_object_or_404(Integration, pk=pk)
     if request.method == "POST":
         name = integration.name
-        models = ", ".join(integration.models.values_list("name", flat=True))
-        audit.record(
-            request, AuditAction.DELETE, integration, detail=f"with models: {models or 'none'}"
-        )
-        integration.delete()
+        writes.delete_integration(integration, request)
         messages.success(request, f"Integration {name} and its models were deleted.")
         return go(request, reverse("home"))
     ctx = {
@@ -85,8 +81,7 @@ def model_delete(request, pk):
     model = get_object_or_404(CustomModel.objects.select_related("integration"), pk=pk)
     if request.method == "POST":
         name, integration = model.name, model.integration
-        audit.record(request, AuditAction.DELETE, model)
-        model.delete()
+        writes.delete_model(model, request)
         messages.success(request, f"Model {name} was deleted.")
         return go(request, reverse("integration-detail", args=[integration.pk]))
     ctx = {"model": model, "test_count": model.tests.count()}

@@ -77,12 +77,12 @@ def test_add_test_save_find_edit_delete(page, live_server, upstream, bob, artifa
     expect(page.locator("table.catalog")).to_contain_text("Acme Small")
     expect(page.locator("table.catalog")).to_contain_text("Passing")
 
-    # Edit the integration: an unchanged configuration saves without a new test.
+    # Edit the integration: an unchanged configuration saves without a test, and says so.
     page.get_by_role("link", name="Acme LLM").click()
     page.get_by_role("link", name="Edit", exact=True).first.click()
     page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_url(re.compile(r"/integrations/[0-9a-f-]+/$"))
-    expect(page.locator(".messages")).to_contain_text("saved")
+    expect(page.locator(".messages")).to_contain_text("Nothing changed")
 
     # Delete it, confirming.
     page.get_by_role("link", name="Delete", exact=True).first.click()

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from integrations import services
+from integrations import writes
 from integrations.models import AuthKind, ConnectionTest
 from tests.conftest import CANARY, CANARY_HEADER
 from tests.upstream import openai_reply, reply_json, reply_text
@@ -37,7 +37,7 @@ def test_the_canary_never_reaches_logs_or_test_rows(
         model.integration.auth_profile.body_path = "auth.token"
         model.integration.auth_profile.save()
     model.refresh_from_db()
-    result, _ = services.test_model(model)
+    result, _ = writes.test_model(model)
     # The upstream did receive the secrets...
     sent = (
         str(upstream.requests[0].headers)

@@ -130,9 +130,9 @@ def test_every_path_survives_a_malformed_reply(
 
 
 def test_a_stored_non_ascii_key_is_a_classified_config_error(make_integration, upstream):
-    from integrations import services
+    from integrations import writes
 
     model = make_integration(token="sk-tökén-0123456789", secret_header=None)
-    result, test = services.test_model(model)
+    result, test = writes.test_model(model)
     assert result.error.kind == "config" and "non-ASCII" in result.error.message
     assert "tökén" not in result.error.message and upstream.requests == []

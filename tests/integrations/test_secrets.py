@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 
-from integrations import services
+from integrations import writes
 from integrations.models import AuthProfile, CustomModel, IntegrationHeader
 from integrations.secrets import CredentialUnreadable, UnreadableSecret, mask, reveal
 from tests.conftest import CANARY, CANARY_HEADER
@@ -45,7 +45,7 @@ def test_a_wrong_key_fails_closed_and_sends_nothing(make_integration, upstream):
             reveal(profile.token)
         assert mask(profile.token) == "unreadable: re-enter"
         fresh = CustomModel.objects.select_related("integration__auth_profile").get(pk=model.pk)
-        result, test = services.test_model(fresh)
+        result, test = writes.test_model(fresh)
     assert not result.ok
     assert result.error.kind == "credential"
     assert "re-enter it or restore the key" in result.error.message

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import replace
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from integrations import services
+from integrations import services, writes
 from integrations.llm import inputs
-from integrations.models import AuthKind, AuthProfile, CustomModel, Integration
+from integrations.llm.config import AuthConfig, LLMConfig
+from integrations.models import AuthKind, AuthProfile, Integration
+
+DEMO = "Demo upstream"
 
 
 class Command(BaseCommand):
@@ -44,45 +49,54 @@ class Command(BaseCommand):
             self.stdout.write("Demo upstream is off (production); no demo data created.")
             return
         admin = users.objects.filter(is_superuser=True).order_by("pk").first()
-        profile, _ = AuthProfile.objects.get_or_create(
-            name="Demo key",
-            defaults={
-                "kind": AuthKind.BEARER,
-                "token": "demo-console-key-0001",
-                "created_by": admin,
-            },
+        created = self.demo(writes.Actor(admin))
+        self.stdout.write(
+            f"Demo data {'created' if created else 'present'}: integration 'Demo upstream' at "
+            f"{settings.DEMO_BASE_URL} with models 'Demo small' and 'Demo large'."
         )
-        # The operator's own demo key, bound to the demo endpoint it was made for.
-        services.remember_routes(profile, {inputs.route(settings.DEMO_BASE_URL)})
-        integration, created = Integration.objects.get_or_create(
-            name="Demo upstream",
-            defaults={
-                "description": "The console's built-in OpenAI-compatible demo endpoint (dev mode only).",
-                "endpoint": settings.DEMO_BASE_URL,
-                "auth_profile": profile,
-                "timeout_seconds": 30,
-                "created_by": admin,
-            },
-        )
+
+    def demo(self, actor) -> bool:
+        """Write the demo integration through the write path; return False if it exists."""
+        if Integration.objects.filter(name=DEMO).exists():
+            return False
+        route = inputs.route(settings.DEMO_BASE_URL)
+        profile = AuthProfile.objects.filter(name="Demo key").first()
+        auth = AuthConfig(kind=AuthKind.BEARER, token="demo-console-key-0001").bound_to(route)
+        if profile is not None:
+            auth = services.auth_config(profile).bound_to(route)
+        config = LLMConfig(endpoint=settings.DEMO_BASE_URL, model_id="demo-small", auth=auth)
+        integration = None
         for name, model_id, description in (
             ("Demo small", "demo-small", "Answers quickly and deterministically."),
             ("Demo large", "demo-large", "Same answers, another name: try Compare."),
         ):
-            CustomModel.objects.get_or_create(
+            change = writes.ConnectionChange(
+                config=replace(config, model_id=model_id),
+                test_params={"max_tokens": 32},
                 integration=integration,
-                name=name,
-                defaults={
+                model_fields={
+                    "name": name,
                     "model_id": model_id,
                     "description": description,
                     "max_tokens": 128,
                     "temperature": 0.7,
                     "test_model_parameters": {"max_tokens": 32},
-                    "price_input_per_mtok": "0.15",
-                    "price_output_per_mtok": "0.60",
-                    "created_by": admin,
+                    "price_input_per_mtok": Decimal("0.15"),
+                    "price_output_per_mtok": Decimal("0.60"),
                 },
             )
-        self.stdout.write(
-            f"Demo data {'created' if created else 'present'}: integration 'Demo upstream' at "
-            f"{settings.DEMO_BASE_URL} with models 'Demo small' and 'Demo large'."
-        )
+            if integration is None:
+                change.integration_fields = {
+                    "name": DEMO,
+                    "description": "The console's built-in OpenAI-compatible demo endpoint "
+                    "(dev mode only).",
+                    "endpoint": settings.DEMO_BASE_URL,
+                    "timeout_seconds": 30,
+                }
+                change.profile = profile
+                change.new_profile_name = "" if profile else "Demo key"
+            # The demo's upstream is this console, which is not serving yet: it ships proven.
+            integration = writes.save_connection(
+                change, request=actor, proof=writes.SHIPPED
+            ).integration
+        return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations import services
+from integrations import writes
 from integrations.models import CustomModel
 
 
@@ -24,15 +24,14 @@ class Command(BaseCommand):
         )
         rows, failed = [], 0
         for model in models:
-            result, _ = services.test_model(model)
+            result, _ = writes.test_model(model)
             if result.ok:
                 outcome = "ok"
             else:
                 failed += 1
                 outcome = f"FAILED {result.error.kind}: {result.error.message}"
                 if disable_failing:
-                    model.enabled = False
-                    model.save(update_fields=["enabled", "updated_at"])
+                    writes.set_enabled(model, False, None)
                     outcome += " (disabled)"
             rows.append((model.integration.name, model.name, f"{result.latency_ms} ms", outcome))
         header = ("Integration", "Model", "Latency", "Result")
