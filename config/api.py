@@ -94,3 +94,4 @@ def unexpected_error(request, exc: Exception):
 
 api.add_router("/v2/", "integrations.api.router")
 api.add_router("/v2/", "sandbox.api.router")
+api.add_router("/v2/", "integrations.api_integrations.router")

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.http import JsonResponse
 
 
 class ConsoleLoginRequiredMiddleware(LoginRequiredMiddleware):
     """Pages need a session; the REST API authenticates each call with a token instead."""
 
-    API_PREFIX = "/api/v2/"
+    API_PREFIX = "/api/"
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        if request.path.startswith(self.API_PREFIX):
+        if request.path.startswith(self.API_PREFIX) and not request.path.startswith("/api/docs"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
 
@@ -43,6 +44,31 @@ def content_security_policy(get_response):
         response = get_response(request)
         policy = DOCS_POLICY if request.path.startswith("/api/docs") else CONTENT_SECURITY_POLICY
         response.headers.setdefault("Content-Security-Policy", policy)
+        return response
+
+    return middleware
+
+
+def api_errors_as_json(get_response):
+    """Under /api/, an unknown path or a wrong method answers JSON {message}, as every
+    other API error does, not an HTML page."""
+    messages = {
+        404: "Not found: no API operation at this path. See /api/docs.",
+        405: "Method not allowed for this path.",
+    }
+
+    def middleware(request):
+        response = get_response(request)
+        is_api = request.path.startswith("/api/") and not request.path.startswith("/api/docs")
+        html = "json" not in response.get("Content-Type", "")
+        if is_api and html and response.status_code in messages:
+            message = messages[response.status_code]
+            if response.has_header("Allow"):
+                message += f" Allowed: {response['Allow']}."
+            json_response = JsonResponse({"message": message}, status=response.status_code)
+            if response.has_header("Allow"):
+                json_response["Allow"] = response["Allow"]
+            return json_response
         return response
 
     return middleware

@@ -162,7 +162,7 @@ class IntegrationAdmin(ConsoleManaged, AuditedAdmin):
     @admin.action(description="Test connection (every model)", permissions=["change"])
     def test_connection(self, request, queryset):
         models = CustomModel.objects.filter(integration__in=queryset).select_related(
-            "integration__auth_profile"
+            "integration__auth_profile__stored_secret"
         )
         _test_models(request, models)
 
@@ -216,7 +216,7 @@ class CustomModelAdmin(ConsoleManaged, AuditedAdmin):
 
     @admin.action(description="Test connection", permissions=["change"])
     def test_connection(self, request, queryset):
-        _test_models(request, queryset.select_related("integration__auth_profile"))
+        _test_models(request, queryset.select_related("integration__auth_profile__stored_secret"))
 
 
 @admin.register(ConnectionTest)

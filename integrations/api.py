@@ -275,7 +275,7 @@ def _detail(model: CustomModel) -> dict:
 
 
 def _models():
-    return CustomModel.objects.select_related("integration__auth_profile").order_by(
+    return CustomModel.objects.select_related("integration__auth_profile__stored_secret").order_by(
         "integration__name", "name"
     )
 
@@ -299,6 +299,7 @@ def create_llm(request, payload: LLMCreate):
         subject=f"{name} / {name}",
         integration_fields={"name": name, "description": payload.description, "endpoint": endpoint},
         new_profile_name=_unique_profile_name(name) if auth.kind != AuthKind.NONE else "",
+        stored_secret=stored,
         model_fields={
             "name": name,
             "model_id": config.model_id,
@@ -427,7 +428,7 @@ def _patch_configuration(request, model: CustomModel, payload: LLMPatch) -> None
         change.header_ids = {h.name: h.pk for h in integration.headers.all()}
         change.profile = integration.auth_profile
         if "auth" in payload.model_fields_set:
-            change.profile = None
+            change.profile, change.stored_secret = None, stored
             if config.auth.kind != AuthKind.NONE:
                 change.new_profile_name = _unique_profile_name(model.name)
     try:
@@ -513,8 +514,32 @@ def list_secrets(request):
 def delete_secret(request, secret_id: uuid.UUID):
     require_editor(request)
     secret = get_object_or_404(StoredSecret, pk=secret_id)
-    writes.delete_secret(secret, request)
+    users = writes.delete_secret(secret, request)
+    if users:
+        raise HttpError(409, f"{secret.name} is in use by {'; '.join(users)}; it was not deleted.")
     return Status(204, None)
+
+
+class SecretRotate(Input):
+    secret_value: str = Field(min_length=1, max_length=20000)
+    disable_failing: bool = False
+
+
+@secrets_router.patch(
+    "secrets/{secret_id}",
+    response=SecretOut,
+    summary="Rotate a secret: every model using it is tested with the new value first",
+)
+def rotate_secret(request, secret_id: uuid.UUID, payload: SecretRotate):
+    require_editor(request)
+    secret = get_object_or_404(StoredSecret, pk=secret_id)
+    try:
+        writes.rotate_secret(
+            secret, payload.secret_value, request, disable_failing=payload.disable_failing
+        )
+    except writes.Refused as exc:
+        raise _refused(exc) from exc
+    return _secret_out(secret)
 
 
 # --- /auth-profiles ------------------------------------------------------------------------------
@@ -563,14 +588,13 @@ def create_profile(request, payload: AuthProfileIn):
         header_name=payload.header,
         query_param=payload.query_param,
         username=payload.username,
-        # A stored secret brings its routes along; one typed here is bound on first use.
-        bound_origins=list(stored.bound_origins) if stored is not None else [],
+        # A stored secret is referenced, not copied: its value and binding are read on use.
+        # One typed here is bound on its first use by its owner.
+        stored_secret=stored,
         created_by=request.user,
     )
-    if payload.type == "basic":
-        profile.password = secret
-    else:
-        profile.token = secret
+    if stored is None:
+        setattr(profile, AuthProfile.STORED_SECRET_FIELD.get(payload.type, "token"), secret)
     writes.save_profile(profile, request=request)
     return Status(201, _profile_out(profile))
 

@@ -55,8 +55,15 @@ class AuthProfile(Timestamped):
     # Where the secrets were entered for ("https://host:443", "… via http://proxy:3128").
     # The client refuses any other route; only typing the secret again adds one.
     bound_origins = models.JSONField(default=list, blank=True, editable=False)
+    # A live reference to a stored secret (the API's secret_id): its value, read on every
+    # call, stands for this kind's secret, and its binding for this profile's.
+    stored_secret = models.ForeignKey(
+        "StoredSecret", null=True, blank=True, on_delete=models.PROTECT, related_name="profiles"
+    )
 
     SECRET_FIELDS = ("token", "password", "client_secret")
+    # Which of the secret fields a stored secret stands for, by kind.
+    STORED_SECRET_FIELD = {"basic": "password", "oauth2": "client_secret"}
 
     class Meta:
         ordering = ["name"]
@@ -67,6 +74,8 @@ class AuthProfile(Timestamped):
     @property
     def masked_secret(self) -> str:
         """The profile's secret as it may be shown: at most its last 4 characters."""
+        if self.stored_secret_id:
+            return f"stored secret {self.stored_secret.name}: {mask(self.stored_secret.value)}"
         return mask(self.token or self.password or self.client_secret)
 
 

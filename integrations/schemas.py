@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ninja import Schema
-from pydantic import field_validator
+from pydantic import BaseModel, field_validator
 
 from integrations.llm import inputs
 
@@ -19,6 +19,8 @@ class Input(Schema):
         try:
             if isinstance(value, str):
                 return inputs.clean_text(value, "The text")
+            if isinstance(value, list) and any(isinstance(v, BaseModel) for v in value):
+                return value  # nested schemas ran these rules on their own fields
             if isinstance(value, dict | list):
                 return inputs.check_json(value, "The object")
         except inputs.InputError as exc:

@@ -30,29 +30,46 @@ TEST_PROMPT = Prompt(
 DEFAULT_TEST_PARAMETERS = {"max_tokens": 64}
 
 
-def auth_config(profile: AuthProfile | None) -> AuthConfig:
-    """Return the plaintext auth settings; raise LLMError if a secret is unreadable."""
+def auth_config(profile: AuthProfile | None, stored_value: str | None = None) -> AuthConfig:
+    """Return the plaintext auth settings; raise LLMError if a secret is unreadable.
+
+    A profile that references a stored secret reads its value and binding on every call,
+    so rotating the stored secret rotates every profile using it. `stored_value` stands
+    in for the stored secret's value (a rotation being tested before it is saved).
+    """
     if profile is None:
         return AuthConfig()
+    name = profile.name
     try:
-        return AuthConfig(
-            kind=profile.kind,
-            token=reveal(profile.token, f"Auth profile {profile.name!r}: token"),
-            header_name=profile.header_name,
-            query_param=profile.query_param,
-            body_path=profile.body_path,
-            username=profile.username,
-            password=reveal(profile.password, f"Auth profile {profile.name!r}: password"),
-            token_url=profile.token_url,
-            client_id=profile.client_id,
-            client_secret=reveal(
-                profile.client_secret, f"Auth profile {profile.name!r}: client secret"
-            ),
-            scope=profile.scope,
-            bound=frozenset(profile.bound_origins or ()),
-        )
+        values = {
+            "token": reveal(profile.token, f"Auth profile {name!r}: token"),
+            "password": reveal(profile.password, f"Auth profile {name!r}: password"),
+            "client_secret": reveal(profile.client_secret, f"Auth profile {name!r}: client secret"),
+        }
+        bound = frozenset(profile.bound_origins or ())
+        if profile.stored_secret_id:
+            stored = profile.stored_secret
+            field = AuthProfile.STORED_SECRET_FIELD.get(profile.kind, "token")
+            values[field] = (
+                stored_value
+                if stored_value is not None
+                else reveal(stored.value, f"Stored secret {stored.name!r}")
+            )
+            bound = frozenset(stored.bound_origins or ())
     except CredentialUnreadable as exc:
         raise LLMError("credential", str(exc)) from exc
+    return AuthConfig(
+        kind=profile.kind,
+        header_name=profile.header_name,
+        query_param=profile.query_param,
+        body_path=profile.body_path,
+        username=profile.username,
+        token_url=profile.token_url,
+        client_id=profile.client_id,
+        scope=profile.scope,
+        bound=bound,
+        **values,
+    )
 
 
 def config_for(integration: Integration, model: CustomModel | None = None) -> LLMConfig:

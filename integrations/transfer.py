@@ -24,7 +24,7 @@ from integrations import services, writes
 from integrations.llm import inputs
 from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
 from integrations.llm.errors import LLMError
-from integrations.models import AuthProfile, Integration
+from integrations.models import AuthProfile, Integration, StoredSecret
 from integrations.secrets import UnreadableSecret
 
 FORMAT = "byollm-export"
@@ -80,6 +80,7 @@ def export(include_secrets: bool = False, passphrase: str = "") -> dict:
         "version": VERSION,
         "exported_at": timezone.now().isoformat(),
         "secrets": "encrypted" if include_secrets else "omitted",
+        "stored_secrets": [],
         "auth_profiles": [],
         "integrations": [],
     }
@@ -91,17 +92,27 @@ def export(include_secrets: bool = False, passphrase: str = "") -> dict:
             "p": 1,
             "salt": base64.b64encode(salt).decode(),
         }
-    for profile in AuthProfile.objects.order_by("name"):
+    for secret in StoredSecret.objects.order_by("name"):
+        data["stored_secrets"].append(
+            {
+                "name": secret.name,
+                "secret_type": secret.secret_type,
+                "origins": list(secret.bound_origins or ()),
+                "value": seal(secret.value),
+            }
+        )
+    for profile in AuthProfile.objects.select_related("stored_secret").order_by("name"):
         entry = {"name": profile.name} | {f: getattr(profile, f) for f in PROFILE_FIELDS}
+        entry["stored_secret"] = profile.stored_secret.name if profile.stored_secret else None
         entry["secrets"] = {
             name: seal(getattr(profile, name))
             for name in AuthProfile.SECRET_FIELDS
             if getattr(profile, name)
         }
         data["auth_profiles"].append(entry)
-    integrations = Integration.objects.select_related("auth_profile").prefetch_related(
-        "headers", "models"
-    )
+    integrations = Integration.objects.select_related(
+        "auth_profile__stored_secret"
+    ).prefetch_related("headers", "models")
     for integration in integrations.order_by("name"):
         entry = {"name": integration.name} | {
             f: _plain(getattr(integration, f)) for f in INTEGRATION_FIELDS
@@ -192,6 +203,8 @@ def import_data(
     report = Report()
     actor = writes.Actor(user)
     routes = _routes_by_profile(data)
+    for entry in data.get("stored_secrets", []):
+        _import_stored_secret(entry, unseal, actor, report)
     for entry in data.get("auth_profiles", []):
         _import_profile(entry, unseal, routes, actor, report)
     for entry in data.get("integrations", []):
@@ -215,12 +228,42 @@ def _routes_by_profile(data: dict) -> dict[str, set[str]]:
     return routes
 
 
+def _import_stored_secret(entry: dict, unseal, actor, report: Report) -> None:
+    name = entry["name"]
+    secret = StoredSecret.objects.filter(name=name).first()
+    value = unseal(entry.get("value"), f"stored secret {name}")
+    if secret is None:
+        if not value:
+            report.missing_secrets.append(f"stored secret {name}")
+            return
+        writes.store_secret(
+            name=name,
+            secret_type=entry.get("secret_type") or "LLM_API_KEY",
+            value=value,
+            origins=list(entry.get("origins") or ()),
+            request=actor,
+        )
+        report.created.append(f"stored secret {name}")
+    elif value and value != secret.value:
+        # A rotation: its users are tested with the new value; failing ones are disabled.
+        tested = writes.rotate_secret(secret, value, actor, disable_failing=True)
+        report.disabled += [
+            f"{m} (failed with the imported secret)" for m, r, _ in tested if not r.ok
+        ]
+        report.updated.append(f"stored secret {name}")
+    else:
+        report.skipped.append(f"stored secret {name}")
+
+
 def _import_profile(entry: dict, unseal, routes, actor, report: Report) -> None:
     name = entry["name"]
     profile = AuthProfile.objects.filter(name=name).first()
     created = profile is None
     profile = profile or AuthProfile(name=name, created_by=actor.user)
     changed = _apply(profile, {f: entry.get(f, "") for f in PROFILE_FIELDS})
+    stored = StoredSecret.objects.filter(name=entry.get("stored_secret") or "").first()
+    if stored != (profile.stored_secret if profile.pk else None):
+        profile.stored_secret, changed = stored, True
     typed = False
     for secret_name, sealed in (entry.get("secrets") or {}).items():
         if secret_name not in AuthProfile.SECRET_FIELDS:
@@ -230,7 +273,7 @@ def _import_profile(entry: dict, unseal, routes, actor, report: Report) -> None:
             changed |= getattr(profile, secret_name) != value
             setattr(profile, secret_name, value)
             typed = True
-        elif not getattr(profile, secret_name):
+        elif not getattr(profile, secret_name) and not entry.get("stored_secret"):
             report.missing_secrets.append(f"auth profile {name}: {secret_name}")
     if typed:  # the file's secrets go where the file's integrations send them
         profile.bound_origins = sorted(routes.get(name, set()))

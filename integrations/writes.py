@@ -160,6 +160,7 @@ class ConnectionChange:
     model_fields: dict[str, Any] | None = None
     profile: AuthProfile | None = None  # the profile to use (None with new_profile_name: none)
     new_profile_name: str = ""  # create a profile from config.auth under this name
+    stored_secret: StoredSecret | None = None  # the new profile references it, not a copy
     header_ids: dict[str, int] = field(default_factory=dict)  # header name -> stored row
     subject: str = ""
 
@@ -214,7 +215,7 @@ def _reached(change: ConnectionChange) -> list[tuple[CustomModel, LLMConfig]]:
         "ca_bundle": change.config.ca_bundle,
         "proxy_url": change.config.proxy_url,
     }
-    for model in others.select_related("integration__auth_profile"):
+    for model in others.select_related("integration__auth_profile__stored_secret"):
         try:
             new = replace(services.config_for(change.integration, model), **shared)
         except LLMError:
@@ -320,11 +321,16 @@ def _write_connection(change: ConnectionChange, request, enabled: bool | None) -
         integration = integration or Integration(created_by=user)
         profile = change.profile
         if change.new_profile_name:
+            values = profile_values(change.config.auth)
+            if change.stored_secret is not None:
+                field_name = AuthProfile.STORED_SECRET_FIELD.get(values["kind"], "token")
+                values[field_name] = ""  # read from the stored secret on every call
             profile = created_profile = AuthProfile.objects.create(
                 created_by=user,
                 name=change.new_profile_name,
                 bound_origins=sorted(change.config.auth.bound),
-                **profile_values(change.config.auth),
+                stored_secret=change.stored_secret,
+                **values,
             )
             audit.record_created(request, created_profile, AuthProfile.SECRET_FIELDS)
         elif profile is not None:
@@ -465,7 +471,7 @@ def save_profile(profile: AuthProfile, *, request, disable_failing: bool = False
             jobs = []
             users = CustomModel.objects.filter(
                 integration__auth_profile=stored, enabled=True, integration__enabled=True
-            ).select_related("integration__auth_profile")
+            ).select_related("integration__auth_profile__stored_secret")
             for model in users:
                 try:
                     config = replace(services.config_for(model.integration, model), auth=new_auth)
@@ -601,6 +607,48 @@ def store_secret(
     return secret
 
 
-def delete_secret(secret: StoredSecret, request) -> None:
-    audit.record(request, AuditAction.DELETE, secret)
-    secret.delete()
+def secret_users(secret: StoredSecret) -> list[str]:
+    """Return what uses a stored secret: its profiles and their integrations."""
+    users = []
+    for profile in secret.profiles.prefetch_related("integrations").order_by("name"):
+        names = ", ".join(i.name for i in profile.integrations.all()) or "no integration"
+        users.append(f"auth profile {profile.name} ({names})")
+    return users
+
+
+def delete_secret(secret: StoredSecret, request) -> list[str]:
+    """Delete a stored secret nothing uses; return its users otherwise (nothing deleted)."""
+    users = secret_users(secret)
+    if not users:
+        audit.record(request, AuditAction.DELETE, secret)
+        secret.delete()
+    return users
+
+
+def rotate_secret(secret: StoredSecret, value: str, request, disable_failing: bool = False):
+    """Replace a stored secret's value once every enabled model using it passes with it."""
+    jobs = []
+    models = CustomModel.objects.filter(
+        integration__auth_profile__stored_secret=secret, enabled=True, integration__enabled=True
+    ).select_related("integration__auth_profile__stored_secret")
+    for model in models:
+        try:
+            auth = services.auth_config(model.integration.auth_profile, stored_value=value)
+            jobs.append((model, replace(services.config_for(model.integration, model), auth=auth)))
+        except LLMError as exc:
+            jobs.append((model, CallResult(ok=False, error=exc)))
+    tested = retest(request, jobs, "rotated secret")
+    failing = [(m, r) for m, r, _ in tested if not r.ok]
+    if failing and not disable_failing:
+        names = ", ".join(str(m) for m, _ in failing)
+        raise Refused(f"These models would fail with the new value: {names}.", failing=failing)
+    with transaction.atomic():
+        secret.value = value
+        secret.save(update_fields=["value", "updated_at"])
+        audit.record(request, AuditAction.UPDATE, secret, {"value": ["changed"]})
+        for model, result, test in tested:
+            follow(model, test)
+            if not result.ok:
+                _disable(request, model, "failed with the rotated secret")
+    callcache.bump()
+    return tested

@@ -22,7 +22,7 @@ def usable_models():
     """Enabled models of enabled integrations, with all a call needs in two queries."""
     return (
         CustomModel.objects.filter(enabled=True, integration__enabled=True)
-        .select_related("integration__auth_profile")
+        .select_related("integration__auth_profile__stored_secret")
         .prefetch_related(
             Prefetch("integration__headers", queryset=IntegrationHeader.objects.order_by("id"))
         )

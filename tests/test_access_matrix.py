@@ -71,10 +71,18 @@ API = {
     ("post", "/api/v2/secrets"): EDITOR,
     ("get", "/api/v2/secrets"): EDITOR,
     ("delete", "/api/v2/secrets/{secret_id}"): EDITOR,
+    ("patch", "/api/v2/secrets/{secret_id}"): EDITOR,
     ("get", "/api/v2/auth-profiles"): LOGIN,
     ("post", "/api/v2/auth-profiles"): EDITOR,
     ("delete", "/api/v2/auth-profiles/{profile_id}"): EDITOR,
     ("post", "/api/v2/chat"): LOGIN,
+    ("post", "/api/v2/integrations"): EDITOR,
+    ("get", "/api/v2/integrations"): LOGIN,
+    ("get", "/api/v2/integrations/{integration_id}"): LOGIN,
+    ("patch", "/api/v2/integrations/{integration_id}"): EDITOR,
+    ("delete", "/api/v2/integrations/{integration_id}"): EDITOR,
+    ("post", "/api/v2/integrations/{integration_id}/models"): EDITOR,
+    ("post", "/api/v2/llm_configurations"): EDITOR,
 }
 ALLOWED = {
     PUBLIC: {"admin", "editor", "member", "anonymous", "deactivated"},
@@ -199,12 +207,29 @@ def api_body(method: str, path: str, upstream, o: dict) -> dict | None:
         }
     if (method, path) == ("patch", "/api/v2/llms/{llm_id}"):
         return {"description": "x"}
+    if (method, path) == ("patch", "/api/v2/secrets/{secret_id}"):
+        return {"secret_value": "v2"}
     if (method, path) == ("post", "/api/v2/secrets"):
         return {"secret_name": "s", "secret_value": "v"}
     if (method, path) == ("post", "/api/v2/auth-profiles"):
         return {"name": "p", "type": "bearer", "token": "t"}
     if (method, path) == ("post", "/api/v2/chat"):
         return {"model": str(o["model"].pk), "user": "hi"}
+    if (method, path) == ("post", "/api/v2/integrations"):
+        return {
+            "name": "Made",
+            "endpoint": f"{upstream.url}/v1",
+            "models": [{"name": "m", "model_id": "m"}],
+        }
+    if (method, path) == ("patch", "/api/v2/integrations/{integration_id}"):
+        return {"description": "x"}
+    if (method, path) == ("post", "/api/v2/integrations/{integration_id}/models"):
+        return {"name": "second", "model_id": "m2"}
+    if (method, path) == ("post", "/api/v2/llm_configurations"):
+        from integrations.models import StoredSecret
+
+        secret = StoredSecret.objects.get(name="matrix secret")
+        return {"display_name": "LA", "model_name": "m", "secret_id": str(secret.pk)}
     return None
 
 
@@ -237,7 +262,10 @@ def test_the_api_answers_each_caller_as_the_matrix_says(
             0
         ]
         url = path.format(
-            llm_id=objects["model"].pk, secret_id=secret.pk, profile_id=objects["profile"].pk
+            llm_id=objects["model"].pk,
+            secret_id=secret.pk,
+            profile_id=objects["profile"].pk,
+            integration_id=objects["model"].integration_id,
         )
         body = api_body(method, path, upstream, objects)
         response = getattr(client, method)(

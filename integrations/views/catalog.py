@@ -57,7 +57,7 @@ def _row(request, model: CustomModel):
 @editor_required
 def model_test(request, pk):
     model = get_object_or_404(
-        CustomModel.objects.select_related("integration__auth_profile"), pk=pk
+        CustomModel.objects.select_related("integration__auth_profile__stored_secret"), pk=pk
     )
     result, _ = writes.test_model(model, request)
     if request.htmx:
@@ -74,7 +74,7 @@ def model_test(request, pk):
 def model_toggle(request, pk):
     """Disable at once; enabling needs a passing test of the saved configuration, run now."""
     model = get_object_or_404(
-        CustomModel.objects.select_related("integration__auth_profile"), pk=pk
+        CustomModel.objects.select_related("integration__auth_profile__stored_secret"), pk=pk
     )
     if model.enabled:
         writes.set_enabled(model, False, request)

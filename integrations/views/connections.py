@@ -136,7 +136,9 @@ def integration_add(request):
 @require_http_methods(["GET", "POST"])
 @editor_required
 def integration_edit(request, pk):
-    integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
+    integration = get_object_or_404(
+        Integration.objects.select_related("auth_profile__stored_secret"), pk=pk
+    )
     form = ConnectionForm(
         request.POST or None, mode="integration", integration=integration, user=request.user
     )
@@ -152,7 +154,9 @@ def integration_edit(request, pk):
 @require_http_methods(["GET", "POST"])
 @editor_required
 def model_add(request, pk):
-    integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
+    integration = get_object_or_404(
+        Integration.objects.select_related("auth_profile__stored_secret"), pk=pk
+    )
     form = ConnectionForm(
         request.POST or None, mode="model", integration=integration, user=request.user
     )
@@ -172,7 +176,7 @@ def model_add(request, pk):
 @editor_required
 def model_edit(request, pk):
     model = get_object_or_404(
-        CustomModel.objects.select_related("integration__auth_profile"), pk=pk
+        CustomModel.objects.select_related("integration__auth_profile__stored_secret"), pk=pk
     )
     integration = model.integration
     form = ConnectionForm(

@@ -21,7 +21,9 @@ HISTORY_SIZE = 20
 
 @require_GET
 def integration_detail(request, pk):
-    integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
+    integration = get_object_or_404(
+        Integration.objects.select_related("auth_profile__stored_secret"), pk=pk
+    )
     headers = [
         {"name": h.name, "value": mask(h.value) if h.secret else str(h.value), "secret": h.secret}
         for h in integration.headers.all()

@@ -43,7 +43,9 @@ def endpoint_preview(request):
 @require_GET
 @editor_required
 def fetch_models(request, pk):
-    integration = get_object_or_404(Integration.objects.select_related("auth_profile"), pk=pk)
+    integration = get_object_or_404(
+        Integration.objects.select_related("auth_profile__stored_secret"), pk=pk
+    )
     existing = set(integration.models.values_list("model_id", flat=True))
     ctx: dict = {"integration": integration}
     try:

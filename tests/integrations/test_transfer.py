@@ -210,3 +210,32 @@ def test_imported_secrets_are_bound_to_the_imported_endpoints(make_integration, 
     integration = Integration.objects.get(name="Local")
     assert integration.auth_profile.bound_origins == [inputs.route(upstream.url)]
     assert services.config_for(integration).headers[0].bound == {inputs.route(upstream.url)}
+
+
+def test_stored_secrets_and_their_references_travel_in_an_encrypted_export(
+    client, bob, api_token, upstream
+):
+    from integrations.models import StoredSecret
+    from tests.integrations.test_api import Api
+
+    api = Api(client, api_token(bob))
+    _, secret = api.call(
+        "post", "secrets", {"secret_name": "k", "secret_value": CANARY, "origins": [upstream.url]}
+    )
+    payload = {
+        "type": "openai-compatible",
+        "name": "Live",
+        "model": "m",
+        "uri": f"{upstream.url}/v1",
+        "auth": {"type": "bearer", "secret_id": secret["secret_id"]},
+    }
+    assert api.call("post", "llms", payload)[0] == 201
+    data = transfer.export(include_secrets=True, passphrase="correct horse battery")
+    assert CANARY not in json.dumps(data) and data["stored_secrets"][0]["value"]
+    wipe()
+    StoredSecret.objects.all().delete()
+    report = transfer.import_data(data, "correct horse battery")
+    assert report.missing_secrets == [] and report.disabled == []
+    profile = AuthProfile.objects.get()
+    assert profile.stored_secret.value == CANARY and profile.token == ""
+    assert CustomModel.objects.get().enabled

@@ -19,7 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, disable_failing: bool = False, **options):
         models = (
             CustomModel.objects.filter(enabled=True, integration__enabled=True)
-            .select_related("integration__auth_profile")
+            .select_related("integration__auth_profile__stored_secret")
             .order_by("integration__name", "name")
         )
         rows, failed = [], 0
