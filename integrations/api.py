@@ -144,16 +144,6 @@ class SecretOut(Schema):
     created_at: datetime
 
 
-class AuthProfileIn(Input):
-    name: str = Field(min_length=1, max_length=100)
-    type: Literal["none", "bearer", "header", "query", "basic"]
-    header: str = Field("", max_length=100)
-    query_param: str = Field("", max_length=100)
-    username: str = Field("", max_length=200)
-    token: str | None = None
-    secret_id: uuid.UUID | None = None
-
-
 class AuthProfileOut(Schema):
     id: str
     name: str
@@ -555,60 +545,6 @@ def _profile_out(profile: AuthProfile) -> dict:
         "secret": profile.masked_secret,
         "used_by": [i.name for i in profile.integrations.all()],
     }
-
-
-@secrets_router.get(
-    "auth-profiles", response=list[AuthProfileOut], summary="List auth profiles (secrets masked)"
-)
-def list_profiles(request):
-    return [_profile_out(p) for p in AuthProfile.objects.prefetch_related("integrations")]
-
-
-@secrets_router.post(
-    "auth-profiles", response={201: AuthProfileOut}, summary="Create an auth profile"
-)
-def create_profile(request, payload: AuthProfileIn):
-    require_editor(request)
-    if AuthProfile.objects.filter(name__iexact=payload.name).exists():
-        raise HttpError(409, f"An auth profile named {payload.name!r} exists already.")
-    if payload.type == "header" and not payload.header:
-        raise HttpError(422, "Invalid request: header: required for header auth.")
-    if payload.type == "query" and not payload.query_param:
-        raise HttpError(422, "Invalid request: query_param: required for query auth.")
-    if payload.header:
-        _edge(inputs.check_header_name, payload.header, field="header")
-    secret, stored = ("", None)
-    if payload.type != "none":
-        secret, stored = _secret_value(payload.secret_id, payload.token, "token")
-    if payload.type in ("bearer", "header"):
-        _edge(inputs.check_header_value, secret, field="token")
-    profile = AuthProfile(
-        name=payload.name,
-        kind=payload.type,
-        header_name=payload.header,
-        query_param=payload.query_param,
-        username=payload.username,
-        # A stored secret is referenced, not copied: its value and binding are read on use.
-        # One typed here is bound on its first use by its owner.
-        stored_secret=stored,
-        created_by=request.user,
-    )
-    if stored is None:
-        setattr(profile, AuthProfile.STORED_SECRET_FIELD.get(payload.type, "token"), secret)
-    writes.save_profile(profile, request=request)
-    return Status(201, _profile_out(profile))
-
-
-@secrets_router.delete(
-    "auth-profiles/{profile_id}", response={204: None}, summary="Delete an unused auth profile"
-)
-def delete_profile(request, profile_id: uuid.UUID):
-    require_editor(request)
-    profile = get_object_or_404(AuthProfile, pk=profile_id)
-    used_by = writes.delete_profile(profile, request)
-    if used_by:
-        raise HttpError(409, f"{profile.name} is used by {', '.join(used_by)}; it was not deleted.")
-    return Status(204, None)
 
 
 router.add_router("", secrets_router)

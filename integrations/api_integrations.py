@@ -21,13 +21,16 @@ from ninja.errors import HttpError
 
 from integrations import receipts, services, writes
 from integrations.api import (
+    AuthProfileOut,
     _edge,
+    _profile_out,
     _refused,
     _secret_value,
     _unique_profile_name,
     require_editor,
 )
 from integrations.llm import inputs
+from integrations.llm.auth import AUTH_KINDS
 from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import ADAPTERS, adapter_for
@@ -39,10 +42,13 @@ router = Router(tags=["integrations"])
 SECRET_ATTRS = ("token", "password", "client_secret")
 
 
+AuthKinds = Literal[tuple(AUTH_KINDS)]  # type: ignore[valid-type]
+
+
 class AuthSpec(Input):
     """How to authenticate: an existing profile, a stored secret, or typed fields."""
 
-    type: Literal["none", "bearer", "header", "query", "body", "basic", "oauth2"] | None = None
+    type: AuthKinds | None = None  # type: ignore[valid-type]
     profile_id: uuid.UUID | None = None
     secret_id: uuid.UUID | None = None
     name: str = Field("", max_length=100, description="Name for a new profile")
@@ -163,8 +169,7 @@ def _auth(spec: AuthSpec | None, current: AuthProfile | None, request, routes: s
     stored = None
     values = {a: getattr(spec, a) or "" for a in SECRET_ATTRS}
     if spec.secret_id is not None:
-        secret_attr = {"basic": "password", "oauth2": "client_secret"}.get(kind, "token")
-        values[secret_attr], stored = _secret_value(spec.secret_id, None, "auth")
+        values[AUTH_KINDS[kind].secret], stored = _secret_value(spec.secret_id, None, "auth")
     auth = AuthConfig(
         kind=kind,
         header_name=_edge(inputs.check_header_name, spec.header, field="auth.header")
@@ -178,8 +183,8 @@ def _auth(spec: AuthSpec | None, current: AuthProfile | None, request, routes: s
         scope=spec.scope,
         **values,
     ).effective()
-    for required in AuthConfig.USES[kind]:
-        if required != "scope" and not getattr(auth, required):
+    for required in AUTH_KINDS[kind].required:
+        if not getattr(auth, required):
             raise HttpError(422, f"Invalid request: auth.{required}: required for {kind} auth.")
     if kind in (AuthKind.BEARER, AuthKind.HEADER):
         _edge(inputs.check_header_value, auth.token, field="auth.token")
@@ -533,3 +538,53 @@ def create_llm_configuration(request, payload: LiveAvatarIn):
             "enabled": model["enabled"],
         },
     )
+
+
+class AuthProfileIn(AuthSpec):
+    name: str = Field(min_length=1, max_length=100)
+    type: AuthKinds  # type: ignore[valid-type]
+
+
+@router.post("auth-profiles", response={201: AuthProfileOut}, summary="Create an auth profile")
+def create_profile(request, payload: AuthProfileIn):
+    require_editor(request)
+    if AuthProfile.objects.filter(name__iexact=payload.name).exists():
+        raise HttpError(409, f"An auth profile named {payload.name!r} exists already.")
+    # Typed here without an endpoint: bound on its first use by its owner (OAuth: its token URL).
+    routes = set()
+    if payload.token_url:
+        routes.add(_edge(inputs.route, payload.token_url, field="token_url"))
+    auth, _, _, stored = _auth(
+        payload.model_copy(update={"profile_id": None}), None, request, routes
+    )
+    values = writes.profile_values(auth)
+    if stored is not None:
+        values[AUTH_KINDS[auth.kind].secret] = ""  # read from the stored secret on every call
+    profile = AuthProfile(
+        name=payload.name.strip(),
+        created_by=request.user,
+        stored_secret=stored,
+        bound_origins=sorted(auth.bound) if stored is None else [],
+        **values,
+    )
+    writes.save_profile(profile, request=request)
+    return Status(201, _profile_out(profile))
+
+
+@router.get(
+    "auth-profiles", response=list[AuthProfileOut], summary="List auth profiles (secrets masked)"
+)
+def list_profiles(request):
+    return [_profile_out(p) for p in AuthProfile.objects.prefetch_related("integrations")]
+
+
+@router.delete(
+    "auth-profiles/{profile_id}", response={204: None}, summary="Delete an unused auth profile"
+)
+def delete_profile(request, profile_id: uuid.UUID):
+    require_editor(request)
+    profile = get_object_or_404(AuthProfile, pk=profile_id)
+    used_by = writes.delete_profile(profile, request)
+    if used_by:
+        raise HttpError(409, f"{profile.name} is used by {', '.join(used_by)}; it was not deleted.")
+    return Status(204, None)

@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from integrations import services, writes
 from integrations.held import HeldSecretInput, HeldValueInput, HoldsSecrets
 from integrations.llm import inputs
+from integrations.llm.auth import AUTH_KINDS, FIELD_LABELS, kinds_using
 from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
@@ -111,22 +112,26 @@ def default_template_text(protocol: str) -> str:
     return json.dumps(adapter_for(protocol).default_template(), indent=2)
 
 
-AUTH_FIELDS = {
-    AuthKind.BEARER: ("token",),
-    AuthKind.HEADER: ("header_name", "token"),
-    AuthKind.QUERY: ("query_param", "token"),
-    AuthKind.BODY: ("body_path", "token"),
-    AuthKind.BASIC: ("username", "password"),
-    AuthKind.OAUTH2: ("token_url", "client_id", "client_secret"),
-    AuthKind.NONE: (),
-}
-
-
 class AuthFieldsMixin:
-    """Required-field rules for an auth kind, shared by the inline and the profile forms."""
+    """Auth fields from the registry, shared by the inline and the profile forms: which to
+    require for a kind, and which kinds show each field."""
+
+    def auth_fields(self, prefix: str = "") -> list[tuple]:
+        """Return (bound field, show_when) for each auth field, in the registry's order."""
+        kind_field = f"{prefix}kind"
+        return [
+            (self[f"{prefix}{name}"], f"{kind_field}={','.join(kinds_using(name))}")
+            for name in FIELD_LABELS
+            if f"{prefix}{name}" in self.fields
+        ]
+
+    @property
+    def credential_fields(self) -> list[tuple]:
+        return self.auth_fields("new_auth_" if "new_auth_kind" in self.fields else "")
 
     def check_auth_fields(self, kind: str, values: dict, prefix: str, stored: AuthProfile | None):
-        for field in AUTH_FIELDS.get(kind, ()):
+        spec = AUTH_KINDS.get(kind)
+        for field in spec.required if spec else ():
             has_stored = stored is not None and bool(getattr(stored, field, ""))
             if not values.get(field) and not has_stored:
                 self.add_error(f"{prefix}{field}", "Required for this kind of authentication.")

@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from integrations.llm.auth import AUTH_KINDS
 from integrations.secrets import SecretField, mask
 
 
@@ -24,14 +25,10 @@ class Timestamped(models.Model):
         abstract = True
 
 
-class AuthKind(models.TextChoices):
-    NONE = "none", "No authentication"
-    BEARER = "bearer", "Bearer token"
-    HEADER = "header", "Custom header"
-    BASIC = "basic", "HTTP basic"
-    QUERY = "query", "API key in query parameter"
-    BODY = "body", "Token in JSON body"
-    OAUTH2 = "oauth2", "OAuth2 client credentials"
+# Derived from the auth-kind registry: AuthKind.BEARER == "bearer", labels from the registry.
+AuthKind = models.TextChoices(
+    "AuthKind", [(key.upper(), (key, spec.label)) for key, spec in AUTH_KINDS.items()]
+)
 
 
 class AuthProfile(Timestamped):
@@ -63,7 +60,7 @@ class AuthProfile(Timestamped):
 
     SECRET_FIELDS = ("token", "password", "client_secret")
     # Which of the secret fields a stored secret stands for, by kind.
-    STORED_SECRET_FIELD = {"basic": "password", "oauth2": "client_secret"}
+    STORED_SECRET_FIELD = {key: spec.secret for key, spec in AUTH_KINDS.items() if spec.secret}
 
     class Meta:
         ordering = ["name"]

@@ -6,26 +6,23 @@ here with the same `LLMConfig`, so a passing test means the Sandbox will work.
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import json
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus
 
 from django.conf import settings
-from django.core.cache import cache
 
-from integrations.llm import inputs, transport
+from integrations.llm import auth, inputs, transport
+from integrations.llm.auth import check_route, forget_oauth_token
 from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt, Usage
 from integrations.llm.errors import STATUS_SENTENCES, ErrorKind, LLMError, classify_status
 from integrations.llm.protocols import adapter_for
 from integrations.llm.redact import Scrubber, excerpt, redact_request, scrubber
-from integrations.secrets import decrypt, encrypt
 
 RAW_LIMIT = 64 * 1024
 UPSTREAM_MESSAGE_LIMIT = 300
@@ -34,153 +31,10 @@ FINISH_REASON_LIMIT = 50
 SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
 
-def check_route(auth: AuthConfig, headers, url: str, proxy_url: str) -> None:
-    """Refuse to attach a secret to a request for a route it was not entered for.
-
-    Every request that carries a secret is built through here (chat, stream, model
-    list, OAuth token), so no form, API call or admin action can send a stored secret
-    to a host, port or proxy its owner never typed it for.
-    """
-    try:
-        where = inputs.route(url, proxy_url)
-    except inputs.InputError as exc:
-        raise LLMError(ErrorKind.INVALID_URL, str(exc)) from exc
-    if auth.secrets() and where not in auth.bound:
-        raise _origin_error("The auth profile's secret", auth.bound, where)
-    for header in headers:
-        if header.secret and header.value and where not in header.bound:
-            raise _origin_error(f"The secret header {header.name}", header.bound, where)
-
-
-def _origin_error(what: str, bound, where: str) -> LLMError:
-    entered = ", ".join(sorted(bound)) or "no origin yet"
-    return LLMError(
-        ErrorKind.SECRET_ORIGIN,
-        f"{what} was entered for {entered}, not {where}. Type it again to send it there.",
-    )
-
-
 def _options(config: LLMConfig) -> transport.ClientOptions:
     return transport.ClientOptions(
         verify_tls=config.verify_tls, ca_bundle=config.ca_bundle, proxy_url=config.proxy_url
     )
-
-
-def _set_path(body: Any, path: str, value: str) -> None:
-    if not isinstance(body, dict):
-        raise LLMError(
-            "config",
-            "The auth profile puts the token in the JSON body, but the body is not an object.",
-        )
-    parts = [p for p in path.split(".") if p]
-    if not parts:
-        raise LLMError("config", "The auth profile has no body field path.")
-    node = body
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise LLMError("config", f"The body field path {path!r} runs into a non-object.")
-    node[parts[-1]] = value
-
-
-def _with_query(url: str, name: str, value: str) -> str:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + [(name, value)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _oauth_cache_key(auth: AuthConfig) -> str:
-    material = "\n".join([auth.token_url, auth.client_id, auth.client_secret, auth.scope])
-    return "oauth-token:" + hashlib.sha256(material.encode()).hexdigest()
-
-
-def oauth_token(auth: AuthConfig, options: transport.ClientOptions, timeout: float) -> str:
-    """Return an access token for client credentials, cached (encrypted) until expiry."""
-    key = _oauth_cache_key(auth)
-    cached = cache.get(key)
-    if cached:
-        token = decrypt(cached)
-        if isinstance(token, str):
-            return token
-    check_route(auth, (), auth.token_url, options.proxy_url)
-    form = {"grant_type": "client_credentials", "client_id": auth.client_id}
-    form["client_secret"] = auth.client_secret
-    if auth.scope:
-        form["scope"] = auth.scope
-    raw = transport.send(
-        "POST",
-        auth.token_url,
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        content=urlencode(form).encode(),
-        timeout=timeout,
-        options=options,
-    )
-    try:
-        data = json.loads(raw.body)
-    except (ValueError, RecursionError):
-        data = None
-    token = data.get("access_token") if isinstance(data, dict) else None
-    if raw.status_code >= 400 or not isinstance(token, str) or not token:
-        sc = scrubber(tuple(auth.secrets()))
-        detail = sc.text(raw.body.decode("utf-8", "replace"))[:UPSTREAM_MESSAGE_LIMIT]
-        raise LLMError(
-            "auth",
-            f"The OAuth token endpoint answered {raw.status_code} without an access token.",
-            status=raw.status_code,
-            upstream_message=detail,
-        )
-    if not token.isascii() or not token.isprintable():
-        raise LLMError(ErrorKind.BAD_RESPONSE, "The OAuth token endpoint sent an unusable token.")
-    ttl = token_ttl(data.get("expires_in"))
-    if ttl:  # a token that lives under 30 s is used once, never cached
-        cache.set(key, encrypt(token), ttl)
-    return token
-
-
-def token_ttl(expires_in: Any) -> int | None:
-    """Return how long to keep a token: refreshed when 10% of its life, or 30 s, is left."""
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-        return 3000
-    if not 0 < expires_in < 10**8:
-        return 3000 if expires_in >= 10**8 else 0
-    margin = max(expires_in * 0.1, 30)
-    return max(int(expires_in - margin), 0)
-
-
-def forget_oauth_token(auth: AuthConfig) -> None:
-    cache.delete(_oauth_cache_key(auth))
-
-
-def apply_auth(
-    config: LLMConfig, url: str, headers: dict[str, str], body: Any
-) -> tuple[str, list[str]]:
-    """Add the auth profile to a request; return the URL and any extra secret (a fetched token)."""
-    auth = config.auth
-    if auth.kind in ("bearer", "header", "query", "body") and not auth.token:
-        raise LLMError(ErrorKind.CONFIG, "The auth profile has no key: enter it in the profile.")
-    if auth.kind == "bearer":
-        headers["Authorization"] = f"Bearer {auth.token}"
-    elif auth.kind == "header":
-        if not auth.header_name:
-            raise LLMError("config", "The auth profile has no header name.")
-        headers[auth.header_name] = auth.token
-    elif auth.kind == "basic":
-        pair = f"{auth.username}:{auth.password}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        return url, [base64.b64encode(pair).decode()]
-    elif auth.kind == "query":
-        if not auth.query_param:
-            raise LLMError("config", "The auth profile has no query parameter name.")
-        url = _with_query(url, auth.query_param, auth.token)
-    elif auth.kind == "body":
-        if body is None:
-            raise LLMError("config", "This request has no JSON body to carry the token.")
-        _set_path(body, auth.body_path, auth.token)
-    elif auth.kind == "oauth2":
-        token = oauth_token(auth, _options(config), config.timeout)
-        headers["Authorization"] = f"Bearer {token}"
-        return url, [token]
-    return url, []
 
 
 def build_request(config: LLMConfig, prompt: Prompt) -> tuple[str, dict[str, str], Any, list[str]]:
@@ -193,7 +47,7 @@ def build_request(config: LLMConfig, prompt: Prompt) -> tuple[str, dict[str, str
         headers[header.name] = header.value
     body = copy.deepcopy(adapter.body(config, prompt))
     check_route(config.auth, config.headers, url, config.proxy_url)
-    url, extra = apply_auth(config, url, headers, body)
+    url, extra = auth.apply(config.auth, url, headers, body, _options(config), config.timeout)
     _check_sendable(headers)
     return url, headers, body, extra
 
@@ -470,7 +324,7 @@ def list_models(config: LLMConfig) -> list[str]:
     check_route(config.auth, config.headers, url, config.proxy_url)
     secrets = config.secrets()
     try:
-        url, extra = apply_auth(config, url, headers, None)
+        url, extra = auth.apply(config.auth, url, headers, None, _options(config), config.timeout)
         secrets = secrets + extra
         _check_sendable(headers)
         raw = transport.send(

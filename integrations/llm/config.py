@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from integrations.llm import inputs
+from integrations.llm.auth import AUTH_KINDS
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,8 @@ class AuthConfig:
     def secrets(self) -> list[str]:
         return [s for s in (self.token, self.password, self.client_secret) if s]
 
-    USES = {
-        "none": (),
-        "bearer": ("token",),
-        "header": ("header_name", "token"),
-        "query": ("query_param", "token"),
-        "body": ("body_path", "token"),
-        "basic": ("username", "password"),
-        "oauth2": ("token_url", "client_id", "client_secret", "scope"),
-    }
+    # What each kind of authentication uses, from the registry.
+    USES = {key: spec.fields for key, spec in AUTH_KINDS.items()}
 
     def effective(self) -> AuthConfig:
         """Return only what this kind of authentication uses; leftovers of other kinds drop."""

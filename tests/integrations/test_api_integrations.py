@@ -263,3 +263,29 @@ def test_a_secret_id_is_a_live_reference(editor_api, upstream):
     status, body = editor_api.call("delete", f"secrets/{secret['secret_id']}")
     assert status == 409 and "Live" in body["message"]
     assert StoredSecret.objects.exists()
+
+
+def test_a_profile_made_by_the_api_is_used_by_id(editor_api, upstream):
+    upstream.handler = polyglot
+    status, profile = editor_api.call(
+        "post",
+        "auth-profiles",
+        {
+            "name": "OAuth",
+            "type": "oauth2",
+            "token_url": f"{upstream.url}/token",
+            "client_id": "c",
+            "client_secret": CANARY,
+        },
+    )
+    assert status == 201, profile
+    payload = {
+        "name": "By id",
+        "endpoint": f"{upstream.url}/v1",
+        "auth": {"profile_id": profile["id"]},
+        "models": [{"name": "M", "model_id": "m"}],
+    }
+    status, body = editor_api.call("post", "integrations", payload)
+    assert status == 201, body  # first use by its owner binds it to this endpoint
+    assert upstream.requests[-1].headers["Authorization"] == "Bearer at-0123456789"
+    assert body["auth"]["profile_id"] == profile["id"]

@@ -348,6 +348,6 @@ def test_anthropic_stream_usage_is_read_cumulatively_as_litellm_sends_it():
     ],
 )
 def test_oauth_tokens_are_refreshed_before_they_expire(expires_in, kept):
-    from integrations.llm.client import token_ttl
+    from integrations.llm.auth import token_ttl
 
     assert token_ttl(expires_in) == kept
