@@ -64,7 +64,7 @@ def main() -> dict:
     user = make_user()
     fast = make_model("One second", f"{one_second.url}/v1")
     slow = make_model("Thirty seconds", f"{thirty_seconds.url}/v1", timeout=60)
-    from integrations import tokens
+    from integrations.team import tokens
 
     token = tokens.create(user, "bench")[1]
     server = Gunicorn()

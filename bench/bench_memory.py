@@ -18,7 +18,7 @@ def main() -> dict:
     upstream = UpstreamProcess(latency=0.0, tokens=50)
     user = make_user()
     model = make_model("Memory", f"{upstream.url}/v1")
-    from integrations import tokens
+    from integrations.team import tokens
 
     token = tokens.create(user, "bench")[1]
     # Worker recycling (max_requests) would hide a leak: off for this check.

@@ -38,7 +38,7 @@ def main() -> dict:
     upstream = start_upstream(reply_load(latency=0.0, tokens=20))
     user = make_user()
     model = make_model("Fast", f"{upstream.url}/v1")
-    from integrations import tokens
+    from integrations.team import tokens
 
     token = tokens.create(user, "bench")[1]
     server = Gunicorn()

@@ -67,7 +67,7 @@ def main() -> dict:
     upstream = UpstreamProcess(latency=1.0)
     user = make_user()
     model = make_model("One second", f"{upstream.url}/v1")
-    from integrations import tokens
+    from integrations.team import tokens
 
     token = tokens.create(user, "bench")[1]
     connections.close_all()

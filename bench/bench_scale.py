@@ -112,7 +112,7 @@ def measure(client: Client, url: str, **headers) -> tuple[dict, int]:
 def main() -> dict:
     prepare_database()
     data = populate()
-    from integrations import tokens
+    from integrations.team import tokens
 
     editor, member = data["users"][0], data["users"][1]
     token = tokens.create(editor, "scale")[1]

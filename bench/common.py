@@ -103,7 +103,7 @@ def prepare_database() -> None:
 def make_user(username: str = "bench", role: str = "Editor"):
     from django.contrib.auth import get_user_model
 
-    from integrations.roles import set_role
+    from integrations.team.roles import set_role
 
     user = get_user_model().objects.create_user(username, password=PASSWORD)
     set_role(user, role)

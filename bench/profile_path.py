@@ -37,7 +37,7 @@ def main(path: str, n: int) -> None:
     upstream = start_upstream(reply_load())
     user = make_user()
     model = make_model("Fast", f"{upstream.url}/v1")
-    from integrations import tokens
+    from integrations.team import tokens
 
     token = tokens.create(user, "profile")[1]
     client = Client()

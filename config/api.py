@@ -15,7 +15,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
-from integrations import tokens
+from integrations.team import tokens
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from integrations import demo
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
-    path("", include("integrations.team_urls")),
+    path("", include("integrations.team.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("demo/v1/chat/completions", demo.chat_completions, name="demo-chat"),

@@ -7,7 +7,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from integrations import audit, services, writes
-from integrations.accounts import ThrottledAdminAuthenticationForm
 from integrations.llm import inputs
 from integrations.models import (
     ApiToken,
@@ -21,6 +20,7 @@ from integrations.models import (
     StoredSecret,
 )
 from integrations.secrets import mask
+from integrations.team.accounts import ThrottledAdminAuthenticationForm
 
 # The admin's login shares the console's lockout (5 failures lock both doors).
 admin.site.login_form = ThrottledAdminAuthenticationForm

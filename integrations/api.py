@@ -30,9 +30,9 @@ from integrations.models import (
     Integration,
     StoredSecret,
 )
-from integrations.roles import can_edit
 from integrations.schemas import Input
 from integrations.secrets import CredentialUnreadable, reveal
+from integrations.team.roles import can_edit
 
 router = Router(tags=["llms"])
 MAX_LIMIT = 200

@@ -6,7 +6,6 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations"
 
     def ready(self) -> None:
-        from integrations import (  # noqa: F401 - connect their signal receivers
-            accounts,
-            callcache,
-        )
+        # Connect their signal receivers.
+        from integrations import callcache  # noqa: F401
+        from integrations.team import accounts  # noqa: F401

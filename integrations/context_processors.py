@@ -1,4 +1,4 @@
-from integrations.roles import role_of
+from integrations.team.roles import role_of
 
 
 def console(request) -> dict:

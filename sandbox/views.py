@@ -16,7 +16,7 @@ from integrations.llm.config import CallResult, Prompt
 from integrations.llm.errors import LLMError
 from integrations.llm.redact import curl_from_redacted
 from integrations.models import CustomModel
-from integrations.roles import can_edit
+from integrations.team.roles import can_edit
 from integrations.views.helpers import go
 from sandbox import ratelimit, services
 from sandbox.forms import SandboxForm, is_uuid

@@ -186,7 +186,7 @@ def fresh_cache():
 @pytest.fixture
 def api_token():
     """Return a function making a live API token for a user: token(user) -> 'byo_...'."""
-    from integrations import tokens
+    from integrations.team import tokens
 
     def make(user, **kwargs) -> str:
         return tokens.create(user, "test token", **kwargs)[1]

@@ -129,7 +129,7 @@ def objects(make_integration, users):
     test = ConnectionTest.objects.create(
         integration=model.integration, model=model, ok=True, config_hash="x"
     )
-    from integrations import tokens
+    from integrations.team import tokens
 
     token, _ = tokens.create(member, "t")
     get_user_model().objects.create_user("target", password="pw-target-123")
@@ -239,7 +239,7 @@ def test_the_api_answers_each_caller_as_the_matrix_says(
 ):
     import json
 
-    from integrations import tokens
+    from integrations.team import tokens
 
     settings.SANDBOX_RATE_LIMIT = (1000, 60)
     raw = None

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from integrations import writes
 from integrations.forms import AuthProfileForm
 from integrations.models import AuthProfile
-from integrations.roles import can_edit, editor_required
+from integrations.team.roles import can_edit, editor_required
 from integrations.views.helpers import go
 
 

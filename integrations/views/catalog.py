@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from integrations import writes
 from integrations.models import CustomModel, Integration, TestStatus
-from integrations.roles import can_edit, editor_required
+from integrations.team.roles import can_edit, editor_required
 from integrations.views.helpers import safe_next
 
 PAGE_SIZE = 50

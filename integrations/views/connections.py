@@ -24,7 +24,7 @@ from integrations.models import (
     Integration,
     Protocol,
 )
-from integrations.roles import editor_required
+from integrations.team.roles import editor_required
 from integrations.views.helpers import go
 
 TEMPLATE = "integrations/connection_form.html"

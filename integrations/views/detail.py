@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from integrations import services, writes
 from integrations.llm.redact import curl_from_redacted, pretty
 from integrations.models import ConnectionTest, CustomModel, Integration
-from integrations.roles import can_edit, editor_required
 from integrations.secrets import mask
+from integrations.team.roles import can_edit, editor_required
 from integrations.views.helpers import go
 
 HISTORY_SIZE = 20

@@ -11,7 +11,7 @@ from integrations.llm.config import LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import ADAPTERS
 from integrations.models import Integration, Protocol
-from integrations.roles import editor_required
+from integrations.team.roles import editor_required
 
 
 @require_GET

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from integrations.models import ApiToken, AuditEvent
-from integrations.roles import role_of
+from integrations.team.roles import role_of
 from tests.conftest import CANARY, CANARY_HEADER
 
 User = get_user_model()

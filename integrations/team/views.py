@@ -20,9 +20,10 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from integrations import audit, tokens, transfer
+from integrations import audit, transfer
 from integrations.models import ApiToken, AuditAction, AuditEvent
-from integrations.roles import ROLES, admin_required, set_role
+from integrations.team import tokens
+from integrations.team.roles import ROLES, admin_required, set_role
 
 User = get_user_model()
 

@@ -1,4 +1,4 @@
-"""Integrations (an endpoint and how to reach it), their models, auth profiles and tests."""
+"""Configurations: auth profiles, integrations, their headers and models, tests, secrets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from integrations.llm.auth import AUTH_KINDS
+from integrations.llm.protocols import ADAPTERS
 from integrations.secrets import SecretField, mask
 
 
@@ -76,12 +77,11 @@ class AuthProfile(Timestamped):
         return mask(self.token or self.password or self.client_secret)
 
 
-class Protocol(models.TextChoices):
-    OPENAI_CHAT = "openai-chat", "OpenAI chat completions"
-    OPENAI_COMPLETIONS = "openai-completions", "OpenAI completions (legacy)"
-    ANTHROPIC = "anthropic-messages", "Anthropic messages"
-    AZURE = "azure-openai", "Azure OpenAI"
-    CUSTOM = "custom", "Custom JSON template"
+# Derived from the protocol adapters: Protocol.OPENAI_CHAT == "openai-chat".
+Protocol = models.TextChoices(
+    "Protocol",
+    [(key.upper().replace("-", "_"), (key, adapter.label)) for key, adapter in ADAPTERS.items()],
+)
 
 
 class Integration(Timestamped):
@@ -244,82 +244,3 @@ class StoredSecret(Timestamped):
 
     def __str__(self) -> str:
         return self.name
-
-
-class ApiToken(models.Model):
-    """A personal API token: shown once, stored as a SHA-256 hash, acts with its owner's role."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
-    )
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12)  # shown in lists to tell tokens apart
-    digest = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-
-class AuditAction(models.TextChoices):
-    CREATE = "create", "Create"
-    UPDATE = "update", "Update"
-    DELETE = "delete", "Delete"
-    ENABLE = "enable", "Enable"
-    DISABLE = "disable", "Disable"
-    TEST = "test", "Test"
-    SANDBOX_RUN = "sandbox_run", "Sandbox run"
-    LOGIN = "login", "Login"
-    LOGIN_FAILED = "login_failed", "Failed login"
-    ROLE_CHANGE = "role_change", "Role change"
-    USER_INVITE = "user_invite", "User invited"
-    USER_DEACTIVATE = "user_deactivate", "User deactivated"
-    USER_REACTIVATE = "user_reactivate", "User reactivated"
-    TOKEN_CREATE = "token_create", "Token created"
-    TOKEN_REVOKE = "token_revoke", "Token revoked"
-    EXPORT = "export", "Export"
-    IMPORT = "import", "Import"
-
-
-class AuditEvent(models.Model):
-    """Who did what to which object, when, from where. Written once, never changed."""
-
-    id = models.BigAutoField(primary_key=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    username = models.CharField(max_length=150, blank=True)
-    action = models.CharField(max_length=20, choices=AuditAction.choices)
-    object_type = models.CharField(max_length=40, blank=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    object_repr = models.CharField(max_length=250, blank=True)
-    changes = models.JSONField(default=dict, blank=True)  # {field: [old, new]}; secrets: "changed"
-    detail = models.CharField(max_length=500, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
-            models.Index(fields=["action", "-created_at"]),
-            models.Index(fields=["object_type", "object_id"]),
-            models.Index(fields=["username", "-created_at"]),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.username or 'system'} {self.action} {self.object_repr}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ValueError("Audit events cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValueError("Audit events cannot be deleted.")

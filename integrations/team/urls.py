@@ -1,8 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from integrations.accounts import ThrottledAuthenticationForm
-from integrations.views import team
+from integrations.team import views as team
+from integrations.team.accounts import ThrottledAuthenticationForm
 
 urlpatterns = [
     path(

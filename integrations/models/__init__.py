@@ -1,0 +1,32 @@
+"""The integrations app's models, one module per room."""
+
+from integrations.models.audit import AuditAction, AuditEvent
+from integrations.models.configuration import (
+    AuthKind,
+    AuthProfile,
+    ConnectionTest,
+    CustomModel,
+    Integration,
+    IntegrationHeader,
+    Protocol,
+    StoredSecret,
+    TestStatus,
+    Timestamped,
+)
+from integrations.models.team import ApiToken
+
+__all__ = [
+    "ApiToken",
+    "AuditAction",
+    "AuditEvent",
+    "AuthKind",
+    "AuthProfile",
+    "ConnectionTest",
+    "CustomModel",
+    "Integration",
+    "IntegrationHeader",
+    "Protocol",
+    "StoredSecret",
+    "TestStatus",
+    "Timestamped",
+]
