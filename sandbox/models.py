@@ -64,6 +64,22 @@ class SandboxRun(models.Model):
         return f"{self.model_name} run {self.created_at:%Y-%m-%d %H:%M}"
 
     @property
+    def classified_error(self):
+        """The failure as the error panel shows it: the live one just after the run (with
+        the upstream's own words), else rebuilt from what is stored."""
+        from integrations.llm.errors import LLMError
+
+        live = getattr(self, "error", None)
+        if isinstance(live, LLMError):
+            return live
+        if not self.error_kind:
+            return None
+        try:
+            return LLMError(self.error_kind, self.error_message)
+        except ValueError:  # a kind this version no longer has
+            return LLMError("http_error", self.error_message)
+
+    @property
     def usage_reported(self) -> bool:
         return any(
             v is not None for v in (self.prompt_tokens, self.completion_tokens, self.total_tokens)

@@ -17,7 +17,7 @@ from integrations.llm.errors import LLMError
 from integrations.llm.redact import curl_from_redacted
 from integrations.models import CustomModel
 from integrations.team.roles import can_edit
-from integrations.views.helpers import go
+from integrations.views.helpers import go, page_or_part
 from sandbox import ratelimit, services
 from sandbox.forms import SandboxForm, is_uuid
 from sandbox.models import SandboxRun
@@ -81,7 +81,12 @@ def _limited(request, form, cost: int):
     if wait is None:
         return None
     form.add_error(None, f"Too many runs: try again in {wait} s.")
-    return render(request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form))
+    return _form_again(request, form)
+
+
+def _form_again(request, form):
+    """The form with its errors, in place of itself (not inside the results)."""
+    return page_or_part(request, PAGE, _ctx(request, form), "sandbox-form", "#sandbox-form")
 
 
 @require_GET
@@ -95,15 +100,11 @@ def run(request):
     """Run one model, or several for Compare; answers the result panel (htmx) or the page."""
     form = SandboxForm(request.POST)
     if not form.is_valid():
-        return render(
-            request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form)
-        )
+        return _form_again(request, form)
     goals = form.targets()
     if not goals:
         form.add_error("model", "That model is not available: it may be disabled or deleted.")
-        return render(
-            request, f"{PAGE}#sandbox-form" if request.htmx else PAGE, _ctx(request, form)
-        )
+        return _form_again(request, form)
     limited = _limited(request, form, len(goals))
     if limited:
         return limited
@@ -113,7 +114,7 @@ def run(request):
     else:
         runs = services.compare(request, goals, prompt)
     results = [_result(r) for r in runs]
-    if request.htmx:
+    if request.htmx:  # the results alone: no model picker to build
         return render(request, f"{PAGE}#results", {"results": results})
     return render(request, PAGE, _ctx(request, form, results=results))
 

@@ -14,20 +14,6 @@ def pretty_json(value) -> str:
 
 
 @register.filter
-def error_hint(kind: str) -> str:
-    from integrations.llm.errors import HINTS
-
-    return HINTS.get(kind, "")
-
-
-@register.filter
-def error_title(kind: str) -> str:
-    from integrations.llm.errors import TITLES
-
-    return TITLES.get(kind, "Error")
-
-
-@register.filter
 def held_handle(bound_field) -> str:
     """Return a handle under which a typed secret row value is held for the next post."""
     from integrations.held import held_handle as hold

@@ -12,7 +12,6 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
-from django_htmx.http import reswap, retarget
 
 from integrations import receipts, services, writes
 from integrations.forms import NEW, ConnectionForm, default_template_text
@@ -25,7 +24,7 @@ from integrations.models import (
     Protocol,
 )
 from integrations.team.roles import editor_required
-from integrations.views.helpers import go
+from integrations.views.helpers import go, page_or_part
 
 TEMPLATE = "integrations/connection_form.html"
 
@@ -88,27 +87,17 @@ def _handle(request, form: ConnectionForm, ctx: dict):
     action = request.POST.get("action", "test")
     if not form.is_valid():
         ctx["form_invalid"] = True
-        response = render(request, f"{TEMPLATE}#connection-form" if request.htmx else TEMPLATE, ctx)
-        if request.htmx:
-            response = reswap(retarget(response, "#connection-form"), "outerHTML")
-        return response
+        return page_or_part(request, TEMPLATE, ctx, "connection-form", "#connection-form")
     if action in ("test", "preview"):
         try:
             _run_test(request, form, ctx)
         except LLMError as exc:  # e.g. a template that cannot carry a body token
             form.add_error(None, exc.message)
-            return render(request, f"{TEMPLATE}#connection-form" if request.htmx else TEMPLATE, ctx)
-        if request.htmx:
-            return render(request, f"{TEMPLATE}#test-result", ctx)
-        return render(request, TEMPLATE, ctx)
+            return page_or_part(request, TEMPLATE, ctx, "connection-form", "#connection-form")
+        return page_or_part(request, TEMPLATE, ctx, "test-result")
     saved = _save(request, form, draft=action == "draft")
     if saved is None:
-        response = render(request, f"{TEMPLATE}#connection-form" if request.htmx else TEMPLATE, ctx)
-        return (
-            reswap(retarget(response, "#connection-form"), "outerHTML")
-            if request.htmx
-            else response
-        )
+        return page_or_part(request, TEMPLATE, ctx, "connection-form", "#connection-form")
     obj = saved.model or saved.integration
     if not saved.changed:
         messages.info(request, f"Nothing changed: {obj} is as it was.")

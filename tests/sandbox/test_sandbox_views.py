@@ -158,8 +158,10 @@ def test_runs_are_rate_limited_per_user(client, charlie, make_integration, setti
     client.force_login(charlie)
     for _ in range(2):
         client.post(reverse("sandbox-run-now"), payload(model), headers=HX)
-    html = client.post(reverse("sandbox-run-now"), payload(model), headers=HX).content.decode()
-    assert "Too many runs: try again in" in html
+    response = client.post(reverse("sandbox-run-now"), payload(model), headers=HX)
+    assert "Too many runs: try again in" in response.content.decode()
+    # The form comes back in place of itself, not as a second copy inside the results.
+    assert response["HX-Retarget"] == "#sandbox-form" and response["HX-Reswap"] == "outerHTML"
     assert SandboxRun.objects.count() == 2
 
 
@@ -290,12 +292,13 @@ def test_compare_refuses_more_than_four_models(client, charlie, make_integration
         for i in range(4)
     ]
     client.force_login(charlie)
-    html = client.post(
+    response = client.post(
         reverse("sandbox-run-now"),
         {**payload(first), "compare": [str(m.pk) for m in others]},
         headers=HX,
-    ).content.decode()
-    assert "at most 4" in html and not SandboxRun.objects.exists()
+    )
+    assert "at most 4" in response.content.decode() and not SandboxRun.objects.exists()
+    assert response["HX-Retarget"] == "#sandbox-form"
 
 
 # --- history and rerun ----------------------------------------------------------------------
