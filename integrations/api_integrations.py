@@ -31,7 +31,7 @@ from integrations.api import (
 )
 from integrations.llm import inputs
 from integrations.llm.auth import AUTH_KINDS
-from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
+from integrations.llm.config import AuthConfig, Header, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import ADAPTERS, adapter_for
 from integrations.models import AuthKind, AuthProfile, Integration
@@ -265,31 +265,7 @@ def _integration_change(payload: IntegrationFields, integration: Integration | N
     }
     if payload.name is not None:
         merged["name"] = payload.name.strip()
-    config = LLMConfig(
-        endpoint=endpoint,
-        protocol=protocol,
-        auth=auth,
-        headers=headers,
-        api_version=merged.get("api_version", ""),
-        deployment=merged.get("deployment", ""),
-        request_template=merged.get("request_template"),
-        response_paths=ResponsePaths(
-            **{
-                p: merged.get(f"{p}_path", "")
-                for p in (
-                    "content",
-                    "finish_reason",
-                    "prompt_tokens",
-                    "completion_tokens",
-                    "total_tokens",
-                )
-            }
-        ),
-        timeout=merged.get("timeout_seconds", 60),
-        verify_tls=merged.get("verify_tls", True),
-        ca_bundle=merged.get("ca_bundle", ""),
-        proxy_url=proxy,
-    )
+    config = services.integration_config(merged, auth, headers)
     if auth.kind != AuthKind.NONE and profile is None and not new_name:
         new_name = _unique_profile_name(merged.get("name") or integration.name)
     return config, merged, profile, new_name, stored

@@ -21,7 +21,7 @@ from integrations import services, writes
 from integrations.held import HeldSecretInput, HeldValueInput, HoldsSecrets
 from integrations.llm import inputs
 from integrations.llm.auth import AUTH_KINDS, FIELD_LABELS, kinds_using
-from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
+from integrations.llm.config import AuthConfig, Header, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
 from integrations.llm.protocols import adapter_for, parse_template, unknown_placeholders
@@ -456,28 +456,11 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
             if self.mode == "model":
                 base = services.config_for(self.integration)
             else:
-                base = LLMConfig(
-                    endpoint=data["endpoint"],
-                    protocol=data["protocol"],
-                    auth=self._auth_config(),
-                    headers=self._headers(),
-                    api_version=data.get("api_version", ""),
-                    deployment=data.get("deployment", ""),
-                    response_paths=ResponsePaths(
-                        content=data.get("content_path", ""),
-                        finish_reason=data.get("finish_reason_path", ""),
-                        prompt_tokens=data.get("prompt_tokens_path", ""),
-                        completion_tokens=data.get("completion_tokens_path", ""),
-                        total_tokens=data.get("total_tokens_path", ""),
-                    ),
-                    timeout=data["timeout_seconds"],
-                    verify_tls=data.get("verify_tls", False),
-                    ca_bundle=data.get("ca_bundle", ""),
-                    proxy_url=data.get("proxy_url", ""),
-                    request_template=self.integration.request_template
-                    if self.integration
-                    else None,
+                fields = {name: data.get(name) for name in services.CONFIG_FIELDS}
+                fields["request_template"] = (
+                    self.integration.request_template if self.integration else None
                 )
+                base = services.integration_config(fields, self._auth_config(), self._headers())
         except LLMError as exc:
             self.add_error(None, exc.message)
             return

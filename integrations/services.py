@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from dataclasses import replace
 
 from django.conf import settings
 
@@ -87,35 +88,51 @@ def config_for(integration: Integration, model: CustomModel | None = None) -> LL
         proxy_url = reveal(integration.proxy_url, "The proxy URL")
     except CredentialUnreadable as exc:
         raise LLMError("credential", str(exc)) from exc
-    defaults: dict = {}
-    template = integration.request_template
-    model_id = ""
-    if model is not None:
-        model_id = model.model_id
-        defaults = {"max_tokens": model.max_tokens, "temperature": model.temperature}
-        if model.request_template is not None:
-            template = model.request_template
-    return LLMConfig(
-        endpoint=integration.endpoint,
-        protocol=integration.protocol,
-        model_id=model_id,
-        auth=auth_config(integration.auth_profile),
-        headers=headers,
-        api_version=integration.api_version,
-        deployment=integration.deployment,
-        request_template=template,
-        response_paths=ResponsePaths(
-            content=integration.content_path,
-            finish_reason=integration.finish_reason_path,
-            prompt_tokens=integration.prompt_tokens_path,
-            completion_tokens=integration.completion_tokens_path,
-            total_tokens=integration.total_tokens_path,
-        ),
+    fields = {name: getattr(integration, name) for name in CONFIG_FIELDS} | {"proxy_url": proxy_url}
+    config = integration_config(fields, auth_config(integration.auth_profile), headers)
+    if model is None:
+        return config
+    defaults = {"max_tokens": model.max_tokens, "temperature": model.temperature}
+    return replace(
+        config,
+        model_id=model.model_id,
         default_params={k: v for k, v in defaults.items() if v is not None},
-        timeout=integration.timeout_seconds,
-        verify_tls=integration.verify_tls,
-        ca_bundle=integration.ca_bundle,
-        proxy_url=proxy_url,
+        request_template=model.request_template
+        if model.request_template is not None
+        else config.request_template,
+    )
+
+
+# The integration fields a call depends on (besides auth and headers).
+CONFIG_FIELDS = (
+    "endpoint", "protocol", "api_version", "deployment", "request_template", "content_path",
+    "finish_reason_path", "prompt_tokens_path", "completion_tokens_path", "total_tokens_path",
+    "timeout_seconds", "verify_tls", "ca_bundle", "proxy_url",
+)  # fmt: skip
+
+
+def integration_config(fields: dict, auth: AuthConfig, headers: tuple) -> LLMConfig:
+    """Return the configuration for integration field values (a saved row, a form, an API
+    payload or an import): the one place that maps the fields onto what the client sends."""
+    return LLMConfig(
+        endpoint=fields["endpoint"],
+        protocol=fields.get("protocol") or "openai-chat",
+        auth=auth,
+        headers=tuple(headers),
+        api_version=fields.get("api_version") or "",
+        deployment=fields.get("deployment") or "",
+        request_template=fields.get("request_template"),
+        response_paths=ResponsePaths(
+            content=fields.get("content_path") or "",
+            finish_reason=fields.get("finish_reason_path") or "",
+            prompt_tokens=fields.get("prompt_tokens_path") or "",
+            completion_tokens=fields.get("completion_tokens_path") or "",
+            total_tokens=fields.get("total_tokens_path") or "",
+        ),
+        timeout=fields.get("timeout_seconds") or 60,
+        verify_tls=fields.get("verify_tls", True),
+        ca_bundle=fields.get("ca_bundle") or "",
+        proxy_url=fields.get("proxy_url") or "",
     )
 
 

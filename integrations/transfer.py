@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from integrations import services, writes
 from integrations.llm import inputs
-from integrations.llm.config import AuthConfig, Header, LLMConfig, ResponsePaths
+from integrations.llm.config import AuthConfig, Header, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.models import AuthProfile, Integration, StoredSecret
 from integrations.secrets import UnreadableSecret
@@ -377,21 +377,7 @@ def _config(values, profile, rows, integration, unseal, report, name) -> LLMConf
         else:
             report.missing_secrets.append(f"integration {name}: header {row['name']}")
             headers.append(Header(row["name"], "", True))
-    paths = ("content", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens")
-    return LLMConfig(
-        endpoint=values["endpoint"],
-        protocol=values.get("protocol", "openai-chat"),
-        auth=auth,
-        headers=tuple(headers),
-        api_version=values.get("api_version", ""),
-        deployment=values.get("deployment", ""),
-        request_template=values.get("request_template"),
-        response_paths=ResponsePaths(**{p: values.get(f"{p}_path", "") for p in paths}),
-        timeout=values.get("timeout_seconds", 60),
-        verify_tls=values.get("verify_tls", True),
-        ca_bundle=values.get("ca_bundle", ""),
-        proxy_url=values["proxy_url"],
-    )
+    return services.integration_config(values, auth, tuple(headers))
 
 
 def _check(data: dict) -> None:
