@@ -116,18 +116,17 @@ class AuthFieldsMixin:
     """Auth fields from the registry, shared by the inline and the profile forms: which to
     require for a kind, and which kinds show each field."""
 
-    def auth_fields(self, prefix: str = "") -> list[tuple]:
-        """Return (bound field, show_when) for each auth field, in the registry's order."""
-        kind_field = f"{prefix}kind"
-        return [
-            (self[f"{prefix}{name}"], f"{kind_field}={','.join(kinds_using(name))}")
-            for name in FIELD_LABELS
-            if f"{prefix}{name}" in self.fields
-        ]
-
     @property
-    def credential_fields(self) -> list[tuple]:
-        return self.auth_fields("new_auth_" if "new_auth_kind" in self.fields else "")
+    def credential_fields(self) -> list:
+        """Return the auth fields in the registry's order, each showing for its kinds."""
+        prefix = "new_auth_" if "new_auth_kind" in self.fields else ""
+        fields = []
+        for name in FIELD_LABELS:
+            if f"{prefix}{name}" in self.fields:
+                field = self.fields[f"{prefix}{name}"]
+                field.show_when = f"{prefix}kind={','.join(kinds_using(name))}"
+                fields.append(self[f"{prefix}{name}"])
+        return fields
 
     def check_auth_fields(self, kind: str, values: dict, prefix: str, stored: AuthProfile | None):
         spec = AUTH_KINDS.get(kind)
