@@ -1,11 +1,10 @@
 """Forms behind Test then Save, and the auth profile form.
 
-`ConnectionForm` serves three pages with one set of rules:
-- mode "add": a new integration and its first model (the "Add custom LLM" page);
-- mode "integration": edit an integration (tested with one of its models);
-- mode "model": add or edit a model of a saved integration.
-A valid form has `.config` (what the client sends) and `.test_params`, and `change()`
-describes the write; forms validate, `integrations.writes` writes.
+Small forms validate one thing each: `IntegrationForm` (endpoint, protocol, auth, TLS,
+proxy), `ModelFieldsForm` (model ID, defaults, body, prices) and the header rows.
+`ConnectionPage` composes the ones a page needs (Add, integration edit, model add or
+edit), builds the configuration the test sends and describes the change; forms
+validate, `integrations.writes` writes.
 """
 
 from __future__ import annotations
@@ -136,7 +135,10 @@ class AuthFieldsMixin:
                 self.add_error(f"{prefix}{field}", "Required for this kind of authentication.")
 
 
-class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
+class IntegrationForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
+    """An integration's own fields: endpoint, protocol, auth (a profile, or a new one), TLS,
+    proxy, response paths; on the edit page, the model to test a change with."""
+
     # Integration
     integration_name = forms.CharField(label="Integration name", max_length=100)
     description = forms.CharField(
@@ -203,8 +205,125 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
         label="Client secret", required=False, strip=False, widget=secret_input()
     )
     new_auth_scope = forms.CharField(label="Scope", required=False, max_length=500)
-    # Model
     test_model = forms.ChoiceField(label="Test with model", required=False)
+
+    def __init__(self, data=None, *, integration=None, user=None, mode: str = "add", initial=None):
+        self.integration, self.user, self.mode = integration, user, mode
+        super().__init__(data, initial=self.initial_values() | (initial or {}))
+        self.bind_held_secrets(user)
+        profiles = AuthProfile.objects.order_by("name").values_list("id", "name", "kind")
+        kinds = dict(AuthKind.choices)
+        self.fields["auth_profile"].choices = [
+            ("", "No authentication"),
+            (NEW, "Create a new auth profile…"),
+        ] + [(str(pk), f"{name} ({kinds.get(kind, kind)})") for pk, name, kind in profiles]
+        if mode == "integration":
+            models = integration.models.values_list("id", "name", "model_id")
+            self.fields["test_model"].choices = [(str(pk), f"{n} ({mid})") for pk, n, mid in models]
+            self.fields["test_model"].required = True
+        else:
+            self.fields.pop("test_model")
+        self.warnings: list[str] = []
+
+    def initial_values(self) -> dict:
+        integration = self.integration
+        if integration is None:
+            return {}
+        first = integration.models.order_by("name").first()
+        return {
+            "integration_name": integration.name,
+            "description": integration.description,
+            **{f: getattr(integration, f) for f in services.CONFIG_FIELDS if f != "proxy_url"},
+            "proxy_url": inputs.without_credentials(
+                services.reveal_or_blank(integration.proxy_url)
+            ),
+            "auth_profile": str(integration.auth_profile_id or ""),
+            "test_model": str(first.pk) if first else "",
+        }
+
+    def clean_integration_name(self) -> str:
+        name = self.cleaned_data["integration_name"].strip()
+        others = Integration.objects.filter(name__iexact=name)
+        if self.integration is not None:
+            others = others.exclude(pk=self.integration.pk)
+        if others.exists():
+            raise ValidationError("An integration with this name exists already.")
+        return name
+
+    def clean_proxy_url(self) -> str:
+        url = self.cleaned_data.get("proxy_url", "").strip()
+        stored = services.reveal_or_blank(self.integration.proxy_url) if self.integration else ""
+        if stored and url == inputs.without_credentials(stored):
+            return stored  # shown masked, left as it was
+        if url:
+            field_rule(inputs.parse_url, url, "proxy URL", True)
+        return url
+
+    def clean_new_auth_header_name(self) -> str:
+        name = self.cleaned_data.get("new_auth_header_name", "").strip()
+        return field_rule(inputs.check_header_name, name) if name else name
+
+    def clean(self):
+        cleaned = super().clean()
+        endpoint, protocol = cleaned.get("endpoint"), cleaned.get("protocol")
+        if endpoint and protocol:
+            try:
+                inputs.parse_url(endpoint, "endpoint")
+                base, self.warnings = adapter_for(protocol).normalize(endpoint)
+                inputs.parse_url(base, "endpoint")
+                cleaned["endpoint"] = base
+            except (inputs.InputError, ValueError) as exc:
+                self.add_error("endpoint", str(exc))
+                cleaned.pop("endpoint", None)
+        choice = cleaned.get("auth_profile", "")
+        if choice == NEW:
+            values = {
+                k.removeprefix("new_auth_"): v
+                for k, v in cleaned.items()
+                if k.startswith("new_auth_")
+            }
+            name = values.get("name", "").strip()
+            if not name:
+                self.add_error("new_auth_name", "Name the new auth profile.")
+            elif AuthProfile.objects.filter(name__iexact=name).exists():
+                self.add_error("new_auth_name", "An auth profile with this name exists already.")
+            kind = values.get("kind") or AuthKind.BEARER
+            self.check_auth_fields(kind, values, "new_auth_", None)
+            if kind in (AuthKind.BEARER, AuthKind.HEADER) and values.get("token"):
+                try:
+                    inputs.check_header_value(values["token"], "A key sent in a header")
+                except inputs.InputError as exc:
+                    self.add_error("new_auth_token", str(exc))
+        elif choice:
+            cleaned["profile"] = AuthProfile.objects.filter(pk=choice).first()
+            if cleaned["profile"] is None:
+                self.add_error("auth_profile", "That auth profile no longer exists.")
+        return cleaned
+
+    def auth_config(self) -> AuthConfig:
+        """Return the auth this form chose: a new profile's typed fields, or a stored one."""
+        data = self.cleaned_data
+        choice = data.get("auth_profile", "")
+        if choice == NEW:
+            return AuthConfig(
+                kind=data.get("new_auth_kind") or AuthKind.BEARER,
+                token=data.get("new_auth_token", ""),
+                header_name=data.get("new_auth_header_name", "").strip(),
+                query_param=data.get("new_auth_query_param", "").strip(),
+                body_path=data.get("new_auth_body_path", "").strip(),
+                username=data.get("new_auth_username", ""),
+                password=data.get("new_auth_password", ""),
+                token_url=data.get("new_auth_token_url", ""),
+                client_id=data.get("new_auth_client_id", ""),
+                client_secret=data.get("new_auth_client_secret", ""),
+                scope=data.get("new_auth_scope", ""),
+            )
+        return services.auth_config(data.get("profile"))
+
+
+class ModelFieldsForm(HoldsSecrets, forms.Form):
+    """A model's own fields: its ID, defaults, test parameters, request body and prices."""
+
     model_name = forms.CharField(label="Model name", max_length=100)
     model_id = forms.CharField(
         label="Model ID", max_length=200, help_text="The `model` sent upstream."
@@ -243,95 +362,21 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
         max_digits=12,
     )
 
-    INTEGRATION_FIELDS = (
-        "integration_name", "description", "preset", "endpoint", "protocol", "api_version",
-        "deployment", "content_path", "finish_reason_path", "prompt_tokens_path",
-        "completion_tokens_path", "total_tokens_path", "timeout_seconds", "verify_tls",
-        "ca_bundle", "proxy_url", "auth_profile", "auth_reentry",
-    )  # fmt: skip
-    MODEL_FIELDS = (
-        "model_name", "model_id", "model_description", "max_tokens", "temperature",
-        "test_max_tokens", "request_template", "price_input_per_mtok", "price_output_per_mtok",
-    )  # fmt: skip
-
-    def __init__(self, *args, mode: str = "add", integration=None, model=None, user=None, **kwargs):
-        self.mode = mode
-        self.user = user
-        self.integration = integration
-        self.model = model
-        kwargs.setdefault("initial", self.initial_values())
-        super().__init__(*args, **kwargs)
-        data = args[0] if args else kwargs.get("data")
-        self.bind_held_secrets(user)
-        self.headers = HeaderFormSet(
-            data if mode != "model" else None,
-            prefix="headers",
-            initial=header_initial(integration),
-            form_kwargs={"user": user},
-        )
-        profiles = AuthProfile.objects.order_by("name").values_list("id", "name", "kind")
-        kinds = dict(AuthKind.choices)
-        self.fields["auth_profile"].choices = [
-            ("", "No authentication"),
-            (NEW, "Create a new auth profile…"),
-        ] + [(str(pk), f"{name} ({kinds.get(kind, kind)})") for pk, name, kind in profiles]
-        if mode == "model":
-            for name in self.INTEGRATION_FIELDS:
-                self.fields.pop(name, None)
-            for name in list(self.fields):
-                if name.startswith("new_auth_"):
-                    self.fields.pop(name)
-            self.fields.pop("test_model")
-        if mode == "integration":
-            for name in self.MODEL_FIELDS:
-                self.fields.pop(name, None)
-            models = (
-                list(integration.models.values_list("id", "name", "model_id"))
-                if integration
-                else []
-            )
-            self.fields["test_model"].choices = [(str(pk), f"{n} ({mid})") for pk, n, mid in models]
-            self.fields["test_model"].required = True
-        else:
-            self.fields.pop("test_model", None)
-        self.warnings: list[str] = []
-        self.needs_reentry = False
-        self.config: LLMConfig | None = None
-        self.test_params: dict = {}
+    def __init__(self, data=None, *, integration=None, model=None, initial=None):
+        self.integration, self.model = integration, model
+        super().__init__(data, initial=self.initial_values() | (initial or {}))
 
     def initial_values(self) -> dict:
+        model, integration = self.model, self.integration
         initial: dict = {}
-        integration, model = self.integration, self.model
-        if integration is not None and self.mode != "model":
-            initial.update(
-                integration_name=integration.name,
-                description=integration.description,
-                endpoint=integration.endpoint,
-                protocol=integration.protocol,
-                api_version=integration.api_version,
-                deployment=integration.deployment,
-                content_path=integration.content_path,
-                finish_reason_path=integration.finish_reason_path,
-                prompt_tokens_path=integration.prompt_tokens_path,
-                completion_tokens_path=integration.completion_tokens_path,
-                total_tokens_path=integration.total_tokens_path,
-                timeout_seconds=integration.timeout_seconds,
-                verify_tls=integration.verify_tls,
-                ca_bundle=integration.ca_bundle,
-                proxy_url=inputs.without_credentials(
-                    services.reveal_or_blank(integration.proxy_url)
-                ),
-                auth_profile=str(integration.auth_profile_id or ""),
-            )
         if model is not None:
-            params = model.test_model_parameters or {}
             initial.update(
                 model_name=model.name,
                 model_id=model.model_id,
                 model_description=model.description,
                 max_tokens=model.max_tokens,
                 temperature=model.temperature,
-                test_max_tokens=params.get("max_tokens", 64),
+                test_max_tokens=(model.test_model_parameters or {}).get("max_tokens", 64),
                 price_input_per_mtok=model.price_input_per_mtok,
                 price_output_per_mtok=model.price_output_per_mtok,
             )
@@ -342,28 +387,7 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
         initial["request_template"] = (
             json.dumps(template, indent=2) if template else default_template_text(protocol)
         )
-        if self.mode == "integration" and integration is not None:
-            first = integration.models.order_by("name").first()
-            initial["test_model"] = str(first.pk) if first else ""
         return initial
-
-    # --- validation -----------------------------------------------------------------
-
-    def is_valid(self) -> bool:
-        forms_valid = super().is_valid()
-        headers_valid = self.mode == "model" or self.headers.is_valid()
-        if forms_valid and headers_valid:
-            self.build_config()
-        return forms_valid and headers_valid and not self.errors
-
-    def clean_integration_name(self) -> str:
-        name = self.cleaned_data["integration_name"].strip()
-        others = Integration.objects.filter(name__iexact=name)
-        if self.integration is not None:
-            others = others.exclude(pk=self.integration.pk)
-        if others.exists():
-            raise ValidationError("An integration with this name exists already.")
-        return name
 
     def clean_model_name(self) -> str:
         name = self.cleaned_data["model_name"].strip()
@@ -390,63 +414,102 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
             raise ValidationError(f"Unknown placeholder(s): {', '.join(sorted(unknown))}.")
         return template
 
-    def clean_proxy_url(self) -> str:
-        url = self.cleaned_data.get("proxy_url", "").strip()
-        stored = services.reveal_or_blank(self.integration.proxy_url) if self.integration else ""
-        if stored and url == inputs.without_credentials(stored):
-            return stored  # shown masked, left as it was
-        if url:
-            field_rule(inputs.parse_url, url, "proxy URL", True)
-        return url
 
-    def clean_new_auth_header_name(self) -> str:
-        name = self.cleaned_data.get("new_auth_header_name", "").strip()
-        return field_rule(inputs.check_header_name, name) if name else name
+class ConnectionPage:
+    """The Add page, the integration edit and the model add/edit pages: the small forms a
+    mode needs, composed. It validates them together, builds the configuration the test
+    sends (binding typed secrets to where they go), and describes the change to write.
 
-    def clean(self):
-        cleaned = super().clean()
-        if self.mode == "model":
-            return cleaned
-        endpoint, protocol = cleaned.get("endpoint"), cleaned.get("protocol")
-        if endpoint and protocol:
-            try:
-                inputs.parse_url(endpoint, "endpoint")
-                base, self.warnings = adapter_for(protocol).normalize(endpoint)
-                inputs.parse_url(base, "endpoint")
-                cleaned["endpoint"] = base
-            except (inputs.InputError, ValueError) as exc:
-                self.add_error("endpoint", str(exc))
-                cleaned.pop("endpoint", None)
-        if (
-            protocol == Protocol.CUSTOM
-            and self.mode == "add"
-            and not cleaned.get("request_template")
-        ):
+    - mode "add": an integration, its auth and headers, and its first model;
+    - mode "integration": an integration, tested with one of its models;
+    - mode "model": a model of a saved integration.
+    """
+
+    def __init__(
+        self, data=None, *, mode: str = "add", integration=None, model=None, user=None, initial=None
+    ):
+        self.mode, self.integration, self.model, self.user = mode, integration, model, user
+        self.is_bound = data is not None
+        self.integration_form = (
+            IntegrationForm(data, integration=integration, user=user, mode=mode, initial=initial)
+            if mode != "model"
+            else None
+        )
+        self.model_form = (
+            ModelFieldsForm(data, integration=integration, model=model, initial=initial)
+            if mode != "integration"
+            else None
+        )
+        self.headers = (
+            HeaderFormSet(
+                data,
+                prefix="headers",
+                initial=header_initial(integration),
+                form_kwargs={"user": user},
+            )
+            if mode != "model"
+            else None
+        )
+        self.forms = [f for f in (self.integration_form, self.model_form) if f is not None]
+        self.needs_reentry = False
+        self.config: LLMConfig | None = None
+        self.test_params: dict = {}
+        self.template_to_save = None
+        self._errors: list[str] = []
+
+    # --- what templates and views ask of a form -------------------------------------------
+
+    def __getitem__(self, name: str):
+        for form in self.forms:
+            if name in form.fields:
+                return form[name]
+        raise KeyError(name)
+
+    @property
+    def fields(self) -> dict:
+        return {name: f for form in self.forms for name, f in form.fields.items()}
+
+    @property
+    def cleaned_data(self) -> dict:
+        return {k: v for form in self.forms for k, v in getattr(form, "cleaned_data", {}).items()}
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.integration_form.warnings if self.integration_form else []
+
+    @property
+    def credential_fields(self) -> list:
+        return self.integration_form.credential_fields if self.integration_form else []
+
+    def add_error(self, field: str | None, message: str) -> None:
+        for form in self.forms:
+            if field is None or field in form.fields:
+                form.add_error(field, message)
+                return
+
+    def has_error(self, field: str) -> bool:
+        return any(form.has_error(field) for form in self.forms if field in form.fields)
+
+    def non_field_errors(self) -> list[str]:
+        return [e for form in self.forms for e in form.non_field_errors()]
+
+    @property
+    def errors(self) -> dict:
+        return {k: v for form in self.forms for k, v in form.errors.items()}
+
+    # --- validation -----------------------------------------------------------------------
+
+    def is_valid(self) -> bool:
+        valid = all([form.is_valid() for form in self.forms])
+        valid = (self.headers is None or self.headers.is_valid()) and valid
+        data = self.cleaned_data
+        custom = data.get("protocol") == Protocol.CUSTOM
+        if valid and custom and self.mode == "add" and not data.get("request_template"):
             self.add_error("request_template", "A custom protocol needs a request body template.")
-        choice = cleaned.get("auth_profile", "")
-        if choice == NEW:
-            values = {
-                k.removeprefix("new_auth_"): v
-                for k, v in cleaned.items()
-                if k.startswith("new_auth_")
-            }
-            name = values.get("name", "").strip()
-            if not name:
-                self.add_error("new_auth_name", "Name the new auth profile.")
-            elif AuthProfile.objects.filter(name__iexact=name).exists():
-                self.add_error("new_auth_name", "An auth profile with this name exists already.")
-            kind = values.get("kind") or AuthKind.BEARER
-            self.check_auth_fields(kind, values, "new_auth_", None)
-            if kind in (AuthKind.BEARER, AuthKind.HEADER) and values.get("token"):
-                try:
-                    inputs.check_header_value(values["token"], "A key sent in a header")
-                except inputs.InputError as exc:
-                    self.add_error("new_auth_token", str(exc))
-        elif choice:
-            cleaned["profile"] = AuthProfile.objects.filter(pk=choice).first()
-            if cleaned["profile"] is None:
-                self.add_error("auth_profile", "That auth profile no longer exists.")
-        return cleaned
+            return False
+        if valid:
+            self.build_config()
+        return valid and not self.errors
 
     def build_config(self) -> None:
         """Set .config and .test_params from valid data, or add errors."""
@@ -459,7 +522,9 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
                 fields["request_template"] = (
                     self.integration.request_template if self.integration else None
                 )
-                base = services.integration_config(fields, self._auth_config(), self._headers())
+                base = services.integration_config(
+                    fields, self.integration_form.auth_config(), self._headers()
+                )
         except LLMError as exc:
             self.add_error(None, exc.message)
             return
@@ -490,25 +555,6 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
         self.test_params = {"max_tokens": data["test_max_tokens"]}
         if self.mode == "add":
             self._check_bindings()
-
-    def _auth_config(self) -> AuthConfig:
-        data = self.cleaned_data
-        choice = data.get("auth_profile", "")
-        if choice == NEW:
-            return AuthConfig(
-                kind=data.get("new_auth_kind") or AuthKind.BEARER,
-                token=data.get("new_auth_token", ""),
-                header_name=data.get("new_auth_header_name", "").strip(),
-                query_param=data.get("new_auth_query_param", "").strip(),
-                body_path=data.get("new_auth_body_path", "").strip(),
-                username=data.get("new_auth_username", ""),
-                password=data.get("new_auth_password", ""),
-                token_url=data.get("new_auth_token_url", ""),
-                client_id=data.get("new_auth_client_id", ""),
-                client_secret=data.get("new_auth_client_secret", ""),
-                scope=data.get("new_auth_scope", ""),
-            )
-        return services.auth_config(data.get("profile"))
 
     def _stored_headers(self) -> dict[int, IntegrationHeader]:
         if self.integration is None:
@@ -583,6 +629,8 @@ class ConnectionForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
             headers.append(header)
         self.config = replace(config, auth=auth, headers=tuple(headers))
         self.needs_reentry = self.has_error("auth_reentry")
+
+    # --- what to write -----------------------------------------------------------------
 
     # --- what to write -----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from integrations import receipts, services, writes
-from integrations.forms import NEW, ConnectionForm, default_template_text
+from integrations.forms import NEW, ConnectionPage, default_template_text
 from integrations.llm import client
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
@@ -29,7 +29,7 @@ from integrations.views.helpers import go, page_or_part
 TEMPLATE = "integrations/connection_form.html"
 
 
-def _page_ctx(form: ConnectionForm, title: str, cancel_url: str) -> dict:
+def _page_ctx(form: ConnectionPage, title: str, cancel_url: str) -> dict:
     return {
         "form": form,
         "title": title,
@@ -53,7 +53,7 @@ def _page_ctx(form: ConnectionForm, title: str, cancel_url: str) -> dict:
     }
 
 
-def _run_test(request, form: ConnectionForm, ctx: dict) -> None:
+def _run_test(request, form: ConnectionPage, ctx: dict) -> None:
     prompt = services.test_prompt(form.test_params)
     ctx["curl"] = client.curl_command(form.config, prompt)
     ctx["preview"] = client.preview_request(form.config, prompt)
@@ -69,7 +69,7 @@ def _run_test(request, form: ConnectionForm, ctx: dict) -> None:
         ctx["save_enabled"] = True
 
 
-def _save(request, form: ConnectionForm, draft: bool) -> writes.Saved | None:
+def _save(request, form: ConnectionPage, draft: bool) -> writes.Saved | None:
     """Save through the write path, or return None after adding why it may not be saved."""
     try:
         return writes.save_connection(
@@ -83,7 +83,7 @@ def _save(request, form: ConnectionForm, draft: bool) -> writes.Saved | None:
         return None
 
 
-def _handle(request, form: ConnectionForm, ctx: dict):
+def _handle(request, form: ConnectionPage, ctx: dict):
     action = request.POST.get("action", "test")
     if not form.is_valid():
         ctx["form_invalid"] = True
@@ -112,13 +112,16 @@ def _handle(request, form: ConnectionForm, ctx: dict):
 @require_http_methods(["GET", "POST"])
 @editor_required
 def integration_add(request):
-    form = ConnectionForm(request.POST or None, mode="add", user=request.user)
+    preset = PRESETS.get(request.GET.get("preset", ""))
+    initial = (
+        {"preset": preset.key, "endpoint": preset.endpoint, "protocol": preset.protocol}
+        if preset
+        else {}
+    )
+    form = ConnectionPage(request.POST or None, mode="add", user=request.user, initial=initial)
     ctx = _page_ctx(form, "Add custom LLM", reverse("home"))
     if request.method == "POST":
         return _handle(request, form, ctx)
-    preset = PRESETS.get(request.GET.get("preset", ""))
-    if preset:
-        form.initial.update(preset=preset.key, endpoint=preset.endpoint, protocol=preset.protocol)
     return render(request, TEMPLATE, ctx)
 
 
@@ -128,7 +131,7 @@ def integration_edit(request, pk):
     integration = get_object_or_404(
         Integration.objects.select_related("auth_profile__stored_secret"), pk=pk
     )
-    form = ConnectionForm(
+    form = ConnectionPage(
         request.POST or None, mode="integration", integration=integration, user=request.user
     )
     ctx = _page_ctx(
@@ -146,8 +149,13 @@ def model_add(request, pk):
     integration = get_object_or_404(
         Integration.objects.select_related("auth_profile__stored_secret"), pk=pk
     )
-    form = ConnectionForm(
-        request.POST or None, mode="model", integration=integration, user=request.user
+    model_id = request.GET.get("model_id", "")
+    form = ConnectionPage(
+        request.POST or None,
+        mode="model",
+        integration=integration,
+        user=request.user,
+        initial={"model_id": model_id, "model_name": model_id} if model_id else {},
     )
     ctx = _page_ctx(
         form, f"Add a model to {integration.name}", reverse("integration-detail", args=[pk])
@@ -155,9 +163,6 @@ def model_add(request, pk):
     ctx["integration"] = integration
     if request.method == "POST":
         return _handle(request, form, ctx)
-    model_id = request.GET.get("model_id", "")
-    if model_id:
-        form.initial.update(model_id=model_id, model_name=model_id)
     return render(request, TEMPLATE, ctx)
 
 
@@ -168,7 +173,7 @@ def model_edit(request, pk):
         CustomModel.objects.select_related("integration__auth_profile__stored_secret"), pk=pk
     )
     integration = model.integration
-    form = ConnectionForm(
+    form = ConnectionPage(
         request.POST or None, mode="model", integration=integration, model=model, user=request.user
     )
     ctx = _page_ctx(

@@ -35,9 +35,9 @@ def test_proxy_credentials_are_encrypted_and_never_shown(client, bob, make_integ
     assert "proxy-pass-7d2e9c41" not in html and "proxyuser:••••@127.0.0.1:3128" in html
     # Sent back as shown (masked), the stored value is kept, not replaced by the mask.
     form_data = edit_payload(model, proxy_url="http://proxyuser:••••@127.0.0.1:3128")
-    from integrations.forms import ConnectionForm
+    from integrations.forms import ConnectionPage
 
-    form = ConnectionForm(form_data, mode="integration", integration=integration, user=bob)
+    form = ConnectionPage(form_data, mode="integration", integration=integration, user=bob)
     form.is_valid()
     assert form.cleaned_data["proxy_url"] == PROXY
 
