@@ -1,0 +1,111 @@
+"""A model's own fields: ID, defaults, test parameters, request body, prices."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from integrations.forms.common import default_template_text
+from integrations.held import HoldsSecrets
+from integrations.llm import inputs
+from integrations.llm.protocols import parse_template, unknown_placeholders
+from integrations.models import (
+    CustomModel,
+    Protocol,
+)
+
+
+class ModelFieldsForm(HoldsSecrets, forms.Form):
+    """A model's own fields: its ID, defaults, test parameters, request body and prices."""
+
+    model_name = forms.CharField(label="Model name", max_length=100)
+    model_id = forms.CharField(
+        label="Model ID", max_length=200, help_text="The `model` sent upstream."
+    )
+    model_description = forms.CharField(
+        label="Model description", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    max_tokens = forms.IntegerField(
+        label="Default max_tokens", required=False, min_value=1, max_value=inputs.MAX_INT
+    )
+    temperature = forms.FloatField(
+        label="Default temperature", required=False, min_value=0, max_value=2
+    )
+    test_max_tokens = forms.IntegerField(
+        label="Test parameters (max_tokens)", min_value=1, max_value=32000, initial=64
+    )
+    request_template = forms.CharField(
+        label="Request body (JSON)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "class": "code", "spellcheck": "false"}),
+        help_text="The complete JSON body. Placeholders: {{model}}, {{system_prompt}}, "
+        "{{user_prompt}}, {{messages}}, {{max_tokens}}, {{temperature}}.",
+    )
+    price_input_per_mtok = forms.DecimalField(
+        label="Price per 1M input tokens",
+        required=False,
+        min_value=0,
+        decimal_places=6,
+        max_digits=12,
+    )
+    price_output_per_mtok = forms.DecimalField(
+        label="Price per 1M output tokens",
+        required=False,
+        min_value=0,
+        decimal_places=6,
+        max_digits=12,
+    )
+
+    def __init__(self, data=None, *, integration=None, model=None, initial=None):
+        self.integration, self.model = integration, model
+        super().__init__(data, initial=self.initial_values() | (initial or {}))
+
+    def initial_values(self) -> dict:
+        model, integration = self.model, self.integration
+        initial: dict = {}
+        if model is not None:
+            initial.update(
+                model_name=model.name,
+                model_id=model.model_id,
+                model_description=model.description,
+                max_tokens=model.max_tokens,
+                temperature=model.temperature,
+                test_max_tokens=(model.test_model_parameters or {}).get("max_tokens", 64),
+                price_input_per_mtok=model.price_input_per_mtok,
+                price_output_per_mtok=model.price_output_per_mtok,
+            )
+        protocol = integration.protocol if integration else Protocol.OPENAI_CHAT
+        template = (model.request_template if model else None) or (
+            integration.request_template if integration else None
+        )
+        initial["request_template"] = (
+            json.dumps(template, indent=2) if template else default_template_text(protocol)
+        )
+        return initial
+
+    def clean_model_name(self) -> str:
+        name = self.cleaned_data["model_name"].strip()
+        if self.integration is not None:
+            others = CustomModel.objects.filter(integration=self.integration, name__iexact=name)
+            if self.model is not None:
+                others = others.exclude(pk=self.model.pk)
+            if others.exists():
+                raise ValidationError("This integration has a model with this name already.")
+        return name
+
+    def clean_request_template(self):
+        text = self.cleaned_data.get("request_template", "").strip()
+        if not text:
+            return None
+        try:
+            template = parse_template(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+        if not isinstance(template, dict):
+            raise ValidationError("The request body must be a JSON object.")
+        unknown = unknown_placeholders(template)
+        if unknown:
+            raise ValidationError(f"Unknown placeholder(s): {', '.join(sorted(unknown))}.")
+        return template
