@@ -92,6 +92,8 @@ def unexpected_error(request, exc: Exception):
     return api.create_response(request, {"message": "Internal error. It was logged."}, status=500)
 
 
-api.add_router("/v2/", "integrations.api.router")
+api.add_router("/v2/", "integrations.api.llms.router")
+api.add_router("/v2/", "integrations.api.secrets.router")
+api.add_router("/v2/", "integrations.api.integrations.router")
+api.add_router("/v2/", "integrations.api.profiles.router")
 api.add_router("/v2/", "sandbox.api.router")
-api.add_router("/v2/", "integrations.api_integrations.router")

@@ -7,7 +7,7 @@ import uuid
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 
-from integrations.api import usage_dict
+from integrations.api.common import usage_dict
 from integrations.llm.config import CallResult, Prompt, Usage
 from integrations.schemas import Input
 from sandbox import ratelimit, services

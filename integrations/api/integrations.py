@@ -20,10 +20,8 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from integrations import receipts, services, writes
-from integrations.api import (
-    AuthProfileOut,
+from integrations.api.common import (
     _edge,
-    _profile_out,
     _refused,
     _secret_value,
     _unique_profile_name,
@@ -34,7 +32,11 @@ from integrations.llm.auth import AUTH_KINDS
 from integrations.llm.config import AuthConfig, Header, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import ADAPTERS, adapter_for
-from integrations.models import AuthKind, AuthProfile, Integration
+from integrations.models import (
+    AuthKind,
+    AuthProfile,
+    Integration,
+)
 from integrations.schemas import Input
 from integrations.secrets import mask
 
@@ -514,53 +516,3 @@ def create_llm_configuration(request, payload: LiveAvatarIn):
             "enabled": model["enabled"],
         },
     )
-
-
-class AuthProfileIn(AuthSpec):
-    name: str = Field(min_length=1, max_length=100)
-    type: AuthKinds  # type: ignore[valid-type]
-
-
-@router.post("auth-profiles", response={201: AuthProfileOut}, summary="Create an auth profile")
-def create_profile(request, payload: AuthProfileIn):
-    require_editor(request)
-    if AuthProfile.objects.filter(name__iexact=payload.name).exists():
-        raise HttpError(409, f"An auth profile named {payload.name!r} exists already.")
-    # Typed here without an endpoint: bound on its first use by its owner (OAuth: its token URL).
-    routes = set()
-    if payload.token_url:
-        routes.add(_edge(inputs.route, payload.token_url, field="token_url"))
-    auth, _, _, stored = _auth(
-        payload.model_copy(update={"profile_id": None}), None, request, routes
-    )
-    values = writes.profile_values(auth)
-    if stored is not None:
-        values[AUTH_KINDS[auth.kind].secret] = ""  # read from the stored secret on every call
-    profile = AuthProfile(
-        name=payload.name.strip(),
-        created_by=request.user,
-        stored_secret=stored,
-        bound_origins=sorted(auth.bound) if stored is None else [],
-        **values,
-    )
-    writes.save_profile(profile, request=request)
-    return Status(201, _profile_out(profile))
-
-
-@router.get(
-    "auth-profiles", response=list[AuthProfileOut], summary="List auth profiles (secrets masked)"
-)
-def list_profiles(request):
-    return [_profile_out(p) for p in AuthProfile.objects.prefetch_related("integrations")]
-
-
-@router.delete(
-    "auth-profiles/{profile_id}", response={204: None}, summary="Delete an unused auth profile"
-)
-def delete_profile(request, profile_id: uuid.UUID):
-    require_editor(request)
-    profile = get_object_or_404(AuthProfile, pk=profile_id)
-    used_by = writes.delete_profile(profile, request)
-    if used_by:
-        raise HttpError(409, f"{profile.name} is used by {', '.join(used_by)}; it was not deleted.")
-    return Status(204, None)

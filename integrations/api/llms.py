@@ -1,8 +1,4 @@
-"""/api/v2/llms (the Vectara Create LLM shape), /api/v2/secrets and /api/v2/auth-profiles.
-
-Creating or changing an LLM tests it first through the same client as the Test
-button; only a passing test writes anything.
-"""
+"""/api/v2/llms: Vectara's Create LLM shape; a change is tested before it is written."""
 
 from __future__ import annotations
 
@@ -11,7 +7,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
@@ -19,33 +14,28 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from integrations import services, writes
+from integrations.api.common import (
+    _edge,
+    _endpoint,
+    _refused,
+    _secret_value,
+    _unique_profile_name,
+    require_editor,
+    usage_dict,
+)
 from integrations.llm import inputs
-from integrations.llm.config import AuthConfig, CallResult, LLMConfig
+from integrations.llm.config import AuthConfig, LLMConfig
 from integrations.llm.errors import LLMError
-from integrations.llm.protocols import adapter_for
 from integrations.models import (
     AuthKind,
-    AuthProfile,
     CustomModel,
     Integration,
     StoredSecret,
 )
 from integrations.schemas import Input
-from integrations.secrets import CredentialUnreadable, reveal
-from integrations.team.roles import can_edit
 
 router = Router(tags=["llms"])
 MAX_LIMIT = 200
-
-
-def require_editor(request) -> None:
-    if not can_edit(request.user):
-        raise PermissionDenied(
-            "Editors and Admins only: this token's owner may only read and run prompts."
-        )
-
-
-# --- schemas -------------------------------------------------------------------------------
 
 
 class BearerAuthIn(Input):
@@ -125,55 +115,6 @@ class TestOut(Schema):
     error: dict | None
 
 
-class SecretIn(Input):
-    secret_name: str = Field(min_length=1, max_length=100)
-    secret_type: str = Field("LLM_API_KEY", max_length=40)
-    secret_value: str = Field(min_length=1, max_length=20000)
-    origins: list[str] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Base URLs this secret may be sent to, e.g. https://api.openai.com/v1. "
-        "Without any, its first use by the person who stored it binds it.",
-    )
-
-
-class SecretOut(Schema):
-    secret_id: str
-    secret_name: str
-    secret_type: str
-    created_at: datetime
-
-
-class AuthProfileOut(Schema):
-    id: str
-    name: str
-    type: str
-    header: str
-    query_param: str
-    secret: str
-    used_by: list[str]
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _secret_value(
-    secret_id: uuid.UUID | None, inline: str | None, field: str
-) -> tuple[str, StoredSecret | None]:
-    """Return the secret's plaintext and, for a secret_id, the stored secret it came from."""
-    if secret_id is not None:
-        stored = StoredSecret.objects.filter(pk=secret_id).first()
-        if stored is None:
-            raise HttpError(422, f"Invalid request: {field}.secret_id: no secret with that id.")
-        try:
-            return reveal(stored.value, f"Secret {stored.name!r}"), stored
-        except CredentialUnreadable as exc:
-            raise HttpError(409, str(exc)) from exc
-    if not inline:
-        raise HttpError(422, f"Invalid request: {field}: give the secret inline or as secret_id.")
-    return inline, None
-
-
 def _auth_config(
     auth: BearerAuthIn | HeaderAuthIn | None, request, routes: set[str]
 ) -> tuple[AuthConfig, StoredSecret | None]:
@@ -196,43 +137,6 @@ def _auth_config(
     if not services.unbound(config.bound, routes, stored.created_by_id, request.user):
         config = config.bound_to(*routes)
     return config, stored
-
-
-def _edge(rule, value, *args, field: str):
-    """Run an edge rule of integrations.llm.inputs; a broken rule is a 422 naming the field."""
-    try:
-        return rule(value, *args)
-    except inputs.InputError as exc:
-        raise HttpError(422, f"Invalid request: {field}: {exc}") from exc
-
-
-def _endpoint(uri: str) -> str:
-    _edge(inputs.parse_url, uri, "uri", field="uri")
-    base, _ = adapter_for("openai-chat").normalize(uri)
-    _edge(inputs.parse_url, base, "uri", field="uri")
-    return base
-
-
-def _refused(exc: writes.Refused) -> HttpError:
-    """Return the API's answer to a change the write path refused (nothing was written)."""
-    if exc.failing:
-        error = HttpError(409, f"{exc.message} Nothing was changed.")
-        error.failing = [
-            {"id": str(m.pk), "name": str(m), "error": r.error.as_dict()} for m, r in exc.failing
-        ]
-        return error
-    if exc.error is not None:
-        error = HttpError(400, f"The endpoint test failed: {exc.error.message} {exc.error.hint}")
-        error.error = exc.error.as_dict()
-        return error
-    return HttpError(409, exc.message)
-
-
-def _unique_profile_name(base: str) -> str:
-    name, n = f"{base} auth"[:100], 2
-    while AuthProfile.objects.filter(name__iexact=name).exists():
-        name, n = f"{base} auth {n}"[:100], n + 1
-    return name
 
 
 def _detail(model: CustomModel) -> dict:
@@ -450,101 +354,3 @@ def test_llm(request, llm_id: uuid.UUID):
         "usage": usage_dict(result),
         "error": result.error.as_dict() if result.error else None,
     }
-
-
-def usage_dict(result: CallResult) -> dict:
-    usage = result.usage
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "reported": usage.reported,
-    }
-
-
-# --- /secrets ----------------------------------------------------------------------------------
-
-secrets_router = Router(tags=["secrets"])
-
-
-def _secret_out(secret: StoredSecret) -> dict:
-    return {
-        "secret_id": str(secret.pk),
-        "secret_name": secret.name,
-        "secret_type": secret.secret_type,
-        "created_at": secret.created_at,
-    }
-
-
-@secrets_router.post(
-    "secrets", response={201: SecretOut}, summary="Store a secret; its value is never returned"
-)
-def create_secret(request, payload: SecretIn):
-    require_editor(request)
-    if StoredSecret.objects.filter(name__iexact=payload.secret_name).exists():
-        raise HttpError(409, f"A secret named {payload.secret_name!r} exists already.")
-    origins = sorted({_edge(inputs.origin, url, field="origins") for url in payload.origins})
-    secret = writes.store_secret(
-        name=payload.secret_name,
-        secret_type=payload.secret_type,
-        value=payload.secret_value,
-        origins=origins,
-        request=request,
-    )
-    return Status(201, _secret_out(secret))
-
-
-@secrets_router.get("secrets", response=list[SecretOut], summary="List secrets (names only)")
-def list_secrets(request):
-    require_editor(request)
-    return [_secret_out(s) for s in StoredSecret.objects.all()]
-
-
-@secrets_router.delete("secrets/{secret_id}", response={204: None}, summary="Delete a secret")
-def delete_secret(request, secret_id: uuid.UUID):
-    require_editor(request)
-    secret = get_object_or_404(StoredSecret, pk=secret_id)
-    users = writes.delete_secret(secret, request)
-    if users:
-        raise HttpError(409, f"{secret.name} is in use by {'; '.join(users)}; it was not deleted.")
-    return Status(204, None)
-
-
-class SecretRotate(Input):
-    secret_value: str = Field(min_length=1, max_length=20000)
-    disable_failing: bool = False
-
-
-@secrets_router.patch(
-    "secrets/{secret_id}",
-    response=SecretOut,
-    summary="Rotate a secret: every model using it is tested with the new value first",
-)
-def rotate_secret(request, secret_id: uuid.UUID, payload: SecretRotate):
-    require_editor(request)
-    secret = get_object_or_404(StoredSecret, pk=secret_id)
-    try:
-        writes.rotate_secret(
-            secret, payload.secret_value, request, disable_failing=payload.disable_failing
-        )
-    except writes.Refused as exc:
-        raise _refused(exc) from exc
-    return _secret_out(secret)
-
-
-# --- /auth-profiles ------------------------------------------------------------------------------
-
-
-def _profile_out(profile: AuthProfile) -> dict:
-    return {
-        "id": str(profile.pk),
-        "name": profile.name,
-        "type": profile.kind,
-        "header": profile.header_name,
-        "query_param": profile.query_param,
-        "secret": profile.masked_secret,
-        "used_by": [i.name for i in profile.integrations.all()],
-    }
-
-
-router.add_router("", secrets_router)
