@@ -468,31 +468,13 @@ def save_profile(profile: AuthProfile, *, request, disable_failing: bool = False
         except LLMError as exc:
             raise Refused(exc.message, exc) from exc
         if old_auth is None or new_auth.effective() != old_auth:
-            jobs = []
-            users = CustomModel.objects.filter(
-                integration__auth_profile=stored, enabled=True, integration__enabled=True
-            ).select_related("integration__auth_profile__stored_secret")
-            for model in users:
-                try:
-                    config = replace(services.config_for(model.integration, model), auth=new_auth)
-                except LLMError as exc:
-                    config = CallResult(ok=False, error=exc)
-                jobs.append((model, config))
-            outcome.tested = retest(request, jobs, "new credentials")
-            failing = [(m, r) for m, r, _ in outcome.tested if not r.ok]
-            if failing and not disable_failing:
-                names = ", ".join(str(m) for m, _ in failing)
-                raise Refused(
-                    f"These models would fail with the new credentials: {names}.",
-                    failing=failing,
-                )
+            users = CustomModel.objects.filter(integration__auth_profile=stored)
+            outcome.tested = test_users(
+                request, users, lambda model: new_auth, "the new credentials", disable_failing
+            )
     with transaction.atomic():
         profile.save()
-        for model, result, test in outcome.tested:
-            follow(model, test)
-            if not result.ok:
-                _disable(request, model, "failed with new credentials")
-                outcome.disabled.append(model)
+        outcome.disabled = follow_users(request, outcome.tested, "the new credentials")
         if before is None:
             audit.record_created(request, profile, AuthProfile.SECRET_FIELDS)
         else:
@@ -627,28 +609,48 @@ def delete_secret(secret: StoredSecret, request) -> list[str]:
 
 def rotate_secret(secret: StoredSecret, value: str, request, disable_failing: bool = False):
     """Replace a stored secret's value once every enabled model using it passes with it."""
-    jobs = []
-    models = CustomModel.objects.filter(
-        integration__auth_profile__stored_secret=secret, enabled=True, integration__enabled=True
-    ).select_related("integration__auth_profile__stored_secret")
-    for model in models:
-        try:
-            auth = services.auth_config(model.integration.auth_profile, stored_value=value)
-            jobs.append((model, replace(services.config_for(model.integration, model), auth=auth)))
-        except LLMError as exc:
-            jobs.append((model, CallResult(ok=False, error=exc)))
-    tested = retest(request, jobs, "rotated secret")
-    failing = [(m, r) for m, r, _ in tested if not r.ok]
-    if failing and not disable_failing:
-        names = ", ".join(str(m) for m, _ in failing)
-        raise Refused(f"These models would fail with the new value: {names}.", failing=failing)
+    users = CustomModel.objects.filter(integration__auth_profile__stored_secret=secret)
+
+    def auth_for(model):
+        return services.auth_config(model.integration.auth_profile, stored_value=value)
+
+    tested = test_users(request, users, auth_for, "the rotated secret", disable_failing)
     with transaction.atomic():
         secret.value = value
         secret.save(update_fields=["value", "updated_at"])
         audit.record(request, AuditAction.UPDATE, secret, {"value": ["changed"]})
-        for model, result, test in tested:
-            follow(model, test)
-            if not result.ok:
-                _disable(request, model, "failed with the rotated secret")
+        follow_users(request, tested, "the rotated secret")
     callcache.bump()
     return tested
+
+
+def test_users(request, models, auth_for, why: str, disable_failing: bool):
+    """Test each enabled model of `models` with the credentials `auth_for(model)` gives;
+    refuse with the failing ones unless the person chose to disable them."""
+    jobs = []
+    enabled = models.filter(enabled=True, integration__enabled=True).select_related(
+        "integration__auth_profile__stored_secret"
+    )
+    for model in enabled:
+        try:
+            auth = auth_for(model)
+            jobs.append((model, replace(services.config_for(model.integration, model), auth=auth)))
+        except LLMError as exc:
+            jobs.append((model, CallResult(ok=False, error=exc)))
+    tested = retest(request, jobs, why)
+    failing = [(m, r) for m, r, _ in tested if not r.ok]
+    if failing and not disable_failing:
+        names = ", ".join(str(m) for m, _ in failing)
+        raise Refused(f"These models would fail with {why}: {names}.", failing=failing)
+    return tested
+
+
+def follow_users(request, tested, why: str) -> list[CustomModel]:
+    """Move each tested model's badge; disable the ones that failed. Return those."""
+    disabled = []
+    for model, result, test in tested:
+        follow(model, test)
+        if not result.ok:
+            _disable(request, model, f"failed with {why}")
+            disabled.append(model)
+    return disabled
