@@ -6,11 +6,10 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from integrations import audit, services, writes
+from integrations import services, writes
 from integrations.llm import inputs
 from integrations.models import (
     ApiToken,
-    AuditAction,
     AuditEvent,
     AuthProfile,
     ConnectionTest,
@@ -39,31 +38,43 @@ class ConsoleManaged:
         return False
 
 
-class AuditedAdmin(admin.ModelAdmin):
-    """Every change made in the Django admin lands in the audit trail too."""
-
-    secret_fields: tuple[str, ...] = ()
+class WritePathAdmin(admin.ModelAdmin):
+    """Saves and deletes made in the Django admin go through integrations.writes, like
+    every other entry point: information fields directly, enabling after a passing test."""
 
     def save_model(self, request, obj, form, change):
-        before = (
-            audit.snapshot(type(obj).objects.get(pk=obj.pk), self.secret_fields) if change else {}
-        )
-        if not change and hasattr(obj, "created_by_id") and obj.created_by_id is None:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        changes = audit.diff(before, audit.snapshot(obj, self.secret_fields))
-        if changes or not change:
-            action = AuditAction.UPDATE if change else AuditAction.CREATE
-            audit.record(request, action, obj, changes, detail="in the Django admin")
+        stored = type(obj).objects.get(pk=obj.pk)  # `obj` holds the posted values
+        info = writes.INFO_FIELDS[type(obj)] & set(form.changed_data)
+        fields = {name: form.cleaned_data[name] for name in info}
+        writes.update_info(stored, request, detail="in the Django admin", **fields)
+        if "enabled" in form.changed_data:
+            self.set_enabled(request, stored, form.cleaned_data["enabled"])
+        obj.refresh_from_db()
+
+    def set_enabled(self, request, obj, enabled: bool) -> None:
+        raise NotImplementedError
 
     def delete_model(self, request, obj):
-        audit.record(request, AuditAction.DELETE, obj, detail="in the Django admin")
-        super().delete_model(request, obj)
+        _delete(request, obj)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
-            audit.record(request, AuditAction.DELETE, obj, detail="in the Django admin")
-        super().delete_queryset(request, queryset)
+            _delete(request, obj)
+
+
+def _delete(request, obj) -> None:
+    if isinstance(obj, Integration):
+        writes.delete_integration(obj, request)
+    elif isinstance(obj, CustomModel):
+        writes.delete_model(obj, request)
+    elif isinstance(obj, AuthProfile):
+        used_by = writes.delete_profile(obj, request)
+        if used_by:
+            messages.error(request, f"{obj} is used by {', '.join(used_by)}; it was not deleted.")
+    elif isinstance(obj, StoredSecret):
+        users = writes.delete_secret(obj, request)
+        if users:
+            messages.error(request, f"{obj} is in use by {'; '.join(users)}; it was not deleted.")
 
 
 def _test_models(request, models) -> None:
@@ -80,8 +91,7 @@ def _test_models(request, models) -> None:
 
 
 @admin.register(AuthProfile)
-class AuthProfileAdmin(ConsoleManaged, AuditedAdmin):
-    secret_fields = AuthProfile.SECRET_FIELDS
+class AuthProfileAdmin(ConsoleManaged, WritePathAdmin):
     list_display = ["name", "kind", "masked_token", "updated_at"]
     list_filter = ["kind"]
     search_fields = ["name"]
@@ -129,7 +139,7 @@ class ModelInline(admin.TabularInline):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(ConsoleManaged, AuditedAdmin):
+class IntegrationAdmin(ConsoleManaged, WritePathAdmin):
     list_display = ["name", "protocol", "endpoint", "auth_profile", "enabled", "updated_at"]
     list_filter = ["protocol", "enabled"]
     search_fields = ["name", "endpoint"]
@@ -149,15 +159,10 @@ class IntegrationAdmin(ConsoleManaged, AuditedAdmin):
     def edit_in_console(self, obj: Integration) -> str:
         return console_link(reverse("integration-edit", args=[obj.pk])) if obj.pk else ""
 
-    def save_model(self, request, obj, form, change):
-        enabling = "enabled" in form.changed_data and obj.enabled
-        obj.enabled = obj.enabled and not enabling  # enabled only by the write path
-        super().save_model(request, obj, form, change)
-        if enabling:
-            failed = writes.enable_integration(obj, request)
-            if failed is not None:
-                model, result = failed
-                _refused(request, model, result)
+    def set_enabled(self, request, obj, enabled: bool) -> None:
+        failed = writes.set_integration_enabled(obj, enabled, request)
+        if failed is not None:
+            _refused(request, *failed)
 
     @admin.action(description="Test connection (every model)", permissions=["change"])
     def test_connection(self, request, queryset):
@@ -175,7 +180,7 @@ def _refused(request, model, result) -> None:
 
 
 @admin.register(CustomModel)
-class CustomModelAdmin(ConsoleManaged, AuditedAdmin):
+class CustomModelAdmin(ConsoleManaged, WritePathAdmin):
     list_display = [
         "name",
         "model_id",
@@ -205,14 +210,10 @@ class CustomModelAdmin(ConsoleManaged, AuditedAdmin):
     def edit_in_console(self, obj: CustomModel) -> str:
         return console_link(reverse("model-edit", args=[obj.pk])) if obj.pk else ""
 
-    def save_model(self, request, obj, form, change):
-        enabling = "enabled" in form.changed_data and obj.enabled
-        obj.enabled = obj.enabled and not enabling  # enabled only by the write path
-        super().save_model(request, obj, form, change)
-        if enabling:
-            refused = writes.set_enabled(obj, True, request)
-            if refused is not None:
-                _refused(request, obj, refused)
+    def set_enabled(self, request, obj, enabled: bool) -> None:
+        refused = writes.set_enabled(obj, enabled, request)
+        if refused is not None:
+            _refused(request, obj, refused)
 
     @admin.action(description="Test connection", permissions=["change"])
     def test_connection(self, request, queryset):
@@ -282,6 +283,13 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 class StoredSecretAdmin(ReadOnlyAdmin):
     list_display = ["name", "secret_type", "masked", "created_at"]
     exclude = ["value"]
+
+    def delete_model(self, request, obj):
+        _delete(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            _delete(request, obj)
 
     @admin.display(description="Value")
     def masked(self, obj: StoredSecret) -> str:

@@ -556,19 +556,39 @@ def delete_integration(integration: Integration, request) -> None:
     integration.delete()
 
 
-def update_model_info(model: CustomModel, request, **fields) -> bool:
-    """Change what does not reach the upstream (name, description, prices); no test needed."""
-    allowed = {"name", "description", "price_input_per_mtok", "price_output_per_mtok"}
+# What a change may touch without a test: it never reaches the upstream.
+INFO_FIELDS = {
+    CustomModel: {"name", "description", "price_input_per_mtok", "price_output_per_mtok"},
+    Integration: {"name", "description"},
+    AuthProfile: {"name"},
+}
+
+
+def update_info(obj, request, detail: str = "", **fields) -> bool:
+    """Change names, descriptions or prices: what does not reach the upstream needs no test."""
+    allowed = INFO_FIELDS[type(obj)]
     if set(fields) - allowed:
-        raise ValueError(f"Not model information: {sorted(set(fields) - allowed)}")
-    before = audit.snapshot(model)
+        raise ValueError(f"Not information fields: {sorted(set(fields) - allowed)}")
+    before = audit.snapshot(obj)
     for name, value in fields.items():
-        setattr(model, name, value)
-    changes = audit.diff(before, audit.snapshot(model))
+        setattr(obj, name, value)
+    changes = audit.diff(before, audit.snapshot(obj))
     if changes:
-        model.save(update_fields=[*fields, "updated_at"])
-        audit.record(request, AuditAction.UPDATE, model, changes)
+        obj.save(update_fields=[*fields, "updated_at"])
+        audit.record(request, AuditAction.UPDATE, obj, changes, detail=detail)
+        callcache.bump()
     return bool(changes)
+
+
+def set_integration_enabled(integration: Integration, enabled: bool, request):
+    """Disable at once; enable once each enabled model passes. Return the first failure."""
+    if enabled:
+        return enable_integration(integration, request)
+    if integration.enabled:
+        integration.enabled = False
+        integration.save(update_fields=["enabled", "updated_at"])
+        audit.record(request, AuditAction.DISABLE, integration)
+    return None
 
 
 # --- stored secrets -------------------------------------------------------------------------------

@@ -282,7 +282,7 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
         info["name"] = new
     if payload.description is not None:
         info["description"] = payload.description
-    writes.update_model_info(model, request, **info)
+    writes.update_info(model, request, **info)
     if payload.enabled is not None and payload.enabled != (model.enabled and integration.enabled):
         refused = writes.set_enabled(model, payload.enabled, request)
         if refused is not None:

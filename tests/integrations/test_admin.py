@@ -141,3 +141,27 @@ def test_a_plain_user_cannot_reach_the_admin(client, bob):
     response = client.get(reverse("admin:integrations_authprofile_changelist"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert AuthProfile.objects.count() == 0
+
+
+def test_admin_deletes_go_through_the_write_path(admin_client, make_integration):
+    from integrations.models import AuditEvent, Integration, StoredSecret
+
+    model = make_integration()
+    profile = model.integration.auth_profile
+    secret = StoredSecret.objects.create(name="in use", value="v-0123456789")
+    AuthProfile.objects.filter(pk=profile.pk).update(stored_secret=secret)
+    response = admin_client.post(
+        reverse("admin:integrations_storedsecret_delete", args=[secret.pk]),
+        {"post": "yes"},
+        follow=True,
+    )
+    # Refused, naming the profile that uses it (the foreign key protects it).
+    assert StoredSecret.objects.filter(pk=secret.pk).exists()
+    assert "Cannot delete stored secret" in response.content.decode()
+    assert profile.name in response.content.decode()
+    admin_client.post(
+        reverse("admin:integrations_integration_delete", args=[model.integration.pk]),
+        {"post": "yes"},
+    )
+    assert not Integration.objects.exists()
+    assert AuditEvent.objects.filter(action="delete", object_type="integration").exists()
