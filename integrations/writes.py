@@ -216,10 +216,12 @@ def _reached(change: ConnectionChange) -> list[tuple[CustomModel, LLMConfig]]:
         "proxy_url": change.config.proxy_url,
     }
     for model in others.select_related("integration__auth_profile__stored_secret"):
+        # The change brings its own auth: the saved profile's secret is not needed.
         try:
-            new = replace(services.config_for(change.integration, model), **shared)
-        except LLMError:
             new = replace(services.config_for(replace_profile(change.integration), model), **shared)
+        except LLMError as exc:  # e.g. the model's own body cannot be read: it fails
+            reached.append((model, CallResult(ok=False, error=exc)))
+            continue
         if services.fingerprint(new, model.test_model_parameters) != saved_fingerprint(model):
             reached.append((model, new))
     return reached

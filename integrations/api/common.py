@@ -7,9 +7,10 @@ import uuid
 from django.core.exceptions import PermissionDenied
 from ninja.errors import HttpError
 
-from integrations import writes
+from integrations import services, writes
 from integrations.llm import inputs
 from integrations.llm.config import CallResult
+from integrations.llm.errors import LLMError
 from integrations.llm.protocols import adapter_for
 from integrations.models import (
     AuthProfile,
@@ -94,3 +95,15 @@ def usage_dict(result: CallResult) -> dict:
 
 
 # --- /secrets ----------------------------------------------------------------------------------
+
+
+def saved_config(integration, model=None, replacing_auth: bool = False):
+    """Return a saved integration's call configuration. A secret that no longer decrypts is
+    a 409 with its classified message; a request that replaces the auth leaves the profile
+    out, since its secret is not needed."""
+    if replacing_auth:
+        integration = writes.replace_profile(integration)
+    try:
+        return services.config_for(integration, model)
+    except LLMError as exc:
+        raise HttpError(409, exc.message) from exc

@@ -26,6 +26,7 @@ from integrations.api.common import (
     _secret_value,
     _unique_profile_name,
     require_editor,
+    saved_config,
 )
 from integrations.llm import inputs
 from integrations.llm.auth import AUTH_KINDS
@@ -204,7 +205,7 @@ def _auth(spec: AuthSpec | None, current: AuthProfile | None, request, routes: s
 def _headers(rows: list[HeaderIn] | None, integration: Integration | None, route: str):
     """Return the header rows; a secret row sent with value null keeps the stored value."""
     if rows is None:
-        return services.config_for(integration).headers if integration else ()
+        return saved_config(integration, replacing_auth=True).headers if integration else ()
     stored = {h.name: h for h in integration.headers.all()} if integration else {}
     headers = []
     for row in rows:
@@ -230,7 +231,6 @@ INTEGRATION_ATTRS = (
 
 def _integration_change(payload: IntegrationFields, integration: Integration | None, request):
     """Return (base config, integration fields, profile, new profile name, stored secret)."""
-    current = services.config_for(replace_auth(integration)) if integration else None
     sent = payload.model_fields_set
     fields: dict[str, Any] = {
         a: getattr(payload, a)
@@ -243,7 +243,7 @@ def _integration_change(payload: IntegrationFields, integration: Integration | N
         _edge(inputs.parse_url, payload.endpoint, "endpoint", field="endpoint")
         endpoint, _ = adapter_for(protocol).normalize(payload.endpoint)
         _edge(inputs.parse_url, endpoint, "endpoint", field="endpoint")
-    proxy = current.proxy_url if current else ""
+    proxy = services.reveal_or_blank(integration.proxy_url) if integration else ""
     if payload.proxy_url is not None:
         proxy = payload.proxy_url.strip()
         if proxy:
@@ -271,15 +271,6 @@ def _integration_change(payload: IntegrationFields, integration: Integration | N
     if auth.kind != AuthKind.NONE and profile is None and not new_name:
         new_name = _unique_profile_name(merged.get("name") or integration.name)
     return config, merged, profile, new_name, stored
-
-
-def replace_auth(integration: Integration) -> Integration:
-    """The integration as the client sees it, minus an unreadable profile (being replaced)."""
-    try:
-        services.auth_config(integration.auth_profile)
-        return integration
-    except LLMError:
-        return writes.replace_profile(integration)
 
 
 def _model_change(model_in: ModelIn, base: LLMConfig, integration, subject: str):
@@ -434,7 +425,7 @@ def patch_integration(request, integration_id: uuid.UUID, payload: IntegrationPa
     config = replace(
         base,
         model_id=test_model.model_id,
-        default_params=services.config_for(replace_auth(integration), test_model).default_params,
+        default_params=saved_config(integration, test_model, replacing_auth=True).default_params,
         request_template=test_model.request_template or base.request_template,
     )
     change = writes.ConnectionChange(
@@ -471,10 +462,7 @@ def add_model(request, integration_id: uuid.UUID, payload: ModelIn):
     integration = get_object_or_404(_integrations(), pk=integration_id)
     if integration.models.filter(name__iexact=payload.name.strip()).exists():
         raise HttpError(409, f"This integration has a model named {payload.name!r} already.")
-    try:
-        base = services.config_for(integration)
-    except LLMError as exc:
-        raise HttpError(409, exc.message) from exc
+    base = saved_config(integration)
     change = _model_change(payload, base, integration, f"{integration.name} / {payload.name}")
     try:
         saved = writes.save_connection(change, request=request, proof=writes.RUN_TEST)

@@ -21,11 +21,11 @@ from integrations.api.common import (
     _secret_value,
     _unique_profile_name,
     require_editor,
+    saved_config,
     usage_dict,
 )
 from integrations.llm import inputs
 from integrations.llm.config import AuthConfig, LLMConfig
-from integrations.llm.errors import LLMError
 from integrations.models import (
     AuthKind,
     CustomModel,
@@ -293,12 +293,7 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
 def _patch_configuration(request, model: CustomModel, payload: LLMPatch) -> None:
     """Test and write a changed model ID, endpoint, auth or test parameters."""
     integration = model.integration
-    try:
-        config = services.config_for(integration, model)
-    except LLMError as exc:
-        if "auth" not in payload.model_fields_set:
-            raise HttpError(409, exc.message) from exc
-        config = services.config_for(writes.replace_profile(integration), model)
+    config = saved_config(integration, model, replacing_auth="auth" in payload.model_fields_set)
     if payload.model is not None:
         config = replace(config, model_id=payload.model.strip())
     if payload.uri is not None:

@@ -289,3 +289,25 @@ def test_a_profile_made_by_the_api_is_used_by_id(editor_api, upstream):
     assert status == 201, body  # first use by its owner binds it to this endpoint
     assert upstream.requests[-1].headers["Authorization"] == "Bearer at-0123456789"
     assert body["auth"]["profile_id"] == profile["id"]
+
+
+def test_an_unreadable_stored_secret_is_a_409_not_a_500(editor_api, make_integration, upstream):
+    from django.db import connection
+
+    model = make_integration()
+    with connection.cursor() as cursor:  # bytes no key decrypts (.update() would encrypt them)
+        cursor.execute(
+            "UPDATE integrations_integrationheader SET value = 'not-a-fernet-token' WHERE secret"
+        )
+    integration = model.integration
+    status, body = editor_api.call(
+        "patch", f"integrations/{integration.pk}", {"timeout_seconds": 9}
+    )
+    assert status == 409 and "unreadable" in body["message"]
+    status, body = editor_api.call(
+        "post", f"integrations/{integration.pk}/models", {"name": "B", "model_id": "b"}
+    )
+    assert status == 409 and "unreadable" in body["message"]
+    status, body = editor_api.call("patch", f"llms/{model.pk}", {"model": "other"})
+    assert status == 409 and "unreadable" in body["message"]
+    assert upstream.requests == []
