@@ -92,3 +92,26 @@ def test_queries_do_not_grow_with_the_data(client, users, make_integration, api_
     large = count(client, url, **headers)
     assert small == large, f"{page}: {small} queries with less data, {large} with more"
     assert large <= bound
+
+
+def test_auth_profile_lists_do_not_grow_with_stored_secret_references(client, users, api_token):
+    from integrations.models import AuthProfile, StoredSecret
+
+    def add(n: int, start: int) -> None:
+        for i in range(start, start + n):
+            secret = StoredSecret.objects.create(name=f"s{i}", value=f"value-{i}-0123456789")
+            AuthProfile.objects.create(name=f"p{i}", kind="bearer", stored_secret=secret)
+
+    token = api_token(users["editor"])
+    client.force_login(users["member"])
+    pages = [
+        (reverse("auth-profiles"), {}),
+        ("/api/v2/auth-profiles", {"Authorization": f"Bearer {token}"}),
+    ]
+    add(2, 0)
+    for url, headers in pages:
+        count(client, url, **headers)
+    small = [count(client, url, **headers) for url, headers in pages]
+    add(10, 2)
+    large = [count(client, url, **headers) for url, headers in pages]
+    assert small == large, (small, large)

@@ -77,7 +77,8 @@ def create_profile(request, payload: AuthProfileIn):
     "auth-profiles", response=list[AuthProfileOut], summary="List auth profiles (secrets masked)"
 )
 def list_profiles(request):
-    return [_profile_out(p) for p in AuthProfile.objects.prefetch_related("integrations")]
+    profiles = AuthProfile.objects.select_related("stored_secret").prefetch_related("integrations")
+    return [_profile_out(p) for p in profiles]
 
 
 @router.delete(

@@ -22,7 +22,11 @@ from integrations.views.helpers import go
 
 @require_GET
 def profile_list(request):
-    profiles = AuthProfile.objects.order_by("name").prefetch_related("integrations")
+    profiles = (
+        AuthProfile.objects.order_by("name")
+        .select_related("stored_secret")
+        .prefetch_related("integrations")
+    )
     rows = [
         {
             "profile": p,
