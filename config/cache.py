@@ -25,11 +25,46 @@ class ConsoleRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = ReusingRedisCacheClient
 
-    def incr_window(self, key: str, delta: int, timeout: int) -> int:
-        """Increment a counter and set its expiry in one round trip (INCRBY + EXPIRE)."""
+    # The sliding-window rule of integrations/ratelimit.decide, atomically in Redis.
+    # Slices live in one hash per key; numbers come back as strings (Lua truncates floats).
+    _SLIDING = """
+    local now, cost, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+    local window, slices = tonumber(ARGV[4]), tonumber(ARGV[5])
+    local size = window / slices
+    local current = math.floor(now / size)
+    local data = redis.call('HGETALL', KEYS[1])
+    local total, kept = 0, {}
+    for i = 1, #data, 2 do
+      local b, c = tonumber(data[i]), tonumber(data[i + 1])
+      if b < current - slices then
+        redis.call('HDEL', KEYS[1], data[i])
+      else
+        total = total + c
+        table.insert(kept, {b, c})
+      end
+    end
+    if total + cost <= limit then
+      redis.call('HINCRBY', KEYS[1], tostring(current), cost)
+      redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000 * (slices + 2) / slices))
+      return ''
+    end
+    table.sort(kept, function(x, y) return x[1] < y[1] end)
+    local running = total
+    for _, bc in ipairs(kept) do
+      running = running - bc[2]
+      if running + cost <= limit then
+        return tostring((bc[1] + slices + 1) * size - now)
+      end
+    end
+    return tostring(window)
+    """
+
+    def sliding_window(self, key, cost, limit, window, slices, now) -> float | None:
         key = self.make_and_validate_key(key)
-        pipe = self._cache.get_client(key, write=True).pipeline()
-        pipe.incrby(key, delta)
-        pipe.expire(key, timeout)
-        count, _ = pipe.execute()
-        return int(count)
+        client = self._cache.get_client(key, write=True)
+        script = self.__dict__.get("_sliding_script")
+        if script is None:
+            script = self.__dict__["_sliding_script"] = client.register_script(self._SLIDING)
+        wait = script(keys=[key], args=[repr(now), cost, limit, window, slices], client=client)
+        wait = wait.decode() if isinstance(wait, bytes) else wait
+        return float(wait) if wait else None

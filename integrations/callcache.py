@@ -27,7 +27,7 @@ _entries: dict[str, tuple[int, CustomModel, LLMConfig]] = {}
 
 
 def enabled() -> bool:
-    return hasattr(cache, "incr_window")  # the shared Redis backend (config.cache)
+    return hasattr(cache, "sliding_window")  # the shared Redis backend (config.cache)
 
 
 def generation() -> int:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,39 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+def redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _redis_db() -> int:
+    """One Redis database per xdist worker: the fixture clears its database."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return 8 + int(worker.removeprefix("gw") or 0) % 8
+
+
+@pytest.fixture
+def redis_cache(settings):
+    """The production cache backend on the local Redis (skips when Redis is down)."""
+    from django.core.cache import cache
+
+    from integrations import callcache
+
+    if not redis_up():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "config.cache.ConsoleRedisCache",
+            "LOCATION": f"redis://127.0.0.1:6379/{_redis_db()}",
+            "KEY_PREFIX": "test",
+        }
+    }
+    cache.clear()
+    callcache.bump()
+    yield
+    cache.clear()

@@ -50,7 +50,7 @@ HINTS: dict[str, str] = {
     "blocked": "That address is not allowed from this console. Private and loopback addresses "
     "need LLM_ALLOW_PRIVATE, LLM_ALLOW_LOOPBACK or LLM_ALLOWED_NETWORKS; metadata and "
     "link-local addresses are always refused.",
-    "auth": "The credentials were refused. Check the auth profile (key, header name, scheme).",
+    "auth": "Check the auth profile: the key, the header name and the scheme.",
     "forbidden": "The key is valid but lacks access to this model or endpoint. Check its permissions.",
     "not_found_path": "The URL does not exist. Check the endpoint: most servers serve under /v1, "
     "and the path must not be doubled.",
@@ -94,6 +94,10 @@ TITLES: dict[str, str] = {
 }
 
 
+# How servers say a 400 is about the model name: OpenAI and vLLM ("does not exist"),
+# llama.cpp and Ollama ("not found"), LiteLLM ("Invalid model name passed in model=...").
+UNKNOWN_MODEL_WORDS = ("not found", "does not exist", "invalid model", "unknown model")
+
 # What an HTTP error status means, said after "401 from the endpoint: ".
 STATUS_SENTENCES: dict[str, str] = {
     "auth": "the credentials were refused",
@@ -129,6 +133,14 @@ class LLMError(Exception):
     def title(self) -> str:
         return TITLES.get(self.kind, "Error")
 
+    @property
+    def headline(self) -> str:
+        """Title and message in one line, without saying the same thing twice
+        ("Connection refused: Connection refused." reads as a stutter)."""
+        if _words(self.message).startswith(_words(self.title)):
+            return self.message
+        return f"{self.title}: {self.message}"
+
     def __str__(self) -> str:
         return self.message
 
@@ -141,6 +153,10 @@ class LLMError(Exception):
             "status": self.status,
             "upstream_message": self.upstream_message,
         }
+
+
+def _words(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c == " ").split())
 
 
 def classify_status(status: int, body_text: str, upstream_message: str) -> str:
@@ -158,7 +174,7 @@ def classify_status(status: int, body_text: str, upstream_message: str) -> str:
         return "rate_limited"
     if status in (400, 422):
         lowered = upstream_message.lower()
-        if "model" in lowered and ("not found" in lowered or "does not exist" in lowered):
+        if "model" in lowered and any(words in lowered for words in UNKNOWN_MODEL_WORDS):
             return "unknown_model"
         return "bad_request"
     if status >= 500:

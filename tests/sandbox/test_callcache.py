@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.core.cache import cache
 
 from integrations import callcache
 from integrations.models import IntegrationHeader
 from sandbox import ratelimit, services
-
-
-def redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def redis_cache(settings):
-    if not redis_up():
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "config.cache.ConsoleRedisCache",
-            "LOCATION": "redis://127.0.0.1:6379/14",
-            "KEY_PREFIX": "test-callcache",
-        }
-    }
-    cache.clear()
-    callcache.bump()
-    yield
-    cache.clear()
 
 
 def test_a_second_call_needs_no_database_work(
