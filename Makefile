@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEV_ENV := DJANGO_DEBUG=1
+PORT ?= 8000
+# The demo integration's upstream is this console, so it follows the port.
+DEV_ENV := DJANGO_DEBUG=1 DEMO_BASE_URL=http://127.0.0.1:$(PORT)/demo/v1
 
 .PHONY: run test lint format bench install clean
 
@@ -23,8 +25,8 @@ install: $(VENV)/.installed-run
 run: $(VENV)/.installed-run
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py bootstrap
-	@echo "Serving the console at http://127.0.0.1:8000 (Ctrl+C stops it)"
-	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+	@echo "Serving the console at http://127.0.0.1:$(PORT) (Ctrl+C stops it)"
+	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n auto $(PYTEST_ARGS)

@@ -156,6 +156,7 @@ TEMPLATES = [
             "builtins": [
                 "django_htmx.templatetags.django_htmx",
                 "template_partials.templatetags.partials",
+                "integrations.templatetags.console",
             ],
         },
     }

@@ -295,7 +295,9 @@ def save_connection(
         enabled = None  # the configuration is as saved: keep whatever state it had
     else:
         raise Refused(receipts.problem(proof or "", fingerprint, request.user))
-    reached = [] if draft else retest(request, _reached(change), "the same change")
+    # A shipped change (the demo following the port) is made by code before serving.
+    shipped = draft or proof is SHIPPED
+    reached = [] if shipped else retest(request, _reached(change), "the same change")
     failing = [(m, r) for m, r, _ in reached if not r.ok]
     if failing and not disable_failing:
         names = ", ".join(str(m) for m, _ in failing)

@@ -172,6 +172,34 @@ def test_demo_data_passes_its_test_against_the_demo_upstream(db, live_server, se
     assert model.last_test_status == "passing" and test.ok
 
 
+def test_the_demo_follows_the_port_the_console_serves_on(db, live_server, settings):
+    # A first `make run` on port 8000, then `make run PORT=<another>`.
+    settings.DEMO_BASE_URL = "http://127.0.0.1:8000/demo/v1"
+    call_command("bootstrap")
+    settings.DEMO_BASE_URL = f"{live_server.url}/demo/v1"
+    call_command("bootstrap")
+    integration = Integration.objects.get(name="Demo upstream")
+    assert integration.endpoint == settings.DEMO_BASE_URL
+    for model in integration.models.all():
+        result, _ = writes.test_model(model)
+        assert result.ok, result.error  # the demo key was bound to the new port
+
+
+def test_a_demo_pointed_elsewhere_by_someone_stays_there(db, settings):
+    call_command("bootstrap")
+    Integration.objects.filter(name="Demo upstream").update(endpoint="https://llm.example/v1")
+    settings.DEMO_BASE_URL = "http://127.0.0.1:9000/demo/v1"
+    call_command("bootstrap")
+    assert Integration.objects.get(name="Demo upstream").endpoint == "https://llm.example/v1"
+
+
+def test_make_run_takes_a_port():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "PORT ?= 8000" in makefile
+    assert "runserver 127.0.0.1:$(PORT)" in makefile
+    assert "DEMO_BASE_URL=http://127.0.0.1:$(PORT)/demo/v1" in makefile
+
+
 def test_the_gunicorn_config_loads_with_threaded_workers():
     proc = subprocess.run(
         [

@@ -47,7 +47,10 @@ def editor_required(view):
     @wraps(view)
     def wrapped(request, *args, **kwargs):
         if not can_edit(request.user):
-            raise PermissionDenied("Editors and Admins only.")
+            raise PermissionDenied(
+                "Your role does not allow this. Editors and Admins can change integrations, "
+                "models and auth profiles."
+            )
         return view(request, *args, **kwargs)
 
     return wrapped
@@ -59,7 +62,9 @@ def admin_required(view):
     @wraps(view)
     def wrapped(request, *args, **kwargs):
         if not is_admin(request.user):
-            raise PermissionDenied("Admins only.")
+            raise PermissionDenied(
+                "Only Admins can see this page: users, the audit log, export and import."
+            )
         return view(request, *args, **kwargs)
 
     return wrapped

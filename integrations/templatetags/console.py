@@ -20,3 +20,16 @@ def held_handle(bound_field) -> str:
 
     value = bound_field.value()
     return hold(value if isinstance(value, str) else "", bound_field.field.widget.user)
+
+
+@register.filter
+def ago(when) -> str:
+    """ "just now" for the last minute (timesince says "0 minutes"), else "3 hours ago"."""
+    from django.utils import timezone
+    from django.utils.timesince import timesince
+
+    if not when:
+        return ""
+    if (timezone.now() - when).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(when)} ago"

@@ -47,7 +47,7 @@ def profile_list(request):
 def profile_edit(request, pk=None):
     profile = get_object_or_404(AuthProfile, pk=pk) if pk else AuthProfile(created_by=request.user)
     form = AuthProfileForm(request.POST or None, instance=profile, user=request.user)
-    ctx = {"form": form, "profile": profile}
+    ctx = {"form": form, "profile": profile, "is_new": pk is None}
     if request.method != "POST" or not form.is_valid():
         return render(request, "integrations/auth_profile_form.html", ctx)
     try:

@@ -49,16 +49,18 @@ class Command(BaseCommand):
             self.stdout.write("Demo upstream is off (production); no demo data created.")
             return
         admin = users.objects.filter(is_superuser=True).order_by("pk").first()
-        created = self.demo(writes.Actor(admin))
+        state = self.demo(writes.Actor(admin))
         self.stdout.write(
-            f"Demo data {'created' if created else 'present'}: integration 'Demo upstream' at "
+            f"Demo data {state}: integration 'Demo upstream' at "
             f"{settings.DEMO_BASE_URL} with models 'Demo small' and 'Demo large'."
         )
 
-    def demo(self, actor) -> bool:
-        """Write the demo integration through the write path; return False if it exists."""
-        if Integration.objects.filter(name=DEMO).exists():
-            return False
+    def demo(self, actor) -> str:
+        """Write the demo integration through the write path, or move it to the port the
+        console now serves on; return what was done."""
+        existing = Integration.objects.filter(name=DEMO).first()
+        if existing is not None:
+            return self.follow_port(existing, actor)
         route = inputs.route(settings.DEMO_BASE_URL)
         profile = AuthProfile.objects.filter(name="Demo key").first()
         auth = AuthConfig(kind=AuthKind.BEARER, token="demo-console-key-0001").bound_to(route)
@@ -99,4 +101,28 @@ class Command(BaseCommand):
             integration = writes.save_connection(
                 change, request=actor, proof=writes.SHIPPED
             ).integration
-        return True
+        return "created"
+
+    def follow_port(self, integration: Integration, actor) -> str:
+        """`make run PORT=8080` after a first run on 8000: the demo's upstream is this
+        console, so its endpoint follows. An endpoint someone pointed elsewhere stays."""
+        new, old = settings.DEMO_BASE_URL, integration.endpoint
+        if old == new or not old.endswith("/demo/v1") or inputs.parse_url(old).host not in (
+            "127.0.0.1",
+            "localhost",
+        ):
+            return "present"
+        model = integration.models.order_by("name").first()
+        config = services.config_for(integration, model)
+        route = inputs.route(new)
+        config = replace(config, endpoint=new, auth=config.auth.bound_to(route))
+        change = writes.ConnectionChange(
+            config=config,
+            test_params={"max_tokens": 32},
+            integration=integration,
+            test_model=model,
+            integration_fields={"endpoint": new},
+            profile=integration.auth_profile,
+        )
+        writes.save_connection(change, request=actor, proof=writes.SHIPPED)
+        return f"moved from {old}"
