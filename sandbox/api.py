@@ -54,9 +54,13 @@ def chat(request, payload: ChatIn):
         error = HttpError(502, f"The model call failed: {run.error.message} {run.error.hint}")
         error.error = run.error.as_dict() | {"run_id": str(run.pk)}
         raise error
-    result = CallResult(
-        ok=True, usage=Usage(run.prompt_tokens, run.completion_tokens, run.total_tokens)
+    # Estimated counts are not what the endpoint reported: the API says "not reported".
+    usage = (
+        Usage()
+        if run.usage_estimated
+        else Usage(run.prompt_tokens, run.completion_tokens, run.total_tokens)
     )
+    result = CallResult(ok=True, usage=usage)
     return {
         "run_id": str(run.pk),
         "model": model.name,
@@ -64,5 +68,5 @@ def chat(request, payload: ChatIn):
         "finish_reason": run.finish_reason,
         "usage": usage_dict(result),
         "latency_ms": run.latency_ms,
-        "cost": float(run.cost) if run.cost is not None else None,
+        "cost": float(run.cost) if run.cost is not None and not run.usage_estimated else None,
     }

@@ -1,12 +1,28 @@
+"""The Sandbox form: a conversation with {{variables}}, and up to four columns, each a
+model with its own parameters.
+
+Field names: the conversation so far is posted as parallel `turn_role`/`turn_content`
+lists, the message being written as `user_prompt`, variables as `var-<name>`. Column 0's
+fields carry no prefix (`model`, `temperature`, ...); columns 1-3 are `c1-model`, ...
+"""
+
 from __future__ import annotations
 
+import re
 import uuid
 
 from django import forms
 from django.conf import settings
 
 from integrations.llm.config import Prompt
+from integrations.llm.protocols import fixed_params
 from sandbox import services
+
+VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,39})\s*\}\}")
+PARAMS = ("temperature", "max_tokens", "top_p", "stop")
+ROLES = (("user", "User"), ("assistant", "Assistant"))
+MAX_TURNS = 100
+MAX_TURN_CHARS = 100_000
 
 
 def model_choices() -> list:
@@ -19,57 +35,87 @@ def model_choices() -> list:
     return list(groups.items())
 
 
-class SandboxForm(forms.Form):
+def prefix_of(column: int) -> str | None:
+    return f"c{column}" if column else None
+
+
+def variables_in(*texts: str) -> list[str]:
+    """The {{variable}} names in the texts, in order of first use."""
+    names: list[str] = []
+    for text in texts:
+        for name in VARIABLE.findall(text or ""):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    return VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+class ColumnForm(forms.Form):
+    """One column: a model and the parameters sent to it."""
+
     model = forms.ChoiceField(label="Model")
-    system_prompt = forms.CharField(
-        label="System prompt", required=False, widget=forms.Textarea(attrs={"rows": 3})
-    )
-    user_prompt = forms.CharField(label="User prompt", widget=forms.Textarea(attrs={"rows": 6}))
     temperature = forms.FloatField(label="Temperature", required=False, min_value=0, max_value=2)
     max_tokens = forms.IntegerField(
         label="Max tokens", required=False, min_value=1, max_value=200_000
     )
     top_p = forms.FloatField(label="Top p", required=False, min_value=0, max_value=1)
     stop = forms.CharField(
-        label="Stop sequences", required=False, max_length=500, help_text="One per line, up to 4."
-    )
-    stream = forms.BooleanField(label="Stream the reply", required=False, initial=True)
-    compare = forms.MultipleChoiceField(
-        label="Compare with", required=False, widget=forms.SelectMultiple(attrs={"size": 5})
+        label="Stop sequences",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="One per line, up to 4.",
     )
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, column: int = 0, choices=None, model=None, **kwargs):
+        super().__init__(*args, prefix=prefix_of(column), **kwargs)
+        self.column = column
         if self.is_bound:
-            # A run validates the few ids it names (models() loads them); building the
-            # picker's whole list of models on every run would cost a query per run.
+            # A run validates the id it names; the picker's whole list costs a query.
             self.fields["model"] = forms.UUIDField(label="Model")
-            self.fields["compare"] = forms.TypedMultipleChoiceField(
-                label="Compare with",
-                required=False,
-                coerce=str,
-                widget=self.fields["compare"].widget,
-            )
-            self.fields["compare"].valid_value = is_uuid
         else:
-            self.load_choices()
+            self.picker(choices or [])
+        self.fixed = {}
+        if model is not None:
+            self.explain(model)
 
-    def load_choices(self) -> None:
-        """Fill the model pickers (for rendering the form)."""
-        choices = model_choices()
+    def picker(self, choices: list) -> None:
+        """The model <select>; picking a model loads its parameters into this column."""
+        from django.urls import reverse
+
         self.fields["model"] = forms.ChoiceField(
-            label="Model", choices=[("", "— choose a model —")] + choices
+            label="Model",
+            choices=[("", "— choose a model —")] + choices,
+            widget=forms.Select(
+                attrs={
+                    "hx-get": reverse("sandbox-column"),
+                    "hx-trigger": "change",
+                    "hx-target": f"#column-params-{self.column}",
+                    "hx-include": "this",
+                    "hx-vals": f'{{"column": "{self.column}"}}',
+                    "data-model-picker": "",
+                }
+            ),
         )
-        compare = forms.MultipleChoiceField(
-            label="Compare with",
-            required=False,
-            choices=choices,
-            widget=forms.SelectMultiple(attrs={"size": 5}),
-        )
-        self.fields["compare"] = compare
-        if self.is_bound:
-            self._bound_fields_cache.pop("model", None)
-            self._bound_fields_cache.pop("compare", None)
+        self._bound_fields_cache.pop("model", None)
+
+    def explain(self, model) -> None:
+        """Say which parameters the model's saved request body fixes, next to each field."""
+        template = model.request_template
+        if template is None:
+            template = model.integration.request_template
+        self.fixed = fixed_params(template)
+        for name, value in self.fixed.items():
+            shown = "\n".join(value) if isinstance(value, list) else value
+            self.fields[
+                name
+            ].help_text = (
+                f"Set by the model's request body to {shown!r}. Type a value to override it."
+            )
+            self.fields[name].widget.attrs["placeholder"] = f"{shown} (request body)"
 
     def clean_stop(self) -> list[str]:
         lines = [line for line in self.cleaned_data["stop"].splitlines() if line.strip()]
@@ -77,39 +123,162 @@ class SandboxForm(forms.Form):
             raise forms.ValidationError("At most 4 stop sequences.")
         return lines
 
+    def params(self) -> tuple[dict, frozenset]:
+        """The parameters to send, and which of them override the model's request body."""
+        data = self.cleaned_data
+        params = {name: data.get(name) for name in PARAMS}
+        params["stop"] = params["stop"] or None
+        params = {k: v for k, v in params.items() if v is not None}
+        return params, frozenset(k for k in params if k in self.fixed)
+
+
+class SandboxForm(forms.Form):
+    system_prompt = forms.CharField(
+        label="System prompt",
+        required=False,
+        max_length=MAX_TURN_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    user_prompt = forms.CharField(
+        label="User message",
+        required=False,
+        max_length=MAX_TURN_CHARS,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="Use {{name}} for a variable; fill it in under Variables.",
+    )
+    stream = forms.BooleanField(label="Stream the reply", required=False, initial=True)
+
+    def __init__(self, data=None, initial=None, columns=None, turns=None, variables=None):
+        super().__init__(data, initial=initial)
+        self.turns_initial = turns or []
+        self.variables_initial = variables or {}
+        self.choices = None if self.is_bound else model_choices()
+        if self.is_bound:
+            data = _with_compare_columns(data)
+            self.data = data
+            count = 1 + sum(f"c{i}-model" in data for i in range(1, 10))
+            self.columns = [ColumnForm(data, column=i) for i in range(count)]
+        else:
+            columns = columns or [{}]
+            self.columns = [
+                ColumnForm(
+                    column=i,
+                    initial=c.get("initial"),
+                    choices=self.choices,
+                    model=c.get("model"),
+                )
+                for i, c in enumerate(columns[: settings.SANDBOX_COMPARE_MAX])
+            ]
+
+    # --- reading the post ----------------------------------------------------------------
+
+    def is_valid(self) -> bool:
+        columns_ok = all([c.is_valid() for c in self.columns])  # every column's errors
+        return super().is_valid() and columns_ok
+
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("model") is not None:
-            cleaned["model"] = str(cleaned["model"])
-        picked = [cleaned.get("model")] + [
-            m for m in cleaned.get("compare", []) if m != cleaned.get("model")
-        ]
-        picked = [p for p in picked if p]
-        if len(picked) > settings.SANDBOX_COMPARE_MAX:
-            self.add_error(
-                "compare", f"Compare at most {settings.SANDBOX_COMPARE_MAX} models at once."
+        if len(self.columns) > settings.SANDBOX_COMPARE_MAX:
+            raise forms.ValidationError(
+                f"Compare at most {settings.SANDBOX_COMPARE_MAX} models at once."
             )
-        cleaned["models"] = picked
+        turns = self._turns()
+        draft = (cleaned.get("user_prompt") or "").strip()
+        if draft:
+            turns.append({"role": "user", "content": cleaned["user_prompt"]})
+        if not turns or turns[-1]["role"] != "user":
+            self.add_error("user_prompt", "Write the user message to send.")
+        names = variables_in(cleaned.get("system_prompt", ""), *[t["content"] for t in turns])
+        values = {n: self.data.get(f"var-{n}", "") for n in names}
+        missing = [n for n in names if not values[n].strip()]
+        if missing:
+            listed = ", ".join("{{" + n + "}}" for n in missing)
+            raise forms.ValidationError(f"Fill in the variables: {listed}.")
+        cleaned["values"] = values
+        cleaned["turns"] = [t | {"content": fill(t["content"], values)} for t in turns]
         return cleaned
 
-    def targets(self) -> list[services.Target]:
-        """The chosen enabled models, ready to call, in the order picked."""
-        found = (services.target(pk) for pk in self.cleaned_data["models"])
-        return [t for t in found if t is not None]
+    def _turns(self) -> list[dict]:
+        roles = self.data.getlist("turn_role") if hasattr(self.data, "getlist") else []
+        contents = self.data.getlist("turn_content") if hasattr(self.data, "getlist") else []
+        if len(roles) != len(contents) or len(roles) > MAX_TURNS:
+            raise forms.ValidationError(f"The conversation is garbled or over {MAX_TURNS} turns.")
+        turns = []
+        for number, (role, content) in enumerate(zip(roles, contents, strict=True), 1):
+            if role not in dict(ROLES):
+                raise forms.ValidationError(f"Message {number} has no valid role.")
+            if not content.strip():
+                raise forms.ValidationError(f"Message {number} is empty: write it or delete it.")
+            if len(content) > MAX_TURN_CHARS or "\x00" in content:
+                raise forms.ValidationError(f"Message {number} is too long or has a NUL.")
+            turns.append({"role": role, "content": content})
+        return turns
 
-    def prompt(self) -> Prompt:
+    def column_prompt(self, column: ColumnForm) -> Prompt:
         data = self.cleaned_data
-        params = {
-            "temperature": data.get("temperature"),
-            "max_tokens": data.get("max_tokens"),
-            "top_p": data.get("top_p"),
-            "stop": data.get("stop") or None,
-        }
+        params, overrides = column.params()
+        turns = data["turns"]
         return Prompt(
-            system=data.get("system_prompt", ""),
-            user=data["user_prompt"],
-            params={k: v for k, v in params.items() if v is not None},
+            system=fill(data.get("system_prompt", ""), data["values"]),
+            user=next(t["content"] for t in reversed(turns) if t["role"] == "user"),
+            params=params,
+            turns=tuple(turns) if len(turns) > 1 else None,
+            overrides=overrides,
         )
+
+    def targets(self, only: int | None = None) -> list[tuple[services.Target, Prompt]] | None:
+        """Each column's model, ready to call exactly as shown, with its prompt; None (and
+        the error on the column) when a model is not available."""
+        picked = []
+        for column in self.columns:
+            if only is not None and column.column != only:
+                continue
+            goal = services.target(column.cleaned_data["model"])
+            if goal is None:
+                column.add_error("model", "That model is not available: disabled or deleted.")
+                return None
+            column.explain(goal.model)
+            picked.append((services.exact(goal), self.column_prompt(column)))
+        return picked
+
+    # --- rendering -------------------------------------------------------------------------
+
+    def load_choices(self) -> None:
+        """Fill the model pickers, for showing a posted form again."""
+        self.choices = model_choices()
+        for column in self.columns:
+            column.picker(self.choices)
+
+    def turn_rows(self) -> list[dict]:
+        if self.is_bound:
+            roles, contents = self.data.getlist("turn_role"), self.data.getlist("turn_content")
+            return [{"role": r, "content": c} for r, c in zip(roles, contents, strict=False)]
+        return self.turns_initial
+
+    def variable_rows(self) -> list[dict]:
+        texts = [self["system_prompt"].value() or "", self["user_prompt"].value() or ""]
+        texts += [t["content"] for t in self.turn_rows()]
+        source = (
+            self.data
+            if self.is_bound
+            else {f"var-{k}": v for k, v in self.variables_initial.items()}
+        )
+        return [{"name": n, "value": source.get(f"var-{n}", "")} for n in variables_in(*texts)]
+
+
+def _with_compare_columns(data):
+    """The older `compare` list (models run with column 0's parameters) as columns."""
+    if not hasattr(data, "getlist") or not data.getlist("compare"):
+        return data
+    data = data.copy()
+    extra = [m for m in data.getlist("compare") if m and m != data.get("model")]
+    for i, model in enumerate(extra, 1):
+        data[f"c{i}-model"] = model
+        for name in PARAMS:
+            if data.get(name):
+                data[f"c{i}-{name}"] = data[name]
+    data.pop("compare")
+    return data
 
 
 def is_uuid(value: str) -> bool:

@@ -32,8 +32,11 @@ class SandboxRun(models.Model):
     model_name = models.CharField(max_length=100)
     integration_name = models.CharField(max_length=100)
     compare_group = models.UUIDField(null=True, blank=True, db_index=True)
+    column = models.PositiveSmallIntegerField(default=0)  # its place in a compare
     system_prompt = models.TextField(blank=True)
+    # The last user turn (what lists show) and, for a conversation, every turn sent.
     user_prompt = models.TextField()
+    turns = models.JSONField(default=list, blank=True)
     parameters = models.JSONField(default=dict)
     streamed = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.RUNNING)
@@ -42,6 +45,9 @@ class SandboxRun(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # The endpoint reported no usage (or the run was stopped first): the counts and the
+    # cost are estimates, and every screen says so.
+    usage_estimated = models.BooleanField(default=False)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -80,15 +86,42 @@ class SandboxRun(models.Model):
             return LLMError("http_error", self.error_message)
 
     @property
-    def usage_reported(self) -> bool:
-        return any(
-            v is not None for v in (self.prompt_tokens, self.completion_tokens, self.total_tokens)
-        )
+    def conversation(self) -> list[dict]:
+        return self.turns or [{"role": "user", "content": self.user_prompt}]
 
     @property
-    def estimated_tokens(self) -> int:
-        """A rough estimate (4 characters a token), only ever shown labelled as one."""
-        return max(1, round(len(self.reply) / 4)) if self.reply else 0
+    def siblings(self):
+        """The other columns of the compare this run belongs to, in column order."""
+        if self.compare_group is None:
+            return SandboxRun.objects.none()
+        return SandboxRun.objects.filter(compare_group=self.compare_group).order_by("column")
+
+
+class SavedPrompt(models.Model):
+    """A prompt kept with its parameters: the person's own, or shared with the team."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_prompts"
+    )
+    shared = models.BooleanField("Share with the team", default=False)
+    system_prompt = models.TextField(blank=True)
+    turns = models.JSONField(default=list, blank=True)  # the conversation so far
+    user_prompt = models.TextField(blank=True)  # the message being written
+    variables = models.JSONField(default=dict, blank=True)
+    # One entry per column: {"model": id or "", "params": {...}}.
+    columns = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="saved_prompt_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 def cost_of(model, prompt_tokens: int | None, completion_tokens: int | None) -> Decimal | None:

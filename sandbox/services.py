@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db.models import Prefetch
 
 from integrations import audit, callcache, services
 from integrations.llm import client
-from integrations.llm.config import CallResult, LLMConfig, Prompt
+from integrations.llm.config import CallResult, LLMConfig, Prompt, estimate_tokens
 from integrations.llm.errors import LLMError
 from integrations.models import AuditAction, CustomModel, IntegrationHeader
 from sandbox.models import RunStatus, SandboxRun, cost_of
@@ -31,7 +31,7 @@ def usable_models():
 
 
 def new_run(
-    user, model: CustomModel, prompt: Prompt, streamed: bool = False, group=None
+    user, model: CustomModel, prompt: Prompt, streamed: bool = False, group=None, column: int = 0
 ) -> SandboxRun:
     return SandboxRun(
         user=user,
@@ -39,20 +39,29 @@ def new_run(
         model_name=model.name,
         integration_name=model.integration.name,
         compare_group=group,
+        column=column,
         system_prompt=prompt.system,
         user_prompt=prompt.user,
-        parameters=prompt.params,
+        turns=list(prompt.turns or []),
+        parameters=prompt.params | {"overrides": sorted(prompt.overrides)}
+        if prompt.overrides
+        else prompt.params,
         streamed=streamed,
     )
+
+
+def prompt_of(run: SandboxRun) -> Prompt:
+    """The prompt a stored run sent, to run it again."""
+    params = dict(run.parameters or {})
+    overrides = frozenset(params.pop("overrides", ()))
+    return Prompt(run.system_prompt, run.user_prompt, params, tuple(run.turns) or None, overrides)
 
 
 def finish(run: SandboxRun, result: CallResult, request=None, stopped: bool = False) -> SandboxRun:
     """Copy a result onto the run, store it and audit it: every run ends here."""
     run.reply = result.content
     run.finish_reason = result.finish_reason
-    run.prompt_tokens = result.usage.prompt_tokens
-    run.completion_tokens = result.usage.completion_tokens
-    run.total_tokens = result.usage.total_tokens
+    _count_tokens(run, result)
     run.latency_ms = result.latency_ms
     run.ttft_ms = result.ttft_ms
     run.status_code = result.status_code
@@ -75,6 +84,24 @@ def finish(run: SandboxRun, result: CallResult, request=None, stopped: bool = Fa
         request, AuditAction.SANDBOX_RUN, run, detail=f"{run.model_name}: {run.status}{how}"
     )
     return run
+
+
+def _count_tokens(run: SandboxRun, result: CallResult) -> None:
+    """Copy the reported usage; estimate what is missing (a stopped run, an endpoint
+    that reports none), marking the run so that every screen labels it an estimate."""
+    usage = result.usage
+    run.prompt_tokens, run.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    run.total_tokens = usage.total_tokens
+    if run.prompt_tokens is not None and run.completion_tokens is not None:
+        return
+    if not result.content and not result.ok:
+        return  # nothing came back: there is nothing to estimate
+    if run.prompt_tokens is None:
+        run.prompt_tokens = estimate_tokens(prompt_of(run).text())
+    if run.completion_tokens is None:
+        run.completion_tokens = estimate_tokens(result.content)
+    run.total_tokens = run.prompt_tokens + run.completion_tokens
+    run.usage_estimated = True
 
 
 @dataclass
@@ -103,21 +130,31 @@ def target(model_pk) -> Target | None:
     return Target(model, config)
 
 
+def exact(goal: Target) -> Target:
+    """The target as the Sandbox page calls it: the page loads the model's defaults into
+    its fields, so what it sends is exactly what it shows (no defaults added unseen)."""
+    if goal.config is None:
+        return goal
+    return Target(goal.model, replace(goal.config, default_params={}), goal.failed)
+
+
 def run_once(request, goal: Target, prompt: Prompt) -> SandboxRun:
     result = goal.failed or client.call(goal.config, prompt)
     return finish(new_run(request.user, goal.model, prompt), result, request)
 
 
-def compare(request, goals: list[Target], prompt: Prompt) -> list[SandboxRun]:
-    """Run the same prompt against several models at once; one failure hides nothing."""
+def compare(request, columns: list[tuple[Target, Prompt]]) -> list[SandboxRun]:
+    """Run each column (a model with its own parameters) at once; one failure hides
+    nothing. The runs share a compare group: History shows them as one entry."""
     group = uuid.uuid4()
 
-    def one(goal: Target) -> CallResult:
+    def one(column: tuple[Target, Prompt]) -> CallResult:
+        goal, prompt = column
         return goal.failed or client.call(goal.config, prompt)
 
-    with ThreadPoolExecutor(max_workers=len(goals)) as pool:
-        results = list(pool.map(one, goals))
+    with ThreadPoolExecutor(max_workers=len(columns)) as pool:
+        results = list(pool.map(one, columns))
     return [
-        finish(new_run(request.user, g.model, prompt, group=group), r, request)
-        for g, r in zip(goals, results, strict=True)
+        finish(new_run(request.user, g.model, p, group=group, column=i), r, request)
+        for i, ((g, p), r) in enumerate(zip(columns, results, strict=True))
     ]

@@ -4,10 +4,12 @@ from sandbox import views
 
 urlpatterns = [
     path("", views.sandbox, name="sandbox"),
+    path("column", views.column, name="sandbox-column"),
     path("run", views.run, name="sandbox-run-now"),
     path("stream", views.stream, name="sandbox-stream"),
     path("history/", views.history, name="sandbox-history"),
     path("runs/<uuid:pk>/", views.run_detail, name="sandbox-run"),
     path("runs/<uuid:pk>/rerun", views.rerun, name="sandbox-rerun"),
-    path("runs/<uuid:pk>/markdown", views.run_markdown, name="sandbox-run-markdown"),
+    path("prompts/save", views.prompt_save, name="sandbox-prompt-save"),
+    path("prompts/<uuid:pk>/delete", views.prompt_delete, name="sandbox-prompt-delete"),
 ]

@@ -1,27 +1,30 @@
-"""The Sandbox: run, stream, compare, history, rerun. Every signed-in role may use it."""
+"""The Sandbox: conversations, columns to compare, streaming, saved prompts, history.
+Every signed-in role may use it."""
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.db.models import Q
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from integrations.llm import client
-from integrations.llm.config import CallResult, Prompt
+from integrations.llm.config import CallResult, Usage
 from integrations.llm.errors import LLMError
 from integrations.llm.redact import curl_from_redacted
 from integrations.models import CustomModel
 from integrations.team.roles import can_edit
 from integrations.views.helpers import go, page_or_part
-from sandbox import ratelimit, services
-from sandbox.forms import SandboxForm, is_uuid
+from sandbox import prompts, ratelimit, services
+from sandbox.forms import ColumnForm, SandboxForm, is_uuid, model_choices
 from sandbox.models import SandboxRun
-from sandbox.render import markdown_html
 
 PAGE = "sandbox/sandbox.html"
 HISTORY_PAGE_SIZE = 50
@@ -33,32 +36,57 @@ def _visible_runs(user):
     return runs if can_edit(user) else runs.filter(user=user)
 
 
-def _initial(request) -> dict:
-    run_id = request.GET.get("run")
-    if run_id:
-        run = _visible_runs(request.user).filter(pk=run_id).first() if is_uuid(run_id) else None
-        if run is not None:
-            params = run.parameters or {}
-            return {
-                "model": str(run.model_id or ""),
-                "system_prompt": run.system_prompt,
-                "user_prompt": run.user_prompt,
-                "temperature": params.get("temperature"),
-                "max_tokens": params.get("max_tokens"),
-                "top_p": params.get("top_p"),
-                "stop": "\n".join(params.get("stop") or []),
-                "stream": run.streamed,
-            }
-    model_id = request.GET.get("model", "")
-    model = CustomModel.objects.filter(pk=model_id).first() if is_uuid(model_id) else None
+def column_initial(model: CustomModel, params: dict | None = None) -> dict:
+    """A column's fields for a model: the given parameters, else the model's defaults.
+    A parameter the model's request body fixes stays blank (its field says the value)
+    unless it was explicitly overridden."""
+    if params is None:
+        params = {"temperature": model.temperature, "max_tokens": model.max_tokens}
+    column = ColumnForm(model=model)
+    overrides = set(params.get("overrides", ()))
+    values = {k: v for k, v in params.items() if k not in column.fixed or k in overrides}
+    if isinstance(values.get("stop"), list):
+        values["stop"] = "\n".join(values["stop"])
+    return {"model": str(model.pk)} | {k: v for k, v in values.items() if k != "overrides"}
+
+
+def _column(model_id, params=None) -> dict:
+    model = (
+        CustomModel.objects.select_related("integration").filter(pk=model_id).first()
+        if model_id and is_uuid(model_id)
+        else None
+    )
     if model is None:
-        return {"stream": True}
-    return {
-        "model": str(model.pk),
-        "temperature": model.temperature,
-        "max_tokens": model.max_tokens,
-        "stream": True,
-    }
+        return {}
+    return {"initial": column_initial(model, params), "model": model}
+
+
+def _opened(request) -> SandboxForm:
+    """The form as a link opens it: a run again (?run=), a saved prompt (?prompt=) or a
+    model (?model=, from the catalog)."""
+    run_id, prompt_id = request.GET.get("run", ""), request.GET.get("prompt", "")
+    if is_uuid(run_id):
+        run = _visible_runs(request.user).filter(pk=run_id).first()
+        if run is not None:
+            runs = _visible_runs(request.user).filter(pk__in=run.siblings).order_by("column")
+            runs = list(runs) or [run]
+            turns = run.turns[:-1] if run.turns else []
+            return SandboxForm(
+                initial={"system_prompt": run.system_prompt, "user_prompt": run.user_prompt}
+                | {"stream": run.streamed},
+                columns=[_column(str(r.model_id or ""), r.parameters) for r in runs],
+                turns=turns,
+            )
+    if is_uuid(prompt_id):
+        saved = prompts.visible(request.user).filter(pk=prompt_id).first()
+        if saved is not None:
+            return SandboxForm(
+                initial={"system_prompt": saved.system_prompt, "user_prompt": saved.user_prompt},
+                columns=[_column(c.get("model"), c.get("params")) for c in saved.columns],
+                turns=saved.turns,
+                variables=saved.variables,
+            )
+    return SandboxForm(initial={"stream": True}, columns=[_column(request.GET.get("model"))])
 
 
 def _ctx(request, form, **extra) -> dict:
@@ -66,53 +94,68 @@ def _ctx(request, form, **extra) -> dict:
         form.load_choices()  # the form is about to be shown again
     recent = (
         _visible_runs(request.user)
-        .filter(user=request.user)
-        .only("id", "model_name", "user_prompt", "status", "created_at")[:8]
+        .filter(user=request.user, column=0)
+        .only("id", "model_name", "user_prompt", "status", "created_at", "compare_group")[:8]
     )
-    return {"form": form, "recent": recent, **extra}
+    return {
+        "form": form,
+        "recent": recent,
+        "saved_prompts": prompts.visible(request.user),
+        **extra,
+    }
 
 
 def _result(run: SandboxRun) -> dict:
     return {"run": run, "curl": curl_from_redacted(run.request) if run.request else ""}
 
 
-def _limited(request, form, cost: int):
-    wait = ratelimit.check(request.user.pk, cost)
-    if wait is None:
-        return None
-    form.add_error(None, f"Too many runs: try again in {wait} s.")
-    return _form_again(request, form)
-
-
 def _form_again(request, form):
-    """The form with its errors, in place of itself (not inside the results)."""
+    """The form with its errors above Run, in place of itself (not inside the results)."""
     return page_or_part(request, PAGE, _ctx(request, form), "sandbox-form", "#sandbox-form")
 
 
 @require_GET
 def sandbox(request):
-    form = SandboxForm(initial=_initial(request))
-    return render(request, PAGE, _ctx(request, form))
+    return render(request, PAGE, _ctx(request, _opened(request)))
+
+
+@require_GET
+def column(request):
+    """One column's fields: a new column (Add model), or the parameters of the model just
+    picked, loaded from its defaults and its request body."""
+    index = request.GET.get("column", "0")
+    index = int(index) if index.isdigit() and int(index) < 4 else 0
+    prefix = f"c{index}-" if index else ""
+    picked = _column(request.GET.get(f"{prefix}model"))
+    form = ColumnForm(
+        column=index,
+        initial=picked.get("initial"),
+        choices=model_choices(),
+        model=picked.get("model"),
+    )
+    part = (
+        "column-params" if "model" in request.GET or f"{prefix}model" in request.GET else "column"
+    )
+    return render(request, f"{PAGE}#{part}", {"column": form})
 
 
 @require_POST
 def run(request):
-    """Run one model, or several for Compare; answers the result panel (htmx) or the page."""
+    """Run every column at once; answers the results (htmx) or the page."""
     form = SandboxForm(request.POST)
     if not form.is_valid():
         return _form_again(request, form)
-    goals = form.targets()
-    if not goals:
-        form.add_error("model", "That model is not available: it may be disabled or deleted.")
+    columns = form.targets()
+    if columns is None:
         return _form_again(request, form)
-    limited = _limited(request, form, len(goals))
-    if limited:
-        return limited
-    prompt = form.prompt()
-    if len(goals) == 1:
-        runs = [services.run_once(request, goals[0], prompt)]
+    wait = ratelimit.check(request.user.pk, len(columns))
+    if wait:
+        form.add_error(None, f"Too many runs: try again in {wait} s.")
+        return _form_again(request, form)
+    if len(columns) == 1:
+        runs = [services.run_once(request, *columns[0])]
     else:
-        runs = services.compare(request, goals, prompt)
+        runs = services.compare(request, columns)
     results = [_result(r) for r in runs]
     if request.htmx:  # the results alone: no model picker to build
         return render(request, f"{PAGE}#results", {"results": results})
@@ -123,35 +166,41 @@ def _sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
+def _refuse(event: str, data) -> StreamingHttpResponse:
+    return StreamingHttpResponse(iter([_sse(event, data)]), content_type="text/event-stream")
+
+
 @require_POST
 def stream(request):
-    """Stream one model's reply as server-sent events: token..., then done with the panel."""
+    """Stream one column's reply as server-sent events: start, token..., done with the
+    result panel. A compare opens one stream per column, all at once, sharing `group`."""
     form = SandboxForm(request.POST)
-    if not form.is_valid():
+    index = request.POST.get("column", "0")
+    index = int(index) if index.isdigit() else 0
+    positions = [c.column for c in form.columns]
+    picked = form.targets(only=index) if form.is_valid() and index in positions else None
+    if not picked:
         html = render_to_string(f"{PAGE}#sandbox-form", _ctx(request, form), request)
-        return StreamingHttpResponse(
-            iter([_sse("invalid", {"html": html})]), content_type="text/event-stream"
-        )
-    goals = form.targets()
-    wait = ratelimit.check(request.user.pk, 1) if goals else None
-    if not goals or wait:
-        message = (
-            f"Too many runs: try again in {wait} s." if wait else "That model is not available."
-        )
-        return StreamingHttpResponse(
-            iter([_sse("refused", {"message": message})]), content_type="text/event-stream"
-        )
-    goal, prompt, user = goals[0], form.prompt(), request.user
-    model = goal.model
+        return _refuse("invalid", {"html": html})
+    wait = ratelimit.check(request.user.pk, 1)
+    if wait:
+        return _refuse("refused", {"message": f"Too many runs: try again in {wait} s."})
+    goal, prompt = picked[0]
+    group = request.POST.get("group", "")
+    group = uuid.UUID(group) if is_uuid(group) and len(positions) > 1 else None
+    user, position = request.user, positions.index(index)
 
     def events():
-        run = services.new_run(user, model, prompt, streamed=True)
-        config, failed = goal.config, goal.failed
+        run = services.new_run(user, goal.model, prompt, True, group, position)
+        started = time.perf_counter()
+        progress: dict = {}
         parts: list[str] = []
         finished = False
-        generator = iter([failed]) if failed else client.stream(config, prompt)
+        generator = (
+            iter([goal.failed]) if goal.failed else client.stream(goal.config, prompt, progress)
+        )
         try:
-            yield _sse("start", {"model": model.name})
+            yield _sse("start", {"model": goal.model.name, "column": position})
             for item in generator:
                 if isinstance(item, str):
                     parts.append(item)
@@ -163,13 +212,19 @@ def stream(request):
                     yield _sse("done", {"html": html, "run": str(run.pk)})
         finally:
             if not finished:
-                # The browser pressed Stop or went away: close the upstream, keep the partial text.
+                # The browser pressed Stop or went away: close the upstream, and keep what
+                # came: the partial text, the time it took and any usage already reported.
                 if hasattr(generator, "close"):
                     generator.close()
+                usage = progress.get("usage")
                 stopped = CallResult(
                     ok=False,
                     content="".join(parts),
                     streamed=True,
+                    usage=usage if isinstance(usage, Usage) else Usage(),
+                    latency_ms=round((time.perf_counter() - started) * 1000),
+                    ttft_ms=progress.get("ttft_ms"),
+                    request=progress.get("request") or {},
                     error=LLMError("connection", "Stopped by the user."),
                 )
                 services.finish(run, stopped, request, stopped=True)
@@ -182,14 +237,19 @@ def stream(request):
 
 @require_GET
 def history(request):
+    """Every run; a compare is one entry (its first column) naming all its models."""
     runs = (
         _visible_runs(request.user)
+        .filter(column=0)
         .select_related("user")
         .defer("request", "raw_excerpt", "system_prompt")
     )
     model = request.GET.get("model", "").strip()
     if model:
-        runs = runs.filter(model_name__icontains=model)
+        in_compare = SandboxRun.objects.filter(
+            model_name__icontains=model, compare_group__isnull=False
+        ).values("compare_group")
+        runs = runs.filter(Q(model_name__icontains=model) | Q(compare_group__in=in_compare))
     who = request.GET.get("user", "")
     if who and can_edit(request.user):
         runs = runs.filter(user__username=who)
@@ -197,6 +257,16 @@ def history(request):
     if status:
         runs = runs.filter(status=status)
     page = Paginator(runs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    groups = [r.compare_group for r in page.object_list if r.compare_group]
+    names: dict = {}
+    for group, name in (
+        SandboxRun.objects.filter(compare_group__in=groups)
+        .order_by("column")
+        .values_list("compare_group", "model_name")
+    ):
+        names.setdefault(group, []).append(name)
+    for r in page.object_list:
+        r.compared = names.get(r.compare_group, [])
     ctx = {
         "page": page,
         "model": model,
@@ -212,39 +282,51 @@ def run_detail(request, pk):
     run = _visible_runs(request.user).filter(pk=pk).select_related("user", "model").first()
     if run is None:
         raise Http404("No such run.")
-    return render(request, "sandbox/run_detail.html", _result(run))
+    runs = _visible_runs(request.user).filter(pk__in=run.siblings).order_by("column")
+    runs = list(runs.select_related("model")) or [run]
+    return render(
+        request,
+        "sandbox/run_detail.html",
+        {"run": run, "results": [_result(r) for r in runs]},
+    )
 
 
-@require_GET
-def run_markdown(request, pk):
-    """The reply as sanitized Markdown, fetched when someone asks for it."""
-    run = _visible_runs(request.user).filter(pk=pk).only("reply", "user_id").first()
-    if run is None:
-        raise Http404("No such run.")
-    return HttpResponse(markdown_html(run.reply))
-
-
-@require_http_methods(["POST"])
+@require_POST
 def rerun(request, pk):
     """Run the same prompts and parameters again against the same model."""
     old = _visible_runs(request.user).filter(pk=pk).first()
     if old is None:
         raise Http404("No such run.")
     goal = services.target(old.model_id) if old.model_id else None
+    error = None
     if goal is None:
-        return render(
-            request,
-            "sandbox/run_detail.html",
-            _result(old) | {"rerun_error": "That model is disabled or deleted."},
-        )
-    wait = ratelimit.check(request.user.pk, 1)
-    if wait:
-        return render(
-            request,
-            "sandbox/run_detail.html",
-            _result(old) | {"rerun_error": f"Too many runs: try again in {wait} s."},
-        )
-    new = services.run_once(
-        request, goal, Prompt(old.system_prompt, old.user_prompt, dict(old.parameters))
-    )
+        error = "That model is disabled or deleted."
+    elif wait := ratelimit.check(request.user.pk, 1):
+        error = f"Too many runs: try again in {wait} s."
+    if error:
+        ctx = {"run": old, "results": [_result(old)], "rerun_error": error}
+        return render(request, "sandbox/run_detail.html", ctx)
+    new = services.run_once(request, services.exact(goal), services.prompt_of(old))
     return go(request, reverse("sandbox-run", args=[new.pk]))
+
+
+@require_POST
+def prompt_save(request):
+    """Save the page's prompt, its variables and its columns under a name."""
+    saved, error = prompts.save(request.user, request.POST)
+    ctx = {"saved_prompts": prompts.visible(request.user), "just_saved": saved, "error": error}
+    if request.htmx:
+        return render(request, f"{PAGE}#saved-prompts", ctx)
+    if saved is None:
+        return render(request, PAGE, _ctx(request, SandboxForm(request.POST)) | ctx)
+    return go(request, f"{reverse('sandbox')}?prompt={saved.pk}")
+
+
+@require_POST
+def prompt_delete(request, pk):
+    prompts.delete(request.user, pk)
+    if request.htmx:
+        return render(
+            request, f"{PAGE}#saved-prompts", {"saved_prompts": prompts.visible(request.user)}
+        )
+    return go(request, reverse("sandbox"))

@@ -78,6 +78,7 @@ def make_integration(db, upstream):
         secret_header: str | None = CANARY_HEADER,
         protocol: str = "openai-chat",
         endpoint: str | None = None,
+        name_suffix=None,
         **model_fields,
     ) -> CustomModel:
         profile = None
@@ -109,7 +110,7 @@ def make_integration(db, upstream):
             )
         IntegrationHeader.objects.create(integration=integration, name="X-Team", value="research")
         fields = {
-            "name": "Model A",
+            "name": "Model A" if name_suffix is None else f"Model {name_suffix}",
             "model_id": "test-model",
             "test_model_parameters": {"max_tokens": 16},
         }

@@ -12,7 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from integrations.models import ApiToken, ConnectionTest
-from sandbox.models import SandboxRun
+from sandbox.models import SandboxRun, SavedPrompt
 
 PUBLIC, LOGIN, EDITOR, ADMIN = "public", "login", "editor", "admin"
 
@@ -37,7 +37,9 @@ PAGES = {
     "sandbox-history": ("get", LOGIN),
     "sandbox-run": ("get", LOGIN),
     "sandbox-rerun": ("post", LOGIN),
-    "sandbox-run-markdown": ("get", LOGIN),
+    "sandbox-column": ("get", LOGIN),
+    "sandbox-prompt-save": ("post", LOGIN),
+    "sandbox-prompt-delete": ("post", LOGIN),
     "api-tokens": ("get", LOGIN),
     "api-token-revoke": ("post", LOGIN),
     "model-test": ("post", EDITOR),
@@ -129,6 +131,7 @@ def objects(make_integration, users):
     test = ConnectionTest.objects.create(
         integration=model.integration, model=model, ok=True, config_hash="x"
     )
+    prompt = SavedPrompt.objects.create(owner=member, name="Shared", shared=True)
     from integrations.team import tokens
 
     token, _ = tokens.create(member, "t")
@@ -138,6 +141,7 @@ def objects(make_integration, users):
         "integration": model.integration,
         "profile": model.integration.auth_profile,
         "run": run,
+        "prompt": prompt,
         "test": test,
         "token": token,
     }
@@ -159,7 +163,7 @@ def args_for(name: str, o: dict) -> list:
         "auth-profile-delete": [o["profile"].pk],
         "sandbox-run": [o["run"].pk],
         "sandbox-rerun": [o["run"].pk],
-        "sandbox-run-markdown": [o["run"].pk],
+        "sandbox-prompt-delete": [o["prompt"].pk],
         "api-token-revoke": [o["token"].pk],
         "team-user-role": ["target"],
         "team-user-active": ["target"],

@@ -19,7 +19,9 @@ def store(request):
 def test_a_burst_across_a_window_boundary_is_refused(store):
     # 30 a minute. A fixed window would reset at 60.0 and take 30 more: 60 in 2 s.
     start = 60 * 1000 - 1.0  # one second before a minute boundary
-    admitted = sum(ratelimit.hit("boundary", 1, 30, 60, now=start + i / 100) is None for i in range(30))
+    admitted = sum(
+        ratelimit.hit("boundary", 1, 30, 60, now=start + i / 100) is None for i in range(30)
+    )
     assert admitted == 30
     after = [ratelimit.hit("boundary", 1, 30, 60, now=start + 2 + i / 100) for i in range(30)]
     assert all(wait is not None for wait in after)

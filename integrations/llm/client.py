@@ -202,13 +202,18 @@ def _interpret(raw: transport.RawResponse, config: LLMConfig, result: CallResult
     result.usage = usage
 
 
-def stream(config: LLMConfig, prompt: Prompt) -> Iterator[str | CallResult]:
+def stream(
+    config: LLMConfig, prompt: Prompt, progress: dict | None = None
+) -> Iterator[str | CallResult]:
     """Yield text deltas as they arrive, then the final CallResult, always last.
 
     Endpoints that cannot stream (a custom template, a server that answers plain JSON,
     or one that rejects stream options) fall back to a normal call. Closing the
     generator early closes the upstream connection. A stream that breaks keeps its
     partial text in the failed result. Every delta is scrubbed before it is yielded.
+
+    `progress`, if given, holds what is known so far (request, status, time to first
+    token, usage) for a caller that stops the stream before its final result.
     """
     adapter = adapter_for(config.protocol)
     if not adapter.streams or config.protocol == "custom":
@@ -218,7 +223,7 @@ def stream(config: LLMConfig, prompt: Prompt) -> Iterator[str | CallResult]:
     result = CallResult(ok=False, streamed=True)
     secrets = config.secrets()
     parts: list[str] = []
-    state: dict = {}
+    state: dict = {} if progress is None else progress
     fall_back = False
     try:
         url, headers, body, extra = build_request(config, prompt)
@@ -226,6 +231,7 @@ def stream(config: LLMConfig, prompt: Prompt) -> Iterator[str | CallResult]:
         secrets = config.secrets() + extra
         headers["Accept"] = "text/event-stream"
         result.request = redact_request("POST", url, headers, body, secrets, _secret_names(config))
+        state["request"] = result.request
         with transport.open_stream(
             "POST",
             url,
@@ -302,7 +308,7 @@ def _read_events(response, adapter, state, parts, result, started) -> Iterator[s
             )
         if delta and isinstance(delta, str):
             if result.ttft_ms is None:
-                result.ttft_ms = round((time.perf_counter() - started) * 1000)
+                result.ttft_ms = state["ttft_ms"] = round((time.perf_counter() - started) * 1000)
             parts.append(delta)
             yield delta
     if not done and not state.get("finish_reason"):

@@ -124,6 +124,27 @@ class Prompt:
     system: str = ""
     user: str = ""
     params: dict = field(default_factory=dict)  # max_tokens, temperature, top_p, stop, ...
+    # A conversation: user and assistant turns in order, ending with a user turn (`user`
+    # is then its last user turn, for templates that take one). None: just `user`.
+    turns: tuple | None = None
+    # Parameters the person set explicitly over a value fixed in the model's request
+    # body: they replace it there (None removes it). See protocols.fixed_params.
+    overrides: frozenset = frozenset()
+
+    def conversation(self) -> list[dict]:
+        """Return the user and assistant turns (without the system prompt)."""
+        if self.turns:
+            return [{"role": t["role"], "content": t["content"]} for t in self.turns]
+        return [{"role": "user", "content": self.user}]
+
+    def text(self) -> str:
+        """Everything the prompt says, for estimating its tokens."""
+        return "\n".join([self.system] + [t["content"] for t in self.conversation()])
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (4 characters a token), only ever shown labelled as an estimate."""
+    return max(1, round(len(text) / 4)) if text else 0
 
 
 @dataclass

@@ -30,8 +30,59 @@ def messages_for(prompt: Prompt) -> list[dict]:
     messages = []
     if prompt.system:
         messages.append({"role": "system", "content": prompt.system})
-    messages.append({"role": "user", "content": prompt.user})
-    return messages
+    return messages + prompt.conversation()
+
+
+def transcript(prompt: Prompt) -> str:
+    """A conversation as one text, for protocols that take a single prompt."""
+    turns = prompt.conversation()
+    if len(turns) == 1:
+        text = turns[0]["content"]
+    else:
+        text = "\n\n".join(f"{t['role'].capitalize()}: {t['content']}" for t in turns)
+        text += "\n\nAssistant:"
+    return f"{prompt.system}\n\n{text}" if prompt.system else text
+
+
+# Where a request body may fix a parameter: the names each protocol uses for it.
+PARAM_KEYS = {
+    "temperature": ("temperature",),
+    "max_tokens": ("max_tokens", "max_completion_tokens"),
+    "top_p": ("top_p",),
+    "stop": ("stop", "stop_sequences"),
+}
+
+
+def fixed_params(template: Any) -> dict[str, Any]:
+    """Return the parameters a custom request body sets to a literal value.
+
+    Such a value wins over what a caller passes (the body is sent as saved), so the
+    Sandbox shows it as "set by the model's request body" until it is overridden.
+    """
+    if not isinstance(template, dict):
+        return {}
+    fixed = {}
+    for param, keys in PARAM_KEYS.items():
+        for key in keys:
+            value = template.get(key)
+            if key in template and not _PLACEHOLDER.fullmatch(str(value).strip()):
+                fixed[param] = value
+                break
+    return fixed
+
+
+def apply_overrides(body: Any, prompt: Prompt) -> Any:
+    """Replace (or, for None, remove) the body's literal values the person overrode."""
+    if not prompt.overrides or not isinstance(body, dict):
+        return body
+    for param in prompt.overrides:
+        value = prompt.params.get(param)
+        keys = [k for k in PARAM_KEYS.get(param, (param,)) if k in body] or [param]
+        for key in keys:
+            body.pop(key, None)
+            if value is not None:
+                body[key] = value
+    return body
 
 
 def merged_params(config: LLMConfig, prompt: Prompt) -> dict:
@@ -246,7 +297,8 @@ class Adapter:
 
     def body(self, config: LLMConfig, prompt: Prompt) -> Any:
         if config.request_template is not None:
-            return render_template(config.request_template, template_values(config, prompt))
+            body = render_template(config.request_template, template_values(config, prompt))
+            return apply_overrides(body, prompt)
         return self.default_body(config, prompt)
 
     def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
@@ -337,8 +389,9 @@ class OpenAICompletions(OpenAIChat):
         }
 
     def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
-        text = f"{prompt.system}\n\n{prompt.user}" if prompt.system else prompt.user
-        return {"model": config.model_id, "prompt": text} | merged_params(config, prompt)
+        return {"model": config.model_id, "prompt": transcript(prompt)} | merged_params(
+            config, prompt
+        )
 
     def parse_event(self, data: Any, state: dict) -> str:
         return _openai_event(data, state, lambda c: c.get("text") or "")
@@ -407,7 +460,7 @@ class AnthropicMessages(Adapter):
         body: dict[str, Any] = {"model": config.model_id, "max_tokens": 1024}
         if prompt.system:
             body["system"] = prompt.system
-        body["messages"] = [{"role": "user", "content": prompt.user}]
+        body["messages"] = prompt.conversation()
         return body | params
 
     def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:

@@ -33,3 +33,11 @@ def ago(when) -> str:
     if (timezone.now() - when).total_seconds() < 60:
         return "just now"
     return f"{timesince(when)} ago"
+
+
+@register.filter
+def markdown(text) -> str:
+    """Model output as sanitized Markdown (nh3); the page's default view of a reply."""
+    from sandbox.render import markdown_html
+
+    return markdown_html(text or "")

@@ -1,9 +1,11 @@
-// Sandbox: stream replies token by token (fetch + server-sent events), Stop, Ctrl/Cmd+Enter,
-// the Markdown toggle and copy buttons. Without JavaScript the form posts and the page renders.
+// Sandbox: the conversation (add, edit, delete, continue, clear), {{variables}}, compare
+// columns, and streaming every column at once (fetch + server-sent events) with Stop.
+// Without JavaScript the form still posts and the page renders the results.
 (function () {
   "use strict";
 
-  let controller = null;
+  const VARIABLE = /\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,39})\s*\}\}/g;
+  let controllers = [];
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -12,27 +14,128 @@
     return node;
   }
 
-  function streaming(form) {
-    const stream = form.elements["stream"];
-    const compare = form.elements["compare"];
-    const comparing = compare && Array.from(compare.selectedOptions).some(function (o) {
-      return o.value && o.value !== form.elements["model"].value;
-    });
-    return stream && stream.checked && !comparing;
+  function form() {
+    return document.getElementById("sandbox-form");
   }
 
-  function livePanel(modelName) {
-    const panel = el("article", "result run-result live");
-    const header = el("header");
-    header.appendChild(el("strong", "", modelName));
-    const status = el("span", "muted", "waiting for the first token…");
-    header.appendChild(status);
-    panel.appendChild(header);
-    const pre = el("pre", "reply");
-    panel.appendChild(pre);
-    const results = document.getElementById("results");
-    results.replaceChildren(panel);
-    return { panel: panel, pre: pre, status: status };
+  function groupId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16)); // plain-http hosts lack randomUUID
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, function (x) { return x.toString(16).padStart(2, "0"); }).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+
+  // --- the conversation ------------------------------------------------------------------
+
+  function renumber() {
+    document.querySelectorAll("#turns [data-turn]").forEach(function (turn, i) {
+      const n = i + 1;
+      turn.querySelector("select").setAttribute("aria-label", "Role of message " + n);
+      turn.querySelector("textarea").setAttribute("aria-label", "Message " + n);
+      turn.querySelector("[data-delete-turn]").setAttribute("aria-label", "Delete message " + n);
+    });
+  }
+
+  function addTurn(role, content) {
+    const template = document.getElementById("turn-template");
+    const turn = template.content.firstElementChild.cloneNode(true);
+    turn.querySelector("select").value = role;
+    turn.querySelector("textarea").value = content || "";
+    document.getElementById("turns").appendChild(turn);
+    renumber();
+    return turn;
+  }
+
+  function lastRole() {
+    const roles = document.querySelectorAll("#turns [data-turn] select");
+    return roles.length ? roles[roles.length - 1].value : "assistant";
+  }
+
+  function continueFrom(article) {
+    // The message just sent becomes a user turn, the reply an assistant turn; write the next.
+    const f = form();
+    const draft = f.elements["user_prompt"];
+    if (draft.value.trim()) addTurn("user", draft.value);
+    addTurn("assistant", article.querySelector("pre.reply").textContent);
+    draft.value = "";
+    syncVariables();
+    draft.focus();
+  }
+
+  // --- variables -------------------------------------------------------------------------
+
+  function syncVariables() {
+    const f = form();
+    if (!f) return;
+    const names = [];
+    f.querySelectorAll("textarea").forEach(function (area) {
+      for (const m of area.value.matchAll(VARIABLE)) {
+        if (!names.includes(m[1])) names.push(m[1]);
+      }
+    });
+    const box = document.querySelector("#variables .variable-fields");
+    const current = {};
+    box.querySelectorAll("[data-variable]").forEach(function (input) {
+      current[input.dataset.variable] = input.closest(".field");
+    });
+    names.forEach(function (name) {
+      if (current[name]) {
+        box.appendChild(current[name]); // keep its value, in order of first use
+        delete current[name];
+        return;
+      }
+      const field = el("div", "field");
+      const label = el("label", "", name);
+      label.htmlFor = "var-" + name;
+      const input = el("input");
+      input.type = "text";
+      input.id = "var-" + name;
+      input.name = "var-" + name;
+      input.dataset.variable = name;
+      field.append(label, input);
+      box.appendChild(field);
+    });
+    Object.values(current).forEach(function (field) { field.remove(); });
+    document.querySelector("[data-no-variables]").hidden = names.length > 0;
+  }
+
+  // --- compare columns -------------------------------------------------------------------
+
+  function columnIndexes() {
+    return Array.from(document.querySelectorAll("#columns [data-column]"), function (c) {
+      return Number(c.dataset.column);
+    });
+  }
+
+  async function addColumn(button) {
+    const used = columnIndexes();
+    const free = [1, 2, 3].find(function (i) { return !used.includes(i); });
+    if (free === undefined) return;
+    const response = await fetch(form().dataset.columnUrl + "?column=" + free);
+    const holder = el("div");
+    holder.innerHTML = await response.text();
+    const column = holder.firstElementChild;
+    const columns = document.getElementById("columns");
+    const after = Array.from(columns.children).find(function (c) { return Number(c.dataset.column) > free; });
+    columns.insertBefore(column, after || null);
+    if (window.htmx) htmx.process(column);
+    button.hidden = columnIndexes().length >= 4;
+    column.querySelector("select").focus();
+  }
+
+  // --- streaming -------------------------------------------------------------------------
+
+  function streaming(f) {
+    return f.elements["stream"] && f.elements["stream"].checked;
+  }
+
+  function showError(message) {
+    const box = el("div", "error-box");
+    box.setAttribute("role", "alert");
+    box.appendChild(el("p", "", message));
+    document.getElementById("run-errors").replaceChildren(box);
   }
 
   function parseEvents(buffer, onEvent) {
@@ -51,20 +154,34 @@
     return buffer;
   }
 
-  async function runStream(form) {
-    const runButton = document.getElementById("run-button");
-    const stopButton = document.getElementById("stop-button");
-    controller = new AbortController();
-    runButton.disabled = true;
-    stopButton.hidden = false;
+  function livePanel(slot, name) {
+    const panel = el("article", "result run-result live");
+    const header = el("header");
+    header.appendChild(el("strong", "", name));
+    const status = el("span", "muted", "waiting for the first token…");
+    status.setAttribute("role", "status");
+    header.appendChild(status);
+    panel.appendChild(header);
+    const pre = el("pre", "reply");
+    panel.appendChild(pre);
+    slot.replaceChildren(panel);
+    return { pre: pre, status: status };
+  }
+
+  async function streamColumn(f, column, slot, group) {
+    const controller = new AbortController();
+    controllers.push(controller);
+    const body = new FormData(f);
+    body.set("column", String(column));
+    if (group) body.set("group", group);
     const started = performance.now();
     let live = null;
     try {
-      const response = await fetch(form.dataset.streamUrl, {
+      const response = await fetch(f.dataset.streamUrl, {
         method: "POST",
-        body: new FormData(form),
+        body: body,
         signal: controller.signal,
-        headers: { "X-CSRFToken": form.elements["csrfmiddlewaretoken"].value },
+        headers: { "X-CSRFToken": f.elements["csrfmiddlewaretoken"].value },
       });
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
@@ -73,29 +190,47 @@
         const { value, done } = await reader.read();
         if (done) break;
         buffer = parseEvents(buffer + decoder.decode(value, { stream: true }), function (event, data) {
-          if (event === "start") live = livePanel(data.model);
+          if (event === "start") live = livePanel(slot, data.model);
           else if (event === "token" && live) {
             if (!live.pre.textContent) {
               live.status.textContent = "first token after " + Math.round(performance.now() - started) + " ms";
             }
             live.pre.textContent += data.t;
           } else if (event === "done") {
-            document.getElementById("results").innerHTML = data.html;
+            slot.innerHTML = data.html;
           } else if (event === "invalid") {
-            form.outerHTML = data.html;
-            init();
+            stopAll();
+            const current = form();
+            if (current) {
+              current.outerHTML = data.html;
+              init();
+            }
           } else if (event === "refused") {
-            const box = el("div", "error-box");
-            box.setAttribute("role", "alert");
-            box.appendChild(el("p", "", data.message));
-            document.getElementById("results").replaceChildren(box);
+            slot.replaceChildren();
+            showError(data.message);
           }
         });
       }
     } catch (err) {
       if (live) live.status.textContent = err.name === "AbortError" ? "stopped" : "connection lost";
+    }
+  }
+
+  async function runStreams(f) {
+    const columns = columnIndexes();
+    const group = columns.length > 1 ? groupId() : "";
+    const grid = el("div", "results-grid cols-" + columns.length);
+    const slots = columns.map(function () { return grid.appendChild(el("div", "result-slot")); });
+    document.getElementById("results").replaceChildren(grid);
+    document.getElementById("run-errors").replaceChildren();
+    const runButton = document.getElementById("run-button");
+    const stopButton = document.getElementById("stop-button");
+    runButton.disabled = true;
+    stopButton.hidden = false;
+    try {
+      await Promise.all(columns.map(function (c, i) { return streamColumn(f, c, slots[i], group); }));
     } finally {
-      controller = null;
+      controllers = [];
       const run = document.getElementById("run-button");
       const stop = document.getElementById("stop-button");
       if (run) run.disabled = false;
@@ -103,41 +238,65 @@
     }
   }
 
+  function stopAll() {
+    controllers.forEach(function (c) { c.abort(); });
+  }
+
+  // --- wiring ----------------------------------------------------------------------------
+
   function init() {
-    const form = document.getElementById("sandbox-form");
-    if (!form || form.dataset.ready) return;
-    form.dataset.ready = "1";
-    form.addEventListener("keydown", function (e) {
+    const f = form();
+    if (!f || f.dataset.ready) return;
+    f.dataset.ready = "1";
+    f.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
         e.preventDefault();
-        form.requestSubmit();
+        f.requestSubmit(document.getElementById("run-button"));
       }
+    });
+    f.addEventListener("input", function (e) {
+      if (e.target.tagName === "TEXTAREA") syncVariables();
     });
   }
 
   // Capture phase: decide before htmx sees the submit whether this run streams.
   document.addEventListener("submit", function (e) {
-    const form = e.target;
-    if (form.id !== "sandbox-form" || !streaming(form)) return;
+    const f = e.target;
+    if (f.id !== "sandbox-form" || !streaming(f)) return;
+    if (e.submitter && e.submitter.hasAttribute("formaction")) return; // Save prompt
     e.preventDefault();
     e.stopPropagation();
-    runStream(form);
+    runStreams(f);
   }, true);
 
   document.addEventListener("click", function (e) {
-    if (e.target.id === "stop-button" && controller) controller.abort();
-    const copy = e.target.closest("[data-copy]");
-    if (copy) {
-      navigator.clipboard.writeText(document.querySelector(copy.dataset.copy).textContent)
-        .then(function () { copy.textContent = "Copied"; });
+    const target = e.target.closest("button");
+    if (!target) return;
+    if (target.id === "stop-button") stopAll();
+    else if (target.matches("[data-add-turn]")) {
+      addTurn(lastRole() === "user" ? "assistant" : "user").querySelector("textarea").focus();
+    } else if (target.matches("[data-delete-turn]")) {
+      target.closest("[data-turn]").remove();
+      renumber();
+      syncVariables();
+    } else if (target.matches("[data-clear-conversation]")) {
+      document.getElementById("turns").replaceChildren();
+      form().elements["user_prompt"].value = "";
+      syncVariables();
+    } else if (target.matches("[data-continue]")) {
+      continueFrom(target.closest("article"));
+    } else if (target.matches("[data-add-column]")) {
+      addColumn(target);
+    } else if (target.matches("[data-remove-column]")) {
+      target.closest("[data-column]").remove();
+      document.querySelector("[data-add-column]").hidden = false;
+    } else if (target.matches("[data-raw-toggle]")) {
+      const views = target.closest(".reply-views");
+      const raw = target.getAttribute("aria-pressed") !== "true";
+      target.setAttribute("aria-pressed", String(raw));
+      views.querySelector("pre.reply").hidden = !raw;
+      views.querySelector(".markdown").hidden = raw;
     }
-  });
-
-  document.addEventListener("change", function (e) {
-    if (!e.target.classList.contains("md-toggle")) return;
-    const views = e.target.closest(".reply-views");
-    views.querySelector("pre.reply").hidden = e.target.checked;
-    views.querySelector(".markdown").hidden = !e.target.checked;
   });
 
   document.addEventListener("DOMContentLoaded", init);

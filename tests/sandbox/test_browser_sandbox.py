@@ -21,7 +21,7 @@ def test_try_in_sandbox_run_and_stream(page, upstream, make_integration, charlie
 
     upstream.handler = reply_json(openai_reply("Hello <b>friend</b>"))
     page.get_by_label("System prompt").fill("You are terse.")
-    page.get_by_label("User prompt").fill("Greet me")
+    page.get_by_label("User message").fill("Greet me")
     page.get_by_label("Stream the reply").uncheck()
     page.get_by_role("button", name="Run").click()
     result = page.locator(".run-result").first
@@ -44,7 +44,7 @@ def test_try_in_sandbox_run_and_stream(page, upstream, make_integration, charlie
     usage = {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}
     upstream.handler = reply_sse([f"word{i} " for i in range(20)], delay=0.1, usage=usage)
     page.get_by_label("Stream the reply").check()
-    page.get_by_label("User prompt").press("Control+Enter")
+    page.get_by_label("User message").press("Control+Enter")
     live = page.locator(".run-result.live pre.reply")
     expect(live).to_contain_text("word0")
     partial = live.text_content()
@@ -66,7 +66,7 @@ def test_stop_cancels_a_running_stream(page, upstream, make_integration, charlie
     log_in(page, "charlie", "pw-charlie-123")
     page.goto("/sandbox/")
     page.locator("select[name=model]").select_option(label="Model A")
-    page.get_by_label("User prompt").fill("long answer please")
+    page.get_by_label("User message").fill("long answer please")
     page.get_by_role("button", name="Run").click()
     expect(page.locator(".run-result.live pre.reply")).to_contain_text("w1")
     page.get_by_role("button", name="Stop").click()

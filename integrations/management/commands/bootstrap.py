@@ -107,9 +107,14 @@ class Command(BaseCommand):
         """`make run PORT=8080` after a first run on 8000: the demo's upstream is this
         console, so its endpoint follows. An endpoint someone pointed elsewhere stays."""
         new, old = settings.DEMO_BASE_URL, integration.endpoint
-        if old == new or not old.endswith("/demo/v1") or inputs.parse_url(old).host not in (
-            "127.0.0.1",
-            "localhost",
+        if (
+            old == new
+            or not old.endswith("/demo/v1")
+            or inputs.parse_url(old).host
+            not in (
+                "127.0.0.1",
+                "localhost",
+            )
         ):
             return "present"
         model = integration.models.order_by("name").first()
