@@ -116,6 +116,53 @@
     });
   }
 
+  // While a test runs, the result panel shows only a spinner and the time so far (the old
+  // result is gone); the answer then replaces it and is scrolled into view, since the
+  // buttons stick to the bottom of a long form.
+  let timer = null;
+  function testing(panel) {
+    const started = performance.now();
+    const box = document.createElement("div");
+    box.className = "result running";
+    box.setAttribute("role", "status");
+    const spinner = document.createElement("span");
+    spinner.className = "spinner";
+    spinner.setAttribute("aria-hidden", "true");
+    const elapsed = document.createElement("span");
+    elapsed.className = "elapsed";
+    box.append(spinner, " Testing… ", elapsed);
+    panel.replaceChildren(box);
+    const tick = function () {
+      elapsed.textContent = ((performance.now() - started) / 1000).toFixed(1) + " s";
+    };
+    tick();
+    timer = setInterval(tick, 100);
+    panel.scrollIntoView({ block: "nearest" });
+  }
+  function settled(panel) {
+    clearInterval(timer);
+    timer = null;
+    panel.scrollIntoView({ block: "start", behavior: "instant" });
+    panel.focus({ preventScroll: true });
+  }
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (e.detail.elt.id === "test-button") testing(document.getElementById("test-result"));
+  });
+  document.addEventListener("htmx:afterSettle", function (e) {
+    const config = e.detail.requestConfig;
+    if (timer === null || !config || !config.elt || config.elt.id !== "test-button") return;
+    const panel = document.getElementById("test-result"); // a form with errors replaces it
+    if (panel) settled(panel);
+    else clearInterval(timer);
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    if (e.detail.elt.id !== "test-button" || e.detail.successful) return;
+    clearInterval(timer);
+    timer = null;
+    const panel = document.getElementById("test-result");
+    panel.textContent = "The console did not answer. Check your connection and test again.";
+  });
+
   document.addEventListener("DOMContentLoaded", init);
   // After htmx swaps: a new test result may carry a receipt; a re-rendered form needs wiring.
   document.addEventListener("htmx:afterSettle", function () { init(); onReceipt(); applyVisibility(); });

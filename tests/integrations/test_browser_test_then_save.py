@@ -107,3 +107,23 @@ def test_a_401_shows_the_hint_and_leaves_save_disabled(page, upstream, bob, arti
     expect(page.get_by_role("button", name="Save", exact=True)).to_be_disabled()
     page.screenshot(path=str(artifacts / "test-result-401.png"), full_page=True)
     assert not Integration.objects.exists()
+
+
+def test_the_test_result_is_in_view_and_a_retest_shows_only_progress(page, upstream, bob):
+    log_in(page, "bob", "pw-bob-123")
+    fill_add_form(page, upstream)
+    upstream.handler = reply_json(openai_reply("First answer"), delay=0.8)
+    page.get_by_role("button", name="Test", exact=True).click()
+    running = page.locator("#test-result .result.running")
+    expect(running).to_contain_text("Testing…")
+    expect(running.locator(".elapsed")).to_contain_text(" s")
+    panel = page.locator("#result-panel")
+    expect(panel).to_contain_text("First answer")
+    expect(panel).to_be_in_viewport()
+    # A re-test takes the old result away at once: only the spinner and the time show.
+    upstream.handler = reply_json(openai_reply("Second answer"), delay=0.8)
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.locator("#test-result")).not_to_contain_text("First answer")
+    expect(page.locator("#test-result .spinner")).to_be_visible()
+    expect(panel).to_contain_text("Second answer")
+    expect(panel).to_be_in_viewport()
