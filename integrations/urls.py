@@ -15,6 +15,11 @@ urlpatterns = [
     path("integrations/<uuid:pk>/delete", detail.integration_delete, name="integration-delete"),
     path("integrations/<uuid:pk>/models/new", connections.model_add, name="model-add"),
     path("integrations/<uuid:pk>/models/fetch", previews.fetch_models, name="fetch-models"),
+    path(
+        "integrations/<uuid:pk>/models/add-fetched",
+        connections.add_fetched_models,
+        name="fetch-models-add",
+    ),
     path("tests/<uuid:pk>/", detail.connection_test_detail, name="connection-test"),
     path("auth-profiles/", auth_profiles.profile_list, name="auth-profiles"),
     path("auth-profiles/new", auth_profiles.profile_edit, name="auth-profile-add"),

@@ -116,7 +116,17 @@ def follow(model: CustomModel, test: ConnectionTest) -> None:
     model.last_test_status = TestStatus.PASSING if test.ok else TestStatus.FAILING
     model.last_test_latency_ms = test.latency_ms
     model.last_tested_at = test.created_at
-    model.save(update_fields=["last_test_status", "last_test_latency_ms", "last_tested_at"])
+    model.last_test_error_kind = "" if test.ok else test.error_kind
+    model.last_test_error = "" if test.ok else test.error_message[:300]
+    model.save(
+        update_fields=[
+            "last_test_status",
+            "last_test_latency_ms",
+            "last_tested_at",
+            "last_test_error_kind",
+            "last_test_error",
+        ]
+    )
 
 
 def test_config(
@@ -678,3 +688,33 @@ def follow_users(request, tested, why: str) -> list[CustomModel]:
             _disable(request, model, f"failed with {why}")
             disabled.append(model)
     return disabled
+
+
+MAX_ADD_AT_ONCE = 20
+
+
+def add_models(integration: Integration, model_ids: list[str], request) -> list[tuple[str, Any]]:
+    """Add models the endpoint lists, each tested first (Fetch models). Returns, per id,
+    the Saved model or the Refused reason; a failing one is not added."""
+    outcomes: list[tuple[str, Any]] = []
+    base = services.config_for(integration)
+    taken = set(integration.models.values_list("name", flat=True)) | set(
+        integration.models.values_list("model_id", flat=True)
+    )
+    for model_id in model_ids[:MAX_ADD_AT_ONCE]:
+        if model_id in taken:
+            outcomes.append((model_id, Refused("A model with this name or ID is already here.")))
+            continue
+        change = ConnectionChange(
+            config=replace(base, model_id=model_id),
+            test_params=dict(services.DEFAULT_TEST_PARAMETERS),
+            integration=integration,
+            model_fields={"name": model_id[:100], "model_id": model_id},
+            subject=f"{integration.name} / {model_id}",
+        )
+        try:
+            outcomes.append((model_id, save_connection(change, request=request, proof=RUN_TEST)))
+            taken.add(model_id)
+        except Refused as refused:
+            outcomes.append((model_id, refused))
+    return outcomes

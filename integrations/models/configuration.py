@@ -178,6 +178,9 @@ class CustomModel(Timestamped):
     )
     last_test_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     last_tested_at = models.DateTimeField(null=True, blank=True)
+    # Why the last test failed, kept on the row so the catalog says it without a query.
+    last_test_error_kind = models.CharField(max_length=40, blank=True)
+    last_test_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["integration__name", "name"]
@@ -192,6 +195,18 @@ class CustomModel(Timestamped):
 
     def __str__(self) -> str:
         return f"{self.integration.name} / {self.name}"
+
+    @property
+    def last_failure(self):
+        """The last test's failure as the error panel shows it, or None."""
+        from integrations.llm.errors import LLMError
+
+        if self.last_test_status != TestStatus.FAILING or not self.last_test_error_kind:
+            return None
+        try:
+            return LLMError(self.last_test_error_kind, self.last_test_error)
+        except ValueError:  # a kind this version no longer has
+            return LLMError("http_error", self.last_test_error)
 
 
 class ConnectionTest(models.Model):

@@ -48,8 +48,8 @@ def catalog(request):
     return render(request, "integrations/catalog.html", ctx)
 
 
-def _row(request, model: CustomModel):
-    ctx = {"m": model, "can_edit": True}
+def _row(request, model: CustomModel, just_tested: bool = False):
+    ctx = {"m": model, "can_edit": True, "just_tested": just_tested}
     return render(request, "integrations/catalog.html#row", ctx)
 
 
@@ -60,8 +60,8 @@ def model_test(request, pk):
         CustomModel.objects.select_related("integration__auth_profile__stored_secret"), pk=pk
     )
     result, _ = writes.test_model(model, request)
-    if request.htmx:
-        return _row(request, model)
+    if request.htmx:  # the row again, with the reason in place
+        return _row(request, model, just_tested=True)
     if result.ok:
         messages.success(request, f"{model.name}: test passed in {result.latency_ms} ms.")
     else:

@@ -9,13 +9,13 @@ again and accepts only a receipt for exactly this configuration and user.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import receipts, services, writes
 from integrations.forms import NEW, ConnectionPage, default_template_text
-from integrations.llm import client
+from integrations.llm import client, inputs
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
 from integrations.models import (
@@ -184,3 +184,38 @@ def model_edit(request, pk):
     if request.method == "POST":
         return _handle(request, form, ctx)
     return render(request, TEMPLATE, ctx)
+
+
+@require_POST
+@editor_required
+def add_fetched_models(request, pk):
+    """Add the models picked from the endpoint's list in one step, each tested first."""
+    integration = get_object_or_404(
+        Integration.objects.select_related("auth_profile__stored_secret"), pk=pk
+    )
+    picked = [i for i in request.POST.getlist("model_id") if 0 < len(i) <= 200]
+    ctx: dict = {"integration": integration}
+    if not picked:
+        ctx["add_error"] = "Tick at least one model to add."
+    else:
+        try:
+            picked = [inputs.clean_text(i, "A model ID") for i in picked]
+            ctx["outcomes"] = [
+                {"id": i, "saved": isinstance(o, writes.Saved), "outcome": o}
+                for i, o in writes.add_models(integration, picked, request)
+            ]
+        except inputs.InputError as exc:
+            ctx["add_error"] = str(exc)
+        except LLMError as exc:  # the integration's stored secrets cannot be read
+            ctx["error"] = exc
+    if request.htmx:
+        return render(request, "integrations/integration_detail.html#fetched-models", ctx)
+    added = [o["id"] for o in ctx.get("outcomes", []) if o["saved"]]
+    if added:
+        messages.success(request, f"Added and tested: {', '.join(added)}.")
+    for o in ctx.get("outcomes", []):
+        if not o["saved"]:
+            messages.error(request, f"{o['id']} not added: {o['outcome'].message}")
+    if ctx.get("add_error"):
+        messages.error(request, ctx["add_error"])
+    return redirect("integration-detail", pk=pk)

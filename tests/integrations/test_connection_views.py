@@ -536,6 +536,54 @@ def test_fetch_models_lists_the_endpoint_models(editor_client, make_integration,
     ).content.decode()
     assert "bigger-model" in html and "already added" in html
     assert upstream.requests[0].path == "/v1/models"
+    assert 'type="checkbox" name="model_id" value="bigger-model"' in html
+
+
+def test_fetched_models_are_added_in_one_step_each_tested(
+    editor_client, make_integration, upstream
+):
+    def handler(rec, h):
+        wanted = rec.json().get("model")
+        status = 404 if wanted == "missing-model" else 200
+        body = {"error": {"message": "model not found"}} if status == 404 else openai_reply("hi")
+        reply_json(body, status=status)(rec, h)
+
+    upstream.handler = handler
+    model = make_integration()
+    url = reverse("fetch-models-add", args=[model.integration.pk])
+    html = editor_client.post(
+        url, {"model_id": ["bigger-model", "small-model", "missing-model"]}, headers=HX
+    ).content.decode()
+    assert html.count("added: its test passed") == 2
+    assert "missing-model</strong> not added: Unknown model" in html
+    added = CustomModel.objects.filter(integration=model.integration).order_by("model_id")
+    assert [m.model_id for m in added] == ["bigger-model", "small-model", "test-model"]
+    assert all(m.enabled and m.last_test_status == "passing" for m in added[:2])
+    tested = [r.json()["model"] for r in upstream.requests]
+    assert tested == ["bigger-model", "small-model", "missing-model"]
+    # Nothing ticked, or an ID already here, is explained.
+    html = editor_client.post(url, {}, headers=HX).content.decode()
+    assert "Tick at least one model to add." in html
+    html = editor_client.post(url, {"model_id": ["test-model"]}, headers=HX).content.decode()
+    assert "already here" in html
+
+
+def test_the_catalog_says_why_a_model_failed_even_when_disabled(
+    editor_client, make_integration, upstream
+):
+    upstream.handler = reply_json({"error": {"message": "bad key"}}, status=401)
+    model = make_integration()
+    row = editor_client.post(reverse("model-test", args=[model.pk]), headers=HX).content.decode()
+    assert "Authentication failed: 401 from the endpoint" in row  # Test now: the reason in place
+    assert "Check the auth profile" in row
+    CustomModel.objects.filter(pk=model.pk).update(enabled=False)
+    page = editor_client.get(reverse("home")).content.decode()
+    assert "Disabled" in page and "last test failed" in page
+    assert "Authentication failed: 401 from the endpoint" in page
+    upstream.handler = reply_json(openai_reply("ok"))
+    CustomModel.objects.filter(pk=model.pk).update(enabled=True)
+    row = editor_client.post(reverse("model-test", args=[model.pk]), headers=HX).content.decode()
+    assert "Test passed in" in row and "Authentication failed" not in row
 
 
 # --- delete and auth profiles -------------------------------------------------------------
