@@ -251,3 +251,38 @@ def redis_cache(settings):
     callcache.bump()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def objects(make_integration, users):
+    """One of each object a page shows: a model, a run, a test, a saved prompt, a token
+    (the access matrix and the every-page browser checks visit each page with them)."""
+    from integrations.models import ConnectionTest
+    from integrations.team import tokens
+    from sandbox.models import SandboxRun, SavedPrompt
+
+    model = make_integration()
+    member = users["member"]
+    run = SandboxRun.objects.create(
+        user=member,
+        model=model,
+        model_name="Model A",
+        integration_name="Local",
+        user_prompt="hi",
+        status="ok",
+    )
+    test = ConnectionTest.objects.create(
+        integration=model.integration, model=model, ok=True, config_hash="x"
+    )
+    prompt = SavedPrompt.objects.create(owner=member, name="Shared", shared=True)
+    token, _ = tokens.create(member, "t")
+    get_user_model().objects.create_user("target", password="pw-target-123")
+    return {
+        "model": model,
+        "integration": model.integration,
+        "profile": model.integration.auth_profile,
+        "run": run,
+        "prompt": prompt,
+        "test": test,
+        "token": token,
+    }

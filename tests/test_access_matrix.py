@@ -11,8 +11,7 @@ from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from integrations.models import ApiToken, ConnectionTest
-from sandbox.models import SandboxRun, SavedPrompt
+from integrations.models import ApiToken
 
 PUBLIC, LOGIN, EDITOR, ADMIN = "public", "login", "editor", "admin"
 
@@ -115,37 +114,6 @@ def test_every_view_is_classified():
     schema = api.get_openapi_schema()
     operations = {(m, p) for p, ops in schema["paths"].items() for m in ops}
     assert operations == set(API), f"API operations not classified: {operations ^ set(API)}"
-
-
-@pytest.fixture
-def objects(make_integration, users):
-    model = make_integration()
-    member = users["member"]
-    run = SandboxRun.objects.create(
-        user=member,
-        model=model,
-        model_name="Model A",
-        integration_name="Local",
-        user_prompt="hi",
-        status="ok",
-    )
-    test = ConnectionTest.objects.create(
-        integration=model.integration, model=model, ok=True, config_hash="x"
-    )
-    prompt = SavedPrompt.objects.create(owner=member, name="Shared", shared=True)
-    from integrations.team import tokens
-
-    token, _ = tokens.create(member, "t")
-    get_user_model().objects.create_user("target", password="pw-target-123")
-    return {
-        "model": model,
-        "integration": model.integration,
-        "profile": model.integration.auth_profile,
-        "run": run,
-        "prompt": prompt,
-        "test": test,
-        "token": token,
-    }
 
 
 def args_for(name: str, o: dict) -> list:

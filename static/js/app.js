@@ -29,6 +29,26 @@
       applyShowWhen(form);
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { initForms(document); });
+  // On phones the nav folds behind a Menu button (shown only when this script runs).
+  function initMenu() {
+    const button = document.querySelector(".menu-button");
+    if (!button) return;
+    const bar = button.closest(".topbar");
+    bar.classList.add("collapsible");
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      const open = bar.classList.toggle("open");
+      button.setAttribute("aria-expanded", String(open));
+    });
+    document.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && bar.classList.contains("open")) {
+        bar.classList.remove("open");
+        button.setAttribute("aria-expanded", "false");
+        button.focus();
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { initForms(document); initMenu(); });
   document.addEventListener("htmx:load", function (event) { initForms(event.target); });
 })();
