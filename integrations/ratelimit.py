@@ -38,6 +38,19 @@ def hit(key: str, cost: int, limit: int, window: int, now: float | None = None) 
     return _memory.hit(key, cost, limit, window, now)
 
 
+def charge(key: str, cost: int, window: int, now: float | None = None) -> None:
+    """Count units that were used whatever the limit says (tokens known only after a
+    call); later hits see them."""
+    if cost <= 0:
+        return
+    now = time.time() if now is None else now
+    sliding = getattr(cache, "sliding_window", None)
+    if sliding is not None:
+        sliding(f"rate:{key}", cost, 2**53, window, SLICES, now)
+    else:
+        _memory.hit(key, cost, 2**53, window, now)
+
+
 def wait_seconds(wait: float) -> int:
     """A wait as the whole seconds a person is told (never 0)."""
     return max(1, math.ceil(wait))

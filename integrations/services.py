@@ -8,12 +8,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from django.conf import settings
+from django.db.models import Prefetch
 
+from integrations import callcache
 from integrations.llm import inputs
-from integrations.llm.config import AuthConfig, Header, LLMConfig, Prompt, ResponsePaths
+from integrations.llm.config import (
+    AuthConfig,
+    CallResult,
+    Header,
+    LLMConfig,
+    Prompt,
+    ResponsePaths,
+)
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import adapter_for
 from integrations.models import (
@@ -21,6 +30,7 @@ from integrations.models import (
     AuthProfile,
     CustomModel,
     Integration,
+    IntegrationHeader,
 )
 from integrations.secrets import CredentialUnreadable, reveal
 
@@ -215,3 +225,44 @@ def fingerprint(config: LLMConfig, test_params: dict | None) -> str:
         test_params or DEFAULT_TEST_PARAMETERS, sort_keys=True
     )
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+# --- what a call needs -------------------------------------------------------------
+
+
+def usable_models():
+    """Enabled models of enabled integrations, with all a call needs in two queries."""
+    return (
+        CustomModel.objects.filter(enabled=True, integration__enabled=True)
+        .select_related("integration__auth_profile__stored_secret")
+        .prefetch_related(
+            Prefetch("integration__headers", queryset=IntegrationHeader.objects.order_by("id"))
+        )
+        .order_by("integration__name", "name")
+    )
+
+
+@dataclass
+class Target:
+    """A model ready to call: its config, or the error that stops the call (a bad secret)."""
+
+    model: CustomModel
+    config: LLMConfig | None = None
+    failed: CallResult | None = None
+
+
+def target(model_pk) -> Target | None:
+    """Return an enabled model ready to call, or None if there is none by that id."""
+    cached = callcache.get(model_pk)
+    if cached is not None:
+        return Target(*cached)
+    at_generation = callcache.generation() if callcache.enabled() else 0  # read before loading
+    model = usable_models().filter(pk=model_pk).first()
+    if model is None:
+        return None
+    try:
+        config = config_for(model.integration, model)
+    except LLMError as exc:
+        return Target(model, failed=CallResult(ok=False, error=exc))
+    callcache.put(model, config, at_generation)
+    return Target(model, config)

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from django.db.models import Prefetch
-
-from integrations import audit, callcache, services
+from integrations import audit
+from integrations.gateway import metering
 from integrations.llm import client
-from integrations.llm.config import CallResult, LLMConfig, Prompt, estimate_tokens
-from integrations.llm.errors import LLMError
-from integrations.models import AuditAction, CustomModel, IntegrationHeader
+from integrations.llm.config import CallResult, Prompt, estimate_tokens
+from integrations.models import AuditAction, CustomModel
+from integrations.services import Target, target, usable_models  # noqa: F401 (the Sandbox's API)
 from sandbox.models import RunStatus, SandboxRun, cost_of
 
 RAW_EXCERPT_LIMIT = 16 * 1024
-
-
-def usable_models():
-    """Enabled models of enabled integrations, with all a call needs in two queries."""
-    return (
-        CustomModel.objects.filter(enabled=True, integration__enabled=True)
-        .select_related("integration__auth_profile__stored_secret")
-        .prefetch_related(
-            Prefetch("integration__headers", queryset=IntegrationHeader.objects.order_by("id"))
-        )
-        .order_by("integration__name", "name")
-    )
 
 
 def new_run(
@@ -79,6 +66,7 @@ def finish(run: SandboxRun, result: CallResult, request=None, stopped: bool = Fa
         run.error_message = result.error.message
     run.save(force_insert=True)
     run.error = result.error  # for display right after the run; not stored as an object
+    metering.from_run(request, run)
     how = " (streamed)" if run.streamed else ""
     audit.record(
         request, AuditAction.SANDBOX_RUN, run, detail=f"{run.model_name}: {run.status}{how}"
@@ -102,32 +90,6 @@ def _count_tokens(run: SandboxRun, result: CallResult) -> None:
         run.completion_tokens = estimate_tokens(result.content)
     run.total_tokens = run.prompt_tokens + run.completion_tokens
     run.usage_estimated = True
-
-
-@dataclass
-class Target:
-    """A model ready to call: its config, or the error that stops the call (a bad secret)."""
-
-    model: CustomModel
-    config: LLMConfig | None = None
-    failed: CallResult | None = None
-
-
-def target(model_pk) -> Target | None:
-    """Return an enabled model ready to call, or None if there is none by that id."""
-    cached = callcache.get(model_pk)
-    if cached is not None:
-        return Target(*cached)
-    at_generation = callcache.generation() if callcache.enabled() else 0  # read before loading
-    model = usable_models().filter(pk=model_pk).first()
-    if model is None:
-        return None
-    try:
-        config = services.config_for(model.integration, model)
-    except LLMError as exc:
-        return Target(model, failed=CallResult(ok=False, error=exc))
-    callcache.put(model, config, at_generation)
-    return Target(model, config)
 
 
 def exact(goal: Target) -> Target:

@@ -13,6 +13,7 @@ from integrations.models.configuration import (
     TestStatus,
     Timestamped,
 )
+from integrations.models.gateway import GatewayKey, UsageRecord, UsageSource
 from integrations.models.team import ApiToken
 
 __all__ = [
@@ -23,10 +24,13 @@ __all__ = [
     "AuthProfile",
     "ConnectionTest",
     "CustomModel",
+    "GatewayKey",
     "Integration",
     "IntegrationHeader",
     "Protocol",
     "StoredSecret",
     "TestStatus",
     "Timestamped",
+    "UsageRecord",
+    "UsageSource",
 ]

@@ -159,6 +159,8 @@ class CustomModel(Timestamped):
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="models")
     name = models.CharField("Model name", max_length=100)
     model_id = models.CharField("Model ID", max_length=200)
+    # What apps pass as `model` to the gateway instead of the catalog name, if set.
+    gateway_alias = models.CharField("Gateway alias", max_length=100, blank=True)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -189,6 +191,11 @@ class CustomModel(Timestamped):
             models.CheckConstraint(
                 condition=Q(temperature__isnull=True) | Q(temperature__gte=0, temperature__lte=2),
                 name="model_temperature_range",
+            ),
+            models.UniqueConstraint(
+                fields=["gateway_alias"],
+                condition=~Q(gateway_alias=""),
+                name="model_gateway_alias_unique",
             ),
         ]
         indexes = [models.Index(fields=["name"]), models.Index(fields=["last_test_status"])]

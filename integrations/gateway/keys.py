@@ -1,0 +1,94 @@
+"""Gateway keys: created once, stored hashed, checked on every /v1 call."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.models import CustomModel, GatewayKey
+
+PREFIX = "sk-byo-"
+TOUCH_EVERY = timedelta(minutes=1)  # last-used time is written at most this often
+
+
+def digest(raw: str) -> str:
+    # Keys carry 256 bits of randomness, so a fast hash is enough to store them safely.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create(owner, name: str, allowed=None, **limits) -> tuple[GatewayKey, str]:
+    """Return the new key and its plaintext, shown once and never again.
+
+    `allowed`: None for every enabled model, else the models the key may call.
+    `limits`: rpm, tpm, monthly_budget, expires_at, store_prompts.
+    """
+    raw = PREFIX + secrets.token_urlsafe(32)
+    key = GatewayKey.objects.create(
+        owner=owner,
+        name=name,
+        prefix=raw[:12],
+        digest=digest(raw),
+        all_models=allowed is None,
+        **limits,
+    )
+    if allowed is not None:
+        key.allowed.set(allowed)
+    return key, raw
+
+
+def authenticate(raw: str) -> GatewayKey | None:
+    """Return the live key for a plaintext, or None (unknown, revoked, expired, or its
+    owner deactivated). Revoking takes effect on the very next call."""
+    if not raw or not raw.startswith(PREFIX):
+        return None
+    key = GatewayKey.objects.select_related("owner").filter(digest=digest(raw)).first()
+    now = timezone.now()
+    if key is None or key.revoked_at is not None or not key.owner.is_active:
+        return None
+    if key.expires_at is not None and key.expires_at <= now:
+        return None
+    if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
+        GatewayKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
+def models_for(key: GatewayKey):
+    """The enabled models of enabled integrations this key may call."""
+    models = CustomModel.objects.filter(enabled=True, integration__enabled=True)
+    if not key.all_models:
+        models = models.filter(pk__in=key.allowed.values("pk"))
+    return models.select_related("integration").order_by("integration__name", "name")
+
+
+def public_names(models) -> dict[str, CustomModel]:
+    """The name apps use for each model: its alias, else its catalog name, else (when two
+    integrations share a name) "Integration/Model"."""
+    models = list(models)
+    counts: dict[str, int] = {}
+    for m in models:
+        counts[m.name] = counts.get(m.name, 0) + 1
+    names = {}
+    for m in models:
+        if m.gateway_alias:
+            names[m.gateway_alias] = m
+        names[m.name if counts[m.name] == 1 else f"{m.integration.name}/{m.name}"] = m
+    return names
+
+
+def resolve(key: GatewayKey, name: str) -> CustomModel | None:
+    """The model `name` means for this key, or None if there is none it may call."""
+    if not name or len(name) > 201:
+        return None
+    integration, _, model_name = name.rpartition("/")
+    candidates = models_for(key).filter(
+        Q(gateway_alias=name) | Q(name=name) | Q(integration__name=integration, name=model_name)
+    )
+    return public_names(candidates).get(name) if candidates else None
+
+
+def revoke(key: GatewayKey) -> None:
+    GatewayKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

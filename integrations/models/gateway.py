@@ -1,0 +1,93 @@
+"""The gateway's rows: keys that apps call /v1 with, and the usage every call records."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class GatewayKey(models.Model):
+    """A key for the OpenAI-compatible gateway: shown once, stored as a SHA-256 hash.
+
+    It may use all enabled models or a list, within requests and tokens per minute and
+    a monthly budget in USD (priced from the models' prices), until it expires or is
+    revoked. Revoking takes effect on the next call.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_keys"
+    )
+    prefix = models.CharField(max_length=16)  # shown in lists to tell keys apart
+    digest = models.CharField(max_length=64, unique=True)
+    all_models = models.BooleanField("All enabled models", default=True)
+    allowed = models.ManyToManyField(
+        "integrations.CustomModel", blank=True, related_name="+", verbose_name="Models"
+    )
+    rpm = models.PositiveIntegerField("Requests per minute", null=True, blank=True)
+    tpm = models.PositiveIntegerField("Tokens per minute", null=True, blank=True)
+    monthly_budget = models.DecimalField(
+        "Monthly budget (USD)", max_digits=12, decimal_places=4, null=True, blank=True
+    )
+    store_prompts = models.BooleanField("Store prompts with usage", default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class UsageSource(models.TextChoices):
+    GATEWAY = "gateway", "Gateway"
+    SANDBOX = "sandbox", "Sandbox"
+
+
+class UsageRecord(models.Model):
+    """One metered call: a gateway request or a Sandbox run. Written after the response."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(db_index=True)
+    source = models.CharField(max_length=10, choices=UsageSource.choices)
+    key = models.ForeignKey(
+        GatewayKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model = models.ForeignKey(
+        "integrations.CustomModel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    model_name = models.CharField(max_length=100)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    estimated = models.BooleanField(default=False)  # the upstream reported no usage
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    ok = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_kind = models.CharField(max_length=40, blank=True)
+    streamed = models.BooleanField(default=False)
+    prompt = models.JSONField(null=True, blank=True)  # only when the key asks for it
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["key", "created_at"]),
+            models.Index(fields=["model", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} at {self.created_at:%Y-%m-%d %H:%M}"
