@@ -10,6 +10,7 @@ call's cost that its reservation did not cover.
 from __future__ import annotations
 
 import calendar
+import contextlib
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -119,7 +120,5 @@ def settle(hold: Hold, prompt_tokens: int, completion_tokens: int, cost: Decimal
     if hold.reserved_micro:
         cache_key, _ = _month_key(hold.key)
         delta = int((cost or 0) * MICRO) - hold.reserved_micro
-        try:
+        with contextlib.suppress(ValueError):  # the counter expired at the month's turn
             cache.incr(cache_key, delta)
-        except ValueError:  # the counter expired at the month's turn
-            pass
