@@ -297,6 +297,9 @@ try:
 except (ValueError, IndexError) as exc:
     raise ImproperlyConfigured("SANDBOX_RATE_LIMIT must look like 30/60 (runs/seconds).") from exc
 SANDBOX_COMPARE_MAX = 4
+# Usage rows (one per gateway call or Sandbox run) older than this are deleted by
+# `manage.py prune_usage`; the daily totals the usage page reads are kept.
+USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90)
 
 # The built-in demo upstream (/demo/v1/...) is for dev mode only.
 DEMO_UPSTREAM_ENABLED = env_bool("DEMO_UPSTREAM_ENABLED", DEBUG)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("v1/", include("integrations.gateway.urls")),
+    path("", include("integrations.gateway.page_urls")),
     path("demo/v1/chat/completions", demo.chat_completions, name="demo-chat"),
     path("demo/v1/models", demo.models, name="demo-models"),
     path("sandbox/", include("sandbox.urls")),

@@ -572,7 +572,13 @@ def delete_integration(integration: Integration, request) -> None:
 
 # What a change may touch without a test: it never reaches the upstream.
 INFO_FIELDS = {
-    CustomModel: {"name", "description", "price_input_per_mtok", "price_output_per_mtok"},
+    CustomModel: {
+        "name",
+        "description",
+        "gateway_alias",
+        "price_input_per_mtok",
+        "price_output_per_mtok",
+    },
     Integration: {"name", "description"},
     AuthProfile: {"name"},
 }

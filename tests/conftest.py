@@ -277,7 +277,11 @@ def objects(make_integration, users):
     prompt = SavedPrompt.objects.create(owner=member, name="Shared", shared=True)
     token, _ = tokens.create(member, "t")
     get_user_model().objects.create_user("target", password="pw-target-123")
+    from integrations.gateway import keys
+
+    gateway_key, _ = keys.create(users["editor"], "app")
     return {
+        "gateway_key": gateway_key,
         "model": model,
         "integration": model.integration,
         "profile": model.integration.auth_profile,

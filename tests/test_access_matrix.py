@@ -61,6 +61,13 @@ PAGES = {
     "team-user-link": ("post", ADMIN),
     "audit": ("get", ADMIN),
     "export-import": ("get", ADMIN),
+    "gateway-keys": ("get", EDITOR),
+    "gateway-key-revoke": ("post", EDITOR),
+    "usage": ("get", LOGIN),
+    "usage-csv": ("get", LOGIN),
+    # The gateway authenticates with its own keys (tests/gateway).
+    "gateway-chat": ("post", PUBLIC),
+    "gateway-models": ("get", PUBLIC),
 }
 # (method, path): who may call it with a token
 API = {
@@ -77,6 +84,9 @@ API = {
     ("get", "/api/v2/auth-profiles"): LOGIN,
     ("post", "/api/v2/auth-profiles"): EDITOR,
     ("delete", "/api/v2/auth-profiles/{profile_id}"): EDITOR,
+    ("get", "/api/v2/gateway-keys"): EDITOR,
+    ("post", "/api/v2/gateway-keys"): EDITOR,
+    ("delete", "/api/v2/gateway-keys/{key_id}"): EDITOR,
     ("post", "/api/v2/chat"): LOGIN,
     ("post", "/api/v2/integrations"): EDITOR,
     ("get", "/api/v2/integrations"): LOGIN,
@@ -134,6 +144,7 @@ def args_for(name: str, o: dict) -> list:
         "sandbox-run": [o["run"].pk],
         "sandbox-rerun": [o["run"].pk],
         "sandbox-prompt-delete": [o["prompt"].pk],
+        "gateway-key-revoke": [o["gateway_key"].pk],
         "api-token-revoke": [o["token"].pk],
         "team-user-role": ["target"],
         "team-user-active": ["target"],
@@ -187,6 +198,8 @@ def api_body(method: str, path: str, upstream, o: dict) -> dict | None:
         return {"secret_name": "s", "secret_value": "v"}
     if (method, path) == ("post", "/api/v2/auth-profiles"):
         return {"name": "p", "type": "bearer", "token": "t"}
+    if (method, path) == ("post", "/api/v2/gateway-keys"):
+        return {"name": "app", "models": [str(o["model"].pk)], "rpm": 10}
     if (method, path) == ("post", "/api/v2/chat"):
         return {"model": str(o["model"].pk), "user": "hi"}
     if (method, path) == ("post", "/api/v2/integrations"):
@@ -240,6 +253,7 @@ def test_the_api_answers_each_caller_as_the_matrix_says(
             secret_id=secret.pk,
             profile_id=objects["profile"].pk,
             integration_id=objects["model"].integration_id,
+            key_id=objects["gateway_key"].pk,
         )
         body = api_body(method, path, upstream, objects)
         response = getattr(client, method)(

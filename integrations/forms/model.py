@@ -27,6 +27,15 @@ class ModelFieldsForm(HoldsSecrets, forms.Form):
     model_description = forms.CharField(
         label="Model description", required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
+    gateway_alias = forms.RegexField(
+        label="Gateway alias",
+        required=False,
+        max_length=100,
+        regex=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        error_messages={"invalid": "Letters, digits and . _ : / - only, no spaces."},
+        help_text="What apps may pass as `model` to the gateway (/v1), e.g. gpt-4o-mini. "
+        "Blank: the model name.",
+    )
     max_tokens = forms.IntegerField(
         label="Default max_tokens", required=False, min_value=1, max_value=inputs.MAX_INT
     )
@@ -70,6 +79,7 @@ class ModelFieldsForm(HoldsSecrets, forms.Form):
                 model_name=model.name,
                 model_id=model.model_id,
                 model_description=model.description,
+                gateway_alias=model.gateway_alias,
                 max_tokens=model.max_tokens,
                 temperature=model.temperature,
                 test_max_tokens=(model.test_model_parameters or {}).get("max_tokens", 64),
@@ -94,6 +104,15 @@ class ModelFieldsForm(HoldsSecrets, forms.Form):
             if others.exists():
                 raise ValidationError("This integration has a model with this name already.")
         return name
+
+    def clean_gateway_alias(self) -> str:
+        alias = self.cleaned_data.get("gateway_alias", "").strip()
+        others = CustomModel.objects.filter(gateway_alias=alias)
+        if self.model is not None:
+            others = others.exclude(pk=self.model.pk)
+        if alias and others.exists():
+            raise ValidationError("Another model has this gateway alias.")
+        return alias
 
     def clean_request_template(self):
         text = self.cleaned_data.get("request_template", "").strip()

@@ -280,6 +280,7 @@ class ConnectionPage:
                 "name": data["model_name"],
                 "model_id": data["model_id"].strip(),
                 "description": data.get("model_description", ""),
+                "gateway_alias": data.get("gateway_alias", ""),
                 "max_tokens": data.get("max_tokens"),
                 "temperature": data.get("temperature"),
                 "test_model_parameters": self.test_params,

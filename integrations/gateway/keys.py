@@ -12,6 +12,9 @@ from django.utils import timezone
 from integrations.models import CustomModel, GatewayKey
 
 PREFIX = "sk-byo-"
+MAX_PER_MINUTE = 10_000_000  # requests or tokens a minute: the largest limit a key takes
+MAX_BUDGET = 10_000_000  # USD a month
+MAX_DAYS = 3650
 TOUCH_EVERY = timedelta(minutes=1)  # last-used time is written at most this often
 
 
@@ -20,12 +23,15 @@ def digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create(owner, name: str, allowed=None, **limits) -> tuple[GatewayKey, str]:
+def create(owner, name: str, allowed=None, request=None, **limits) -> tuple[GatewayKey, str]:
     """Return the new key and its plaintext, shown once and never again.
 
     `allowed`: None for every enabled model, else the models the key may call.
     `limits`: rpm, tpm, monthly_budget, expires_at, store_prompts.
     """
+    from integrations import audit
+    from integrations.models import AuditAction
+
     raw = PREFIX + secrets.token_urlsafe(32)
     key = GatewayKey.objects.create(
         owner=owner,
@@ -37,6 +43,8 @@ def create(owner, name: str, allowed=None, **limits) -> tuple[GatewayKey, str]:
     )
     if allowed is not None:
         key.allowed.set(allowed)
+    scope = "all models" if allowed is None else f"{len(allowed)} model(s)"
+    audit.record(request, AuditAction.GATEWAY_KEY_CREATE, key, detail=f"for {owner}: {scope}")
     return key, raw
 
 
@@ -90,5 +98,22 @@ def resolve(key: GatewayKey, name: str) -> CustomModel | None:
     return public_names(candidates).get(name) if candidates else None
 
 
-def revoke(key: GatewayKey) -> None:
-    GatewayKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def revoke(key: GatewayKey, request=None) -> bool:
+    """Revoke a key; the next call with it is refused. Returns False if it was already."""
+    from integrations import audit
+    from integrations.models import AuditAction
+
+    done = GatewayKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if done:
+        audit.record(request, AuditAction.GATEWAY_KEY_REVOKE, key)
+    return bool(done)
+
+
+def visible(user):
+    """Admins see every key; anyone else the keys they own."""
+    from integrations.team.roles import is_admin
+
+    found = GatewayKey.objects.select_related("owner").prefetch_related("allowed")
+    return found if is_admin(user) else found.filter(owner=user)

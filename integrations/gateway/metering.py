@@ -8,9 +8,15 @@ are pruned by `manage.py prune_usage` (USAGE_RETENTION_DAYS).
 
 from __future__ import annotations
 
+import bisect
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from integrations.models import UsageRecord
+from integrations.models import UsageDaily, UsageRecord
+from integrations.models.gateway import LATENCY_BOUNDS
 
 PENDING = "_usage_rows"
 
@@ -29,6 +35,39 @@ def flush(request) -> None:
     rows = request.__dict__.pop(PENDING, None)
     if rows:
         UsageRecord.objects.bulk_create(rows)
+        for row in rows:
+            roll_up(row)
+
+
+def roll_up(row: UsageRecord) -> None:
+    """Add a row to its day's totals (one UPDATE; an INSERT for the day's first call)."""
+    day = timezone.localdate(row.created_at)
+    slot = f"{day}|{row.source}|{row.key_id or ''}|{row.user_id or ''}|{row.model_name}"
+    bucket = f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}"
+    counts = {
+        "requests": F("requests") + 1,
+        "errors": F("errors") + (0 if row.ok else 1),
+        "prompt_tokens": F("prompt_tokens") + row.prompt_tokens,
+        "completion_tokens": F("completion_tokens") + row.completion_tokens,
+        "estimated": F("estimated") + (1 if row.estimated else 0),
+        "cost": F("cost") + (row.cost or Decimal(0)),
+        bucket: F(bucket) + 1,
+    }
+    for _ in range(2):
+        if UsageDaily.objects.filter(slot=slot).update(**counts):
+            return
+        try:
+            with transaction.atomic():
+                UsageDaily.objects.create(
+                    slot=slot,
+                    day=day,
+                    source=row.source,
+                    key_id=row.key_id,
+                    user_id=row.user_id,
+                    model_name=row.model_name,
+                )
+        except IntegrityError:  # another worker made the day's row first
+            pass
 
 
 def after_response(get_response):

@@ -13,7 +13,7 @@ from integrations.models.configuration import (
     TestStatus,
     Timestamped,
 )
-from integrations.models.gateway import GatewayKey, UsageRecord, UsageSource
+from integrations.models.gateway import GatewayKey, UsageDaily, UsageRecord, UsageSource
 from integrations.models.team import ApiToken
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "StoredSecret",
     "TestStatus",
     "Timestamped",
+    "UsageDaily",
     "UsageRecord",
     "UsageSource",
 ]

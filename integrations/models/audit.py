@@ -22,6 +22,8 @@ class AuditAction(models.TextChoices):
     USER_REACTIVATE = "user_reactivate", "User reactivated"
     TOKEN_CREATE = "token_create", "Token created"
     TOKEN_REVOKE = "token_revoke", "Token revoked"
+    GATEWAY_KEY_CREATE = "gateway_key_create", "Gateway key created"
+    GATEWAY_KEY_REVOKE = "gateway_key_revoke", "Gateway key revoked"
     EXPORT = "export", "Export"
     IMPORT = "import", "Import"
 

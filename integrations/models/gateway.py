@@ -91,3 +91,48 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# Latency buckets of the daily table, in ms (upper bounds; the last is open-ended).
+LATENCY_BOUNDS = (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200)
+
+
+class UsageDaily(models.Model):
+    """Usage summed per day, source, key, user and model: what the usage page reads, so
+    it answers as fast with a million calls as with ten. Latencies are kept as counts
+    per bucket (h0 < 50 ms, h1 < 100 ms, ..., h11 >= 51.2 s) for p50 and p95."""
+
+    slot = models.CharField(max_length=200, unique=True)  # day|source|key|user|model
+    day = models.DateField()
+    source = models.CharField(max_length=10, choices=UsageSource.choices)
+    key = models.ForeignKey(
+        GatewayKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model_name = models.CharField(max_length=100)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    estimated = models.PositiveIntegerField(default=0)  # calls whose tokens are estimates
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    h0 = models.PositiveIntegerField(default=0)
+    h1 = models.PositiveIntegerField(default=0)
+    h2 = models.PositiveIntegerField(default=0)
+    h3 = models.PositiveIntegerField(default=0)
+    h4 = models.PositiveIntegerField(default=0)
+    h5 = models.PositiveIntegerField(default=0)
+    h6 = models.PositiveIntegerField(default=0)
+    h7 = models.PositiveIntegerField(default=0)
+    h8 = models.PositiveIntegerField(default=0)
+    h9 = models.PositiveIntegerField(default=0)
+    h10 = models.PositiveIntegerField(default=0)
+    h11 = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"]), models.Index(fields=["key", "day"])]
+
+    def __str__(self) -> str:
+        return self.slot

@@ -1,0 +1,88 @@
+"""Small server-side SVG charts for the usage page: no script, no CDN, readable by
+screen readers (a title, a description and a table of the same numbers beside them).
+Colours come from CSS classes, so dark mode follows the page."""
+
+from __future__ import annotations
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 640, 200, 48, 24, 10
+
+
+def _scale(values: list[float]) -> float:
+    top = max([v for v in values if v is not None] or [0])
+    return top if top > 0 else 1
+
+
+def _axis(top: float, unit: str) -> str:
+    lines = []
+    for i in range(3):
+        value = top * i / 2
+        y = HEIGHT - BOTTOM - (HEIGHT - BOTTOM - TOP) * i / 2
+        shown = f"{value:,.0f}" if top >= 10 else f"{value:,.2f}"
+        lines.append(
+            f'<line class="grid" x1="{LEFT}" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{escape(unit)}{shown}</text>"
+        )
+    return "".join(lines)
+
+
+def _labels(labels: list[str]) -> str:
+    if not labels:
+        return ""
+    step = (WIDTH - LEFT) / len(labels)
+    every = max(1, len(labels) // 7)
+    return "".join(
+        f'<text class="tick" x="{LEFT + step * (i + 0.5):.1f}" y="{HEIGHT - 6}" '
+        f'text-anchor="middle">{escape(label)}</text>'
+        for i, label in enumerate(labels)
+        if i % every == 0
+    )
+
+
+def _frame(title: str, summary: str, body: str) -> SafeString:
+    return mark_safe(  # noqa: S308 - every value above is a number or escaped
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}: {escape(summary)}" preserveAspectRatio="none">'
+        f"<title>{escape(title)}</title>{body}</svg>"
+    )
+
+
+def bars(title: str, labels: list[str], values: list[float], unit: str = "") -> SafeString:
+    top = _scale(values)
+    step = (WIDTH - LEFT) / max(1, len(values))
+    body = [_axis(top, unit)]
+    for i, value in enumerate(values):
+        h = (HEIGHT - BOTTOM - TOP) * (value or 0) / top
+        x = LEFT + step * i + step * 0.15
+        body.append(
+            f'<rect class="bar" x="{x:.1f}" y="{HEIGHT - BOTTOM - h:.1f}" '
+            f'width="{step * 0.7:.1f}" height="{h:.1f}"><title>{escape(labels[i])}: '
+            f"{escape(unit)}{value:,.4g}</title></rect>"
+        )
+    body.append(_labels(labels))
+    summary = f"{len(values)} days, highest {unit}{max(values or [0]):,.4g}"
+    return _frame(title, summary, "".join(body))
+
+
+def lines(title: str, labels: list[str], series: dict[str, list], unit: str = "") -> SafeString:
+    """Several lines over the same days; a None is a gap."""
+    top = _scale([v for values in series.values() for v in values if v is not None])
+    step = (WIDTH - LEFT) / max(1, len(labels))
+    body = [_axis(top, unit)]
+    for n, (name, values) in enumerate(series.items()):
+        points = [
+            f"{LEFT + step * (i + 0.5):.1f},{HEIGHT - BOTTOM - (HEIGHT - BOTTOM - TOP) * v / top:.1f}"
+            for i, v in enumerate(values)
+            if v is not None
+        ]
+        if points:
+            body.append(
+                f'<polyline class="line line-{n}" points="{" ".join(points)}">'
+                f"<title>{escape(name)}</title></polyline>"
+            )
+    body.append(_labels(labels))
+    names = ", ".join(series)
+    return _frame(title, f"{names} over {len(labels)} days", "".join(body))

@@ -1,0 +1,139 @@
+"""Usage read from the daily totals: per-day series, by model, by key, and CSV rows.
+
+Every function runs one grouped query over UsageDaily, whose size grows with days x
+keys x models, not with calls. Percentiles come from the latency buckets, so they are
+bucket bounds (shown as "about").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+
+from integrations.models import UsageDaily
+from integrations.models.gateway import LATENCY_BOUNDS
+from integrations.team.roles import is_admin
+
+BUCKETS = [f"h{i}" for i in range(len(LATENCY_BOUNDS) + 1)]
+SUMS = ["requests", "errors", "prompt_tokens", "completion_tokens", "estimated", "cost", *BUCKETS]
+
+
+def scope(user):
+    """Admins see all usage; anyone else their keys' calls and their own Sandbox runs."""
+    rows = UsageDaily.objects.all()
+    if is_admin(user):
+        return rows
+    return rows.filter(Q(key__owner=user) | Q(key__isnull=True, user=user))
+
+
+@dataclass
+class Totals:
+    label: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: int
+    cost: Decimal
+    p50: int | None
+    p95: int | None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def percentile(counts: list[int], share: float) -> int | None:
+    """The latency bucket bound under which `share` of the calls finished."""
+    total = sum(counts)
+    if not total:
+        return None
+    running = 0
+    for i, count in enumerate(counts):
+        running += count
+        if running >= share * total:
+            return LATENCY_BOUNDS[i] if i < len(LATENCY_BOUNDS) else LATENCY_BOUNDS[-1] * 2
+    return None
+
+
+def _totals(label, row: dict) -> Totals:
+    counts = [row[f"s_{b}"] or 0 for b in BUCKETS]
+    return Totals(
+        label=label,
+        requests=row["s_requests"] or 0,
+        errors=row["s_errors"] or 0,
+        prompt_tokens=row["s_prompt_tokens"] or 0,
+        completion_tokens=row["s_completion_tokens"] or 0,
+        estimated=row["s_estimated"] or 0,
+        cost=row["s_cost"] or Decimal(0),
+        p50=percentile(counts, 0.5),
+        p95=percentile(counts, 0.95),
+    )
+
+
+def _grouped(rows, *fields):
+    return rows.values(*fields).annotate(**{f"s_{s}": Sum(s) for s in SUMS}).order_by(*fields)
+
+
+def in_range(user, start: date, end: date, model: str = "", key: str = ""):
+    rows = scope(user).filter(day__gte=start, day__lte=end)
+    if model:
+        rows = rows.filter(model_name=model)
+    if key:
+        rows = rows.filter(key_id=key)
+    return rows
+
+
+def daily(rows, start: date, end: date) -> list[Totals]:
+    """One entry per day of the range, zero where nothing ran."""
+    found = {r["day"]: _totals(r["day"], r) for r in _grouped(rows, "day")}
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    empty = dict.fromkeys([f"s_{s}" for s in SUMS])
+    return [found.get(d) or _totals(d, empty) for d in days]
+
+
+def by_model(rows) -> list[Totals]:
+    return [_totals(r["model_name"], r) for r in _grouped(rows, "model_name")]
+
+
+def by_key(rows) -> list[Totals]:
+    """Per gateway key; Sandbox runs (no key) are one line."""
+    result = []
+    for r in _grouped(rows, "key__name", "key__prefix", "source"):
+        label = f"{r['key__name']} ({r['key__prefix']}…)" if r["key__name"] else "Sandbox"
+        result.append(_totals(label, r))
+    return result
+
+
+def csv_rows(rows):
+    """Per day, source, key and model, for the CSV export."""
+    header = ["day", "source", "key", "model", "requests", "errors", "prompt_tokens",
+              "completion_tokens", "estimated_calls", "cost_usd", "p50_ms_about", "p95_ms_about"]  # fmt: skip
+    yield header
+    for r in _grouped(rows, "day", "source", "key__name", "model_name"):
+        t = _totals(r["model_name"], r)
+        yield [r["day"].isoformat(), r["source"], r["key__name"] or "", r["model_name"],
+               t.requests, t.errors, t.prompt_tokens, t.completion_tokens, t.estimated,
+               f"{t.cost:.8f}", t.p50 or "", t.p95 or ""]  # fmt: skip
+
+
+def sum_of(parts: list[Totals]) -> Totals:
+    """The range's totals (percentiles are not additive: none here)."""
+    return Totals(
+        "All",
+        sum(t.requests for t in parts),
+        sum(t.errors for t in parts),
+        sum(t.prompt_tokens for t in parts),
+        sum(t.completion_tokens for t in parts),
+        sum(t.estimated for t in parts),
+        sum((t.cost for t in parts), Decimal(0)),
+        None,
+        None,
+    )
