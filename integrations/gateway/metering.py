@@ -53,21 +53,22 @@ def roll_up(row: UsageRecord) -> None:
         "cost": F("cost") + (row.cost or Decimal(0)),
         bucket: F(bucket) + 1,
     }
-    for _ in range(2):
-        if UsageDaily.objects.filter(slot=slot).update(**counts):
-            return
-        try:
-            with transaction.atomic():
-                UsageDaily.objects.create(
-                    slot=slot,
-                    day=day,
-                    source=row.source,
-                    key_id=row.key_id,
-                    user_id=row.user_id,
-                    model_name=row.model_name,
-                )
-        except IntegrityError:  # another worker made the day's row first
-            pass
+    if UsageDaily.objects.filter(slot=slot).update(**counts):
+        return
+    first = {name: expression.rhs.value for name, expression in counts.items()}
+    try:
+        with transaction.atomic():
+            UsageDaily.objects.create(
+                slot=slot,
+                day=day,
+                source=row.source,
+                key_id=row.key_id,
+                user_id=row.user_id,
+                model_name=row.model_name,
+                **first,
+            )
+    except IntegrityError:  # another worker made the day's row first: add to it
+        UsageDaily.objects.filter(slot=slot).update(**counts)
 
 
 def after_response(get_response):

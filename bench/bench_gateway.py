@@ -1,0 +1,226 @@
+"""6. The gateway (/v1) beside a direct call to the same upstream, usage recording on.
+
+(a) added latency of a non-streamed call, interleaved with the direct call;
+(b) added time to the first streamed token;
+(c) 256 simultaneous streamed calls on a 2 s upstream (1 s to the first token, then 20
+    tokens at 20 a second), under the production gunicorn config, with the RSS of all
+    workers together afterwards.
+The load average is printed beside each figure: on a busy machine the figures say so.
+
+Usage: python bench_gateway.py [calls] (default 500)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import httpx
+from common import (
+    Gunicorn,
+    UpstreamProcess,
+    make_model,
+    make_user,
+    percentiles,
+    prepare_database,
+    save,
+    start_upstream,
+    table,
+)
+
+from tests.upstream import reply_load
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+STREAM_N = max(100, N // 3)
+BURST = 256
+WARMUP = 30
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def body(stream: bool = False) -> dict:
+    data = {
+        "model": "bench-model",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hi"},
+        ],
+        "max_tokens": 20,
+    }
+    if stream:
+        data.update(stream=True, stream_options={"include_usage": True})
+    return data
+
+
+def main() -> dict:
+    prepare_database()
+    fast = start_upstream(reply_load(latency=0.0, tokens=20))
+    slow = UpstreamProcess(latency=1.0, tokens=20, token_rate=20)
+    user = make_user()
+    make_model("Fast", f"{fast.url}/v1").__class__.objects.filter(name="Fast").update(
+        gateway_alias="fast"
+    )
+    make_model("Slow", f"{slow.url}/v1", timeout=60).__class__.objects.filter(name="Slow").update(
+        gateway_alias="slow"
+    )
+    from integrations.gateway import keys
+
+    raw = keys.create(user, "bench")[1]
+    server = Gunicorn()
+    results: dict = {}
+    try:
+        results |= added(server, fast, raw)
+        results |= burst(server, raw)
+    finally:
+        server.stop()
+        fast.stop()
+        slow.stop()
+    from integrations.models import UsageRecord
+
+    results["usage_rows_written"] = UsageRecord.objects.count()
+    save("gateway", results)
+    return results
+
+
+def added(server, upstream, raw: str) -> dict:
+    direct = httpx.Client(base_url=upstream.url, timeout=30)
+    gateway = httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {raw}"}
+    )
+    upstream_auth = {"Authorization": "Bearer sk-bench-key-000000000"}
+
+    def timed(fn) -> float:
+        started = time.perf_counter()
+        response = fn()
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response.status_code == 200, (response.status_code, response.text[:300])
+        return elapsed
+
+    calls = {
+        "direct": lambda: direct.post("/v1/chat/completions", json=body(), headers=upstream_auth),
+        "gateway": lambda: gateway.post("/v1/chat/completions", json=dict(body(), model="fast")),
+    }
+    for _ in range(WARMUP):
+        for fn in calls.values():
+            timed(fn)
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(N):
+        for name, fn in calls.items():
+            times[name].append(timed(fn))
+    extra = [g - d for g, d in zip(times["gateway"], times["direct"], strict=True)]
+    out = {
+        "calls_each": N,
+        "latency_ms": {k: percentiles(v) for k, v in times.items()},
+        "added_ms": percentiles(extra),
+        "load_after_calls": load(),
+    }
+    rows = [[k, v["p50"], v["p95"], v["p99"]] for k, v in out["latency_ms"].items()]
+    rows.append(["added", out["added_ms"]["p50"], out["added_ms"]["p95"], out["added_ms"]["p99"]])
+    table(
+        f"Non-streamed call through the gateway, ms ({N} interleaved; target added p50 <= 3, "
+        f"p99 <= 10; load {out['load_after_calls']})",
+        rows,
+        ["path", "p50", "p95", "p99"],
+    )
+
+    upstream.handler = reply_load(latency=0.0, tokens=20, token_rate=200)
+    ttft: dict[str, list[float]] = {"direct": [], "gateway": []}
+
+    def first_token(client, payload, headers=None) -> float:
+        started = time.perf_counter()
+        first = None
+        with client.stream("POST", "/v1/chat/completions", json=payload, headers=headers) as r:
+            for line in r.iter_lines():
+                if first is None and '"content": "tok' in line.replace('":"', '": "'):
+                    first = (time.perf_counter() - started) * 1000
+        return first
+
+    for i in range(STREAM_N + 10):
+        d = first_token(direct, body(True), upstream_auth)
+        g = first_token(gateway, dict(body(True), model="fast"))
+        if i >= 10:
+            ttft["direct"].append(d)
+            ttft["gateway"].append(g)
+    extra = [g - d for g, d in zip(ttft["gateway"], ttft["direct"], strict=True)]
+    out["ttft_ms"] = {k: percentiles(v) for k, v in ttft.items()}
+    out["ttft_added_ms"] = percentiles(extra)
+    out["load_after_streams"] = load()
+    rows = [[k, v["p50"], v["p95"]] for k, v in out["ttft_ms"].items()]
+    rows.append(["added", out["ttft_added_ms"]["p50"], out["ttft_added_ms"]["p95"]])
+    table(
+        f"Time to first streamed token, ms ({STREAM_N} each; target added <= 5; "
+        f"load {out['load_after_streams']})",
+        rows,
+        ["path", "p50", "p95"],
+    )
+    return out
+
+
+async def _burst(url: str, raw: str) -> tuple[float, list[int], list[float]]:
+    limits = httpx.Limits(max_connections=BURST + 8, max_keepalive_connections=BURST + 8)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=120, limits=limits, headers={"Authorization": f"Bearer {raw}"}
+    ) as client:
+        await asyncio.gather(*[client.get("/v1/models") for _ in range(BURST)])  # connect first
+        statuses: list[int] = []
+        latencies: list[float] = []
+
+        async def one():
+            started = time.perf_counter()
+            try:
+                async with client.stream(
+                    "POST", "/v1/chat/completions", json=dict(body(True), model="slow")
+                ) as r:
+                    done = False
+                    async for line in r.aiter_lines():
+                        done = done or line == "data: [DONE]"
+                    statuses.append(r.status_code if done else 0)
+            except httpx.HTTPError:
+                statuses.append(0)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(BURST)])
+        return time.perf_counter() - started, statuses, latencies
+
+
+def burst(server, raw: str) -> dict:
+    out: dict = {}
+    rows = []
+    for phase in ("cold", "warm"):
+        wall, statuses, latencies = asyncio.run(_burst(server.url, raw))
+        rss = server.worker_rss_mb()
+        out[phase] = {
+            "wall_s": round(wall, 2),
+            "ok": statuses.count(200),
+            "latency_ms": percentiles(latencies),
+            "rss_mb_all_workers": round(sum(rss), 1),
+            "rss_mb_each": [round(r, 1) for r in rss],
+            "load": load(),
+        }
+        rows.append(
+            [
+                phase,
+                f"{statuses.count(200)}/{BURST}",
+                out[phase]["wall_s"],
+                out[phase]["latency_ms"]["p50"],
+                out[phase]["latency_ms"]["p99"],
+                out[phase]["rss_mb_all_workers"],
+                out[phase]["load"],
+            ]
+        )
+    table(
+        f"{BURST} simultaneous streamed calls on a 2 s upstream (target: all within 2.5 s, "
+        "RSS of all workers <= 600 MB)",
+        rows,
+        ["burst", "ok", "wall s", "p50 ms", "p99 ms", "RSS MB", "load 1/5/15 min"],
+    )
+    return {"burst": out}
+
+
+if __name__ == "__main__":
+    main()
