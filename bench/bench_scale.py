@@ -1,4 +1,5 @@
-"""3. Pages at scale: 1,000 integrations, 5,000 models, 50,000 tests, 100,000 Sandbox runs.
+"""3. Pages at scale: 1,000 integrations, 5,000 models, 50,000 tests, 100,000 Sandbox runs,
+and 1,000,000 usage rows (90 days, 20 gateway keys, 50 models) for the usage page.
 
 Each page is rendered in-process (no network) 30 times; the table shows p50/p95 and the
 number of SQL queries, which must not grow with the data (tests assert that in CI).
@@ -23,6 +24,7 @@ from django.utils import timezone  # noqa: E402
 settings.ALLOWED_HOSTS = ["testserver"]
 
 INTEGRATIONS, MODELS_EACH, TESTS, RUNS, USERS = 1000, 5, 50_000, 100_000, 10
+USAGE_ROWS, USAGE_DAYS, USAGE_KEYS, USAGE_MODELS = 1_000_000, 90, 20, 50
 REPEAT = 30
 
 
@@ -93,8 +95,60 @@ def populate() -> dict:
             )
             for k in range(start, min(RUNS, start + 10_000))
         )
+    keys = populate_usage(users, models, rng, now)
     print(f"populated in {time.perf_counter() - started:.1f} s")
-    return {"users": users, "integration": integrations[500], "models": models}
+    return {"users": users, "integration": integrations[500], "models": models, "keys": keys}
+
+
+def populate_usage(users, models, rng, now):
+    """A million usage rows, and the daily totals that metering.roll_up keeps for them."""
+    import bisect
+    from collections import defaultdict
+    from decimal import Decimal
+
+    from integrations.gateway import keys as gateway_keys
+    from integrations.models import UsageDaily, UsageRecord
+    from integrations.models.gateway import LATENCY_BOUNDS
+
+    keys = [gateway_keys.create(users[k % USERS], f"key {k}")[0] for k in range(USAGE_KEYS)]
+    totals: dict = defaultdict(lambda: defaultdict(int))
+    batch = []
+    for k in range(USAGE_ROWS):
+        key, model = keys[k % USAGE_KEYS], models[(k * 7) % USAGE_MODELS]
+        when = now - timedelta(seconds=k * USAGE_DAYS * 86400 // USAGE_ROWS)
+        latency = rng.randint(100, 4000)
+        ok = k % 23 != 0
+        row = UsageRecord(
+            created_at=when, source="gateway", key=key, user_id=key.owner_id, model=model,
+            model_name=model.name, prompt_tokens=120, completion_tokens=80,
+            cost=Decimal("0.00012"), latency_ms=latency, ok=ok,
+        )  # fmt: skip
+        batch.append(row)
+        slot = (timezone.localdate(when), key.pk, key.owner_id, model.name)
+        t = totals[slot]
+        t["requests"] += 1
+        t["errors"] += 0 if ok else 1
+        t["prompt_tokens"] += 120
+        t["completion_tokens"] += 80
+        t["cost"] += Decimal("0.00012")
+        t[f"h{bisect.bisect_right(LATENCY_BOUNDS, latency)}"] += 1
+        if len(batch) == 50_000:
+            UsageRecord.objects.bulk_create(batch)
+            batch = []
+    UsageRecord.objects.bulk_create(batch)
+    UsageDaily.objects.bulk_create(
+        UsageDaily(
+            slot=f"{day}|gateway|{key_id}|{user_id}|{name}",
+            day=day,
+            source="gateway",
+            key_id=key_id,
+            user_id=user_id,
+            model_name=name,
+            **t,
+        )  # fmt: skip
+        for (day, key_id, user_id, name), t in totals.items()
+    )
+    return keys
 
 
 def measure(client: Client, url: str, **headers) -> tuple[dict, int]:
@@ -115,6 +169,7 @@ def main() -> dict:
     from integrations.team import tokens
 
     editor, member = data["users"][0], data["users"][1]
+    admin = make_user("scale-admin", "Admin")
     token = tokens.create(editor, "scale")[1]
     pages = [
         ("catalog", "/", editor, {}),
@@ -130,6 +185,11 @@ def main() -> dict:
             None,
             {"Authorization": f"Bearer {token}"},
         ),
+    ]
+    pages += [
+        ("usage page, 90 days, 1M usage rows (admin)", "/usage/?range=90", admin, {}),
+        ("usage page, 30 days (a key owner)", "/usage/?range=30", member, {}),
+        ("usage CSV, 90 days (admin)", "/usage.csv?range=90", admin, {}),
     ]
     results, rows = {}, []
     for label, url, user, headers in pages:

@@ -23,7 +23,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 AXE = resources.files("axe_playwright_python").joinpath("axe.min.js").read_text()
 # Partials (htmx fragments) and machine endpoints are not pages.
-NOT_PAGES = {"healthz", "demo-models", "endpoint-preview", "fetch-models", "sandbox-column"}
+NOT_PAGES = {
+    "healthz", "demo-models", "endpoint-preview", "fetch-models", "sandbox-column",
+    "usage-csv", "gateway-models",
+}  # fmt: skip
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 PASSWORDS = {"admin": "pw-alice-123", "editor": "pw-bob-123", "member": "pw-charlie-123"}
@@ -74,7 +77,37 @@ def check_pages(page, paths: list[str], widths, label: str) -> list[str]:
 
 
 @pytest.fixture
-def rich_run(objects):
+def usage(objects):
+    """A month of usage, so the usage page draws its charts and tables."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from integrations.gateway import metering
+    from integrations.models import UsageRecord
+
+    key, model = objects["gateway_key"], objects["model"]
+    for day in range(30):
+        for ok in (True, True, False):
+            row = UsageRecord.objects.create(
+                created_at=timezone.now() - timedelta(days=day),
+                source="gateway",
+                key=key,
+                user=key.owner,
+                model=model,
+                model_name=model.name,
+                prompt_tokens=100 + day,
+                completion_tokens=40,
+                cost=Decimal("0.0012"),
+                latency_ms=200 + 40 * day,
+                ok=ok,
+            )
+            metering.roll_up(row)
+
+
+@pytest.fixture
+def rich_run(objects, usage):
     """A reply with Markdown, a table and a long unbroken line: what stretches a page."""
     run = objects["run"]
     run.reply = "# Heading\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n`" + "x" * 300 + "`\n"
@@ -146,3 +179,19 @@ def test_the_skip_link_and_focus_are_visible(page, objects):
     page.keyboard.press("Tab")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("", "none")
+
+
+def test_the_usage_page_draws_its_charts(page, objects, usage):
+    log_in(page, "alice", "pw-alice-123")
+    page.wait_for_url("**/")
+    page.goto("/usage/")
+    charts = page.locator("svg.chart")
+    assert charts.count() == 5
+    for chart in charts.all():
+        box = chart.bounding_box()
+        assert box["width"] > 200 and box["height"] > 100
+    assert page.locator("svg.chart rect.bar").count() >= 30
+    assert page.locator("svg.chart polyline").count() >= 2
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    assert download.value.suggested_filename.startswith("usage-")
