@@ -71,10 +71,13 @@ def main() -> dict:
 
     raw = keys.create(user, "bench")[1]
     server = Gunicorn()
-    results: dict = {}
+    results: dict = {"threads_per_worker": os.environ.get("GUNICORN_THREADS", "default")}
+    only = os.environ.get("BENCH_ONLY", "")
     try:
-        results |= added(server, fast, raw)
-        results |= burst(server, raw)
+        if only != "burst":
+            results |= added(server, fast, raw)
+        if only != "added":
+            results |= burst(server, raw)
     finally:
         server.stop()
         fast.stop()

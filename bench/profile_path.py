@@ -1,6 +1,6 @@
 """Profile one console call path in-process (cProfile), to see what costs the milliseconds.
 
-python bench/profile_path.py [api|sandbox] [N]
+python bench/profile_path.py [api|sandbox|gateway] [N]
 """
 
 from __future__ import annotations
@@ -40,13 +40,26 @@ def main(path: str, n: int) -> None:
     from integrations.team import tokens
 
     token = tokens.create(user, "profile")[1]
+    from integrations.gateway import keys
+
+    gateway_key = keys.create(user, "profile")[1]
+    gateway_body = json.dumps(
+        {"model": "Fast", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 20}
+    )
     client = Client()
     client.force_login(user)
     chat = json.dumps(chat_payload(model))
     form = sandbox_form(model)
 
     def once():
-        if path == "api":
+        if path == "gateway":
+            r = client.post(
+                "/v1/chat/completions",
+                gateway_body,
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {gateway_key}"},
+            )
+        elif path == "api":
             r = client.post(
                 "/api/v2/chat",
                 chat,

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import threading
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from integrations.llm.config import LLMConfig
-from integrations.models import AuthProfile, CustomModel, Integration, IntegrationHeader
+from integrations.models import (
+    AuthProfile,
+    CustomModel,
+    GatewayKey,
+    Integration,
+    IntegrationHeader,
+)
 
 GENERATION_KEY = "llm-config-generation"
 MAX_ENTRIES = 2000
@@ -45,6 +52,8 @@ def bump() -> None:
         cache.set(GENERATION_KEY, 2, timeout=None)
     with _lock:
         _entries.clear()
+        _keys.clear()
+        _names.clear()
 
 
 def get(model_pk) -> tuple[CustomModel, LLMConfig] | None:
@@ -69,6 +78,40 @@ def put(model: CustomModel, config: LLMConfig, at_generation: int) -> None:
 @receiver([post_save, post_delete], sender=Integration)
 @receiver([post_save, post_delete], sender=IntegrationHeader)
 @receiver([post_save, post_delete], sender=CustomModel)
+@receiver([post_save, post_delete], sender=GatewayKey)
+@receiver(m2m_changed, sender=GatewayKey.allowed.through)
 def _changed(sender, **kwargs) -> None:
     if enabled():
         bump()
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _user_changed(sender, update_fields=None, **kwargs) -> None:
+    """A deactivated owner's gateway keys stop at once (a login's save changes nothing here)."""
+    if enabled() and (update_fields is None or "is_active" in update_fields):
+        bump()
+
+
+# --- gateway keys and the model names they resolve ----------------------------------
+
+_keys: dict[str, tuple[int, object]] = {}
+_names: dict[tuple, tuple[int, object]] = {}
+
+
+def remembered(table: dict, token):
+    """A cached value still valid at the current generation, else None."""
+    if not enabled():
+        return None
+    entry = table.get(token)
+    if entry is None or entry[0] != generation():
+        return None
+    return entry[1]
+
+
+def remember(table: dict, token, value, at_generation: int) -> None:
+    if not enabled():
+        return
+    with _lock:
+        if len(table) >= MAX_ENTRIES:
+            table.clear()
+        table[token] = (at_generation, value)

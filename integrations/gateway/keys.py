@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations import callcache
 from integrations.models import CustomModel, GatewayKey
 
 PREFIX = "sk-byo-"
@@ -50,16 +51,24 @@ def create(owner, name: str, allowed=None, request=None, **limits) -> tuple[Gate
 
 def authenticate(raw: str) -> GatewayKey | None:
     """Return the live key for a plaintext, or None (unknown, revoked, expired, or its
-    owner deactivated). Revoking takes effect on the very next call."""
+    owner deactivated). Revoking takes effect on the very next call: each worker keeps
+    keys only as long as the shared generation counter says nothing changed."""
     if not raw or not raw.startswith(PREFIX):
         return None
-    key = GatewayKey.objects.select_related("owner").filter(digest=digest(raw)).first()
+    hashed = digest(raw)
+    key = callcache.remembered(callcache._keys, hashed)
+    if key is None:
+        at = callcache.generation() if callcache.enabled() else 0
+        key = GatewayKey.objects.select_related("owner").filter(digest=hashed).first()
+        if key is not None:
+            callcache.remember(callcache._keys, hashed, key, at)
     now = timezone.now()
     if key is None or key.revoked_at is not None or not key.owner.is_active:
         return None
     if key.expires_at is not None and key.expires_at <= now:
         return None
     if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
+        key.last_used_at = now  # the cached copy too: touched once a minute per worker
         GatewayKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
 
@@ -91,11 +100,18 @@ def resolve(key: GatewayKey, name: str) -> CustomModel | None:
     """The model `name` means for this key, or None if there is none it may call."""
     if not name or len(name) > 201:
         return None
+    found = callcache.remembered(callcache._names, (key.pk, name))
+    if found is not None:
+        return found
+    at = callcache.generation() if callcache.enabled() else 0
     integration, _, model_name = name.rpartition("/")
     candidates = models_for(key).filter(
         Q(gateway_alias=name) | Q(name=name) | Q(integration__name=integration, name=model_name)
     )
-    return public_names(candidates).get(name) if candidates else None
+    model = public_names(candidates).get(name) if candidates else None
+    if model is not None:
+        callcache.remember(callcache._names, (key.pk, name), model, at)
+    return model
 
 
 def revoke(key: GatewayKey, request=None) -> bool:
@@ -107,6 +123,7 @@ def revoke(key: GatewayKey, request=None) -> bool:
         revoked_at=timezone.now()
     )
     if done:
+        callcache.bump()  # an update() sends no signal: every worker drops its copy now
         audit.record(request, AuditAction.GATEWAY_KEY_REVOKE, key)
     return bool(done)
 

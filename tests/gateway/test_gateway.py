@@ -350,3 +350,23 @@ def test_a_sandbox_run_is_metered_too(client, charlie, make_integration, upstrea
     row = UsageRecord.objects.get()
     assert row.source == "sandbox" and row.user == charlie and row.key is None
     assert row.prompt_tokens == 12 and row.ok
+
+
+def test_with_the_shared_cache_revoking_or_deactivating_stops_the_next_call(
+    redis_cache, gateway, make_integration, bob, alice, client, upstream
+):
+    make_integration()
+    key, raw = keys.create(bob, "app")
+    message = [{"role": "user", "content": "x"}]
+    sdk = gateway(raw)
+    for _ in range(2):  # the second call is served from the worker's cached key and model
+        sdk.chat.completions.create(model="Model A", messages=message)
+    keys.revoke(key)
+    with pytest.raises(openai.AuthenticationError):
+        sdk.chat.completions.create(model="Model A", messages=message)
+    _, fresh = keys.create(bob, "again")
+    gateway(fresh).chat.completions.create(model="Model A", messages=message)
+    client.force_login(alice)
+    client.post(f"/team/users/{bob.username}/active")  # deactivate the owner
+    with pytest.raises(openai.AuthenticationError):
+        gateway(fresh).chat.completions.create(model="Model A", messages=message)
