@@ -5,12 +5,16 @@ from django.http import JsonResponse
 
 
 class ConsoleLoginRequiredMiddleware(LoginRequiredMiddleware):
-    """Pages need a session; the REST API authenticates each call with a token instead."""
+    """Pages need a session; the REST API and the gateway authenticate each call with a
+    token or a key instead (and skip the session lookup)."""
 
     API_PREFIX = "/api/"
+    GATEWAY_PREFIX = "/v1/"
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path.startswith(self.API_PREFIX) and not request.path.startswith("/api/docs"):
+            return None
+        if request.path.startswith(self.GATEWAY_PREFIX):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
 

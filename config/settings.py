@@ -300,6 +300,9 @@ SANDBOX_COMPARE_MAX = 4
 # Usage rows (one per gateway call or Sandbox run) older than this are deleted by
 # `manage.py prune_usage`; the daily totals the usage page reads are kept.
 USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90)
+# "background": a writer thread per process inserts usage rows in batches after the
+# response; "inline": the response's closer writes them (tests use this).
+USAGE_WRITE = os.environ.get("USAGE_WRITE", "background")
 
 # The built-in demo upstream (/demo/v1/...) is for dev mode only.
 DEMO_UPSTREAM_ENABLED = env_bool("DEMO_UPSTREAM_ENABLED", DEBUG)

@@ -15,3 +15,6 @@ os.environ.setdefault("DEMO_BASE_URL", "http://127.0.0.1:8000/demo/v1")
 # Playwright's sync API runs an event loop in the test thread; the ORM calls that
 # fixtures make there are still plain synchronous calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Usage rows are written in the response's closer, inside the test's transaction (the
+# background writer's own connection could not see the rows they refer to).
+os.environ["USAGE_WRITE"] = "inline"

@@ -1,22 +1,33 @@
 """Usage rows for every gateway call and Sandbox run, written after the response.
 
-A call adds its row to the request; the middleware below hands the rows to the
-response's closers, which the server runs once the last byte has gone (for a stream,
-once it ends or the client leaves). The caller never waits on the insert. Old rows
-are pruned by `manage.py prune_usage` (USAGE_RETENTION_DAYS).
+A call adds its row to the request; the middleware below hands the rows over when the
+server closes the response, once the last byte has gone (for a stream, once it ends or
+the client leaves). With USAGE_WRITE=background (production) a writer thread per process
+then inserts them in batches and adds each batch to the daily totals with one UPDATE per
+day, key, user and model, so neither the caller nor the next request on the connection
+waits on the database. USAGE_WRITE=inline writes in the closer itself (tests, whose
+rows live in the test's transaction). Old rows are pruned by `manage.py prune_usage`.
 """
 
 from __future__ import annotations
 
+import atexit
 import bisect
+import logging
+import os
+import threading
+import time
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from integrations.models import UsageDaily, UsageRecord
 from integrations.models.gateway import LATENCY_BOUNDS
+
+logger = logging.getLogger(__name__)
 
 PENDING = "_usage_rows"
 
@@ -33,29 +44,60 @@ def record(request, **fields) -> UsageRecord:
 
 def flush(request) -> None:
     rows = request.__dict__.pop(PENDING, None)
-    if rows:
-        UsageRecord.objects.bulk_create(rows)
-        for row in rows:
-            roll_up(row)
+    if not rows:
+        return
+    if settings.USAGE_WRITE == "background":
+        _writer.put(rows)
+    else:
+        write(rows)
+
+
+def write(rows: list[UsageRecord]) -> None:
+    """Insert rows and add them to the daily totals."""
+    UsageRecord.objects.bulk_create(rows)
+    slots: dict[str, dict] = {}
+    for row in rows:
+        day = timezone.localdate(row.created_at)
+        slot = f"{day}|{row.source}|{row.key_id or ''}|{row.user_id or ''}|{row.model_name}"
+        entry = slots.setdefault(
+            slot,
+            {"row": row, "day": day, "counts": dict.fromkeys(["requests", "errors",
+             "prompt_tokens", "completion_tokens", "estimated"], 0) | {"cost": Decimal(0)}},
+        )  # fmt: skip
+        counts = entry["counts"]
+        counts["requests"] += 1
+        counts["errors"] += 0 if row.ok else 1
+        counts["prompt_tokens"] += row.prompt_tokens
+        counts["completion_tokens"] += row.completion_tokens
+        counts["estimated"] += 1 if row.estimated else 0
+        counts["cost"] += row.cost or Decimal(0)
+        bucket = f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}"
+        counts[bucket] = counts.get(bucket, 0) + 1
+    for slot, entry in slots.items():
+        _add(slot, entry["day"], entry["row"], entry["counts"])
 
 
 def roll_up(row: UsageRecord) -> None:
-    """Add a row to its day's totals (one UPDATE; an INSERT for the day's first call)."""
+    """Add one stored row to its day's totals."""
     day = timezone.localdate(row.created_at)
     slot = f"{day}|{row.source}|{row.key_id or ''}|{row.user_id or ''}|{row.model_name}"
-    bucket = f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}"
     counts = {
-        "requests": F("requests") + 1,
-        "errors": F("errors") + (0 if row.ok else 1),
-        "prompt_tokens": F("prompt_tokens") + row.prompt_tokens,
-        "completion_tokens": F("completion_tokens") + row.completion_tokens,
-        "estimated": F("estimated") + (1 if row.estimated else 0),
-        "cost": F("cost") + (row.cost or Decimal(0)),
-        bucket: F(bucket) + 1,
+        "requests": 1,
+        "errors": 0 if row.ok else 1,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "estimated": 1 if row.estimated else 0,
+        "cost": row.cost or Decimal(0),
+        f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}": 1,
     }
-    if UsageDaily.objects.filter(slot=slot).update(**counts):
+    _add(slot, day, row, counts)
+
+
+def _add(slot: str, day, row: UsageRecord, counts: dict) -> None:
+    """One UPDATE adding the counts; an INSERT for the day's first call."""
+    added = {name: F(name) + value for name, value in counts.items()}
+    if UsageDaily.objects.filter(slot=slot).update(**added):
         return
-    first = {name: expression.rhs.value for name, expression in counts.items()}
     try:
         with transaction.atomic():
             UsageDaily.objects.create(
@@ -65,10 +107,55 @@ def roll_up(row: UsageRecord) -> None:
                 key_id=row.key_id,
                 user_id=row.user_id,
                 model_name=row.model_name,
-                **first,
+                **counts,
             )
     except IntegrityError:  # another worker made the day's row first: add to it
-        UsageDaily.objects.filter(slot=slot).update(**counts)
+        UsageDaily.objects.filter(slot=slot).update(**added)
+
+
+class _Writer:
+    """One thread per process that writes queued rows in batches (started on first use)."""
+
+    BATCH_SECONDS = 0.2
+
+    def __init__(self):
+        self.lock = threading.Condition()
+        self.rows: list[UsageRecord] = []
+        self.thread: threading.Thread | None = None
+        self.pid = None
+
+    def put(self, rows: list[UsageRecord]) -> None:
+        with self.lock:
+            self.rows.extend(rows)
+            if self.thread is None or self.pid != os.getpid():  # a forked worker needs its own
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self.run, name="usage-writer", daemon=True)
+                self.thread.start()
+            self.lock.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.lock:
+                while not self.rows:
+                    self.lock.wait()
+            time.sleep(self.BATCH_SECONDS)  # gather a batch
+            self.drain()
+
+    def drain(self) -> None:
+        with self.lock:
+            batch, self.rows = self.rows, []
+        if not batch:
+            return
+        try:
+            write(batch)
+        except Exception:  # a lost batch must not stop the writer; say so in the log
+            logger.exception("Could not write %d usage rows", len(batch))
+        finally:
+            close_old_connections()
+
+
+_writer = _Writer()
+atexit.register(_writer.drain)  # a recycled worker writes what it holds before it goes
 
 
 def after_response(get_response):

@@ -370,3 +370,25 @@ def test_with_the_shared_cache_revoking_or_deactivating_stops_the_next_call(
     client.post(f"/team/users/{bob.username}/active")  # deactivate the owner
     with pytest.raises(openai.AuthenticationError):
         gateway(fresh).chat.completions.create(model="Model A", messages=message)
+
+
+def test_the_background_writer_batches_rows_and_totals(
+    gateway, make_integration, bob, upstream, settings
+):
+    from integrations.models import UsageDaily
+
+    settings.USAGE_WRITE = "background"  # as in production
+    make_integration()
+    _, raw = keys.create(bob, "app")
+    sdk = gateway(raw)
+    for _ in range(5):
+        sdk.chat.completions.create(model="Model A", messages=[{"role": "user", "content": "x"}])
+    rows = usage_rows(5)
+    assert len(rows) == 5
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        daily = UsageDaily.objects.filter(source="gateway").first()
+        if daily is not None and daily.requests == 5:
+            break
+        time.sleep(0.05)
+    assert daily.requests == 5 and daily.prompt_tokens == 60
