@@ -10,6 +10,8 @@ cache) a worker could not see another worker's bump, so caching is off there.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import threading
 
 from django.conf import settings
@@ -37,12 +39,35 @@ def enabled() -> bool:
     return hasattr(cache, "sliding_window")  # the shared Redis backend (config.cache)
 
 
+_seen: contextvars.ContextVar[dict | None] = contextvars.ContextVar("generation", default=None)
+
+
 def generation() -> int:
+    memo = _seen.get()
+    if memo is not None and "value" in memo:
+        return memo["value"]
     value = cache.get(GENERATION_KEY)
     if value is None:
         cache.add(GENERATION_KEY, 1, timeout=None)
         value = cache.get(GENERATION_KEY, 1)
+    if memo is not None:
+        memo["value"] = int(value)
     return int(value)
+
+
+def one_look(view):
+    """Read the generation once for the whole request (the gateway asks three times: for
+    the key, the model name and the model's configuration); the next request reads again."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        token = _seen.set({})
+        try:
+            return view(request, *args, **kwargs)
+        finally:
+            _seen.reset(token)
+
+    return wrapped
 
 
 def bump() -> None:
@@ -115,3 +140,19 @@ def remember(table: dict, token, value, at_generation: int) -> None:
         if len(table) >= MAX_ENTRIES:
             table.clear()
         table[token] = (at_generation, value)
+
+
+_flights: dict = {}
+
+
+def single_flight(token) -> threading.Lock:
+    """A lock per thing being loaded: when a burst of threads all miss the cache at once
+    (a worker's first burst), one loads it and the others wait for its copy instead of
+    each running the same queries."""
+    with _lock:
+        lock = _flights.get(token)
+        if lock is None:
+            if len(_flights) >= MAX_ENTRIES:
+                _flights.clear()
+            lock = _flights[token] = threading.Lock()
+    return lock

@@ -256,6 +256,14 @@ def target(model_pk) -> Target | None:
     cached = callcache.get(model_pk)
     if cached is not None:
         return Target(*cached)
+    if callcache.enabled():
+        with callcache.single_flight(("model", str(model_pk))):
+            cached = callcache.get(model_pk)
+            return Target(*cached) if cached is not None else _load_target(model_pk)
+    return _load_target(model_pk)
+
+
+def _load_target(model_pk) -> Target | None:
     at_generation = callcache.generation() if callcache.enabled() else 0  # read before loading
     model = usable_models().filter(pk=model_pk).first()
     if model is None:

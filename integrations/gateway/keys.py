@@ -58,10 +58,13 @@ def authenticate(raw: str) -> GatewayKey | None:
     hashed = digest(raw)
     key = callcache.remembered(callcache._keys, hashed)
     if key is None:
-        at = callcache.generation() if callcache.enabled() else 0
-        key = GatewayKey.objects.select_related("owner").filter(digest=hashed).first()
-        if key is not None:
-            callcache.remember(callcache._keys, hashed, key, at)
+        with callcache.single_flight(("key", hashed)):
+            key = callcache.remembered(callcache._keys, hashed)
+            if key is None:
+                at = callcache.generation() if callcache.enabled() else 0
+                key = GatewayKey.objects.select_related("owner").filter(digest=hashed).first()
+                if key is not None:
+                    callcache.remember(callcache._keys, hashed, key, at)
     now = timezone.now()
     if key is None or key.revoked_at is not None or not key.owner.is_active:
         return None
@@ -103,6 +106,12 @@ def resolve(key: GatewayKey, name: str) -> CustomModel | None:
     found = callcache.remembered(callcache._names, (key.pk, name))
     if found is not None:
         return found
+    with callcache.single_flight(("name", key.pk, name)):
+        found = callcache.remembered(callcache._names, (key.pk, name))
+        return found if found is not None else _resolve(key, name)
+
+
+def _resolve(key: GatewayKey, name: str) -> CustomModel | None:
     at = callcache.generation() if callcache.enabled() else 0
     integration, _, model_name = name.rpartition("/")
     candidates = models_for(key).filter(

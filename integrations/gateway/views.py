@@ -15,7 +15,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations import services
+from integrations import callcache, services
 from integrations.gateway import keys, limits, metering, wire
 from integrations.llm import client
 from integrations.llm.config import CallResult, Usage, estimate_tokens
@@ -59,6 +59,7 @@ def _not_found(name: str):
 @csrf_exempt
 @login_not_required
 @require_GET
+@callcache.one_look
 def models(request):
     key = _key(request)
     if key is None:
@@ -123,6 +124,7 @@ def _upstream_error(result: CallResult):
 @csrf_exempt
 @login_not_required
 @require_POST
+@callcache.one_look
 def chat_completions(request):
     started = time.perf_counter()
     key = _key(request)

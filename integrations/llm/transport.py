@@ -219,7 +219,7 @@ def _client(options: ClientOptions) -> httpx.Client:
                 http2=True,
                 proxy=proxy,
                 trust_env=False,
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
             )
             transport._pool._network_backend = _GuardedBackend()
             client = httpx.Client(
