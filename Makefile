@@ -40,12 +40,14 @@ format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check --fix .
 
 # Benchmarks print tables and write bench/results/*.json (see README "Benchmarks").
+# Each table prints the load average beside its figures: run them on an idle machine.
 bench: $(VENV)/.installed-test
 	cd bench && ../$(PY) bench_overhead.py 500
 	cd bench && ../$(PY) bench_concurrency.py
 	cd bench && ../$(PY) bench_scale.py
 	cd bench && ../$(PY) bench_memory.py 5 1000
 	cd bench && ../$(PY) bench_postgres.py 256
+	cd bench && ../$(PY) bench_gateway.py 500
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles test-artifacts
