@@ -55,7 +55,7 @@ def content_security_policy(get_response):
 
 def api_errors_as_json(get_response):
     """Under /api/, an unknown path or a wrong method answers JSON {message}, as every
-    other API error does, not an HTML page."""
+    other API error does, not an HTML page; under the gateway's /v1/, in OpenAI's shape."""
     messages = {
         404: "Not found: no API operation at this path. See /api/docs.",
         405: "Method not allowed for this path.",
@@ -65,6 +65,17 @@ def api_errors_as_json(get_response):
         response = get_response(request)
         is_api = request.path.startswith("/api/") and not request.path.startswith("/api/docs")
         html = "json" not in response.get("Content-Type", "")
+        if request.path.startswith("/v1/") and html and response.status_code in messages:
+            from integrations.gateway.wire import error_body
+
+            code = "unknown_url" if response.status_code == 404 else "method_not_allowed"
+            message = (
+                "No such gateway endpoint: use /v1/chat/completions or /v1/models."
+                if response.status_code == 404
+                else messages[405]
+            )
+            body = error_body(message, "invalid_request_error", code)
+            return JsonResponse(body, status=response.status_code)
         if is_api and html and response.status_code in messages:
             message = messages[response.status_code]
             if response.has_header("Allow"):

@@ -7,6 +7,8 @@ links only to http(s) and mailto with rel="noopener noreferrer nofollow".
 
 from __future__ import annotations
 
+import threading
+
 import markdown
 import nh3
 from django.utils.safestring import SafeString, mark_safe
@@ -18,9 +20,22 @@ ALLOWED_TAGS = {
 }  # fmt: skip
 
 
+_local = threading.local()
+
+
+def _converter() -> markdown.Markdown:
+    """One converter per thread: building one costs more than converting a reply."""
+    md = getattr(_local, "md", None)
+    if md is None:
+        md = _local.md = markdown.Markdown(
+            extensions=["fenced_code", "tables"], output_format="html"
+        )
+    return md
+
+
 def markdown_html(text: str) -> SafeString:
     """Return sanitized HTML; the one place model output is trusted as markup, after nh3."""
-    html = markdown.markdown(text, extensions=["fenced_code", "tables"], output_format="html")
+    html = _converter().reset().convert(text)
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,

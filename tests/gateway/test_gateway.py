@@ -226,6 +226,14 @@ def test_an_anthropic_model_is_translated_both_ways(gateway, make_integration, b
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (19, 4)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def shared(request):
+    """The limits on the development cache and on Redis, as production runs them."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_cache")
+    return request.param
+
+
 def _burst(sdk, count: int) -> list:
     outcomes: list = []
 
@@ -250,7 +258,7 @@ def _burst(sdk, count: int) -> list:
 
 
 def test_requests_per_minute_hold_under_twenty_concurrent_callers(
-    gateway, make_integration, bob, upstream
+    shared, gateway, make_integration, bob, upstream
 ):
     make_integration()
     _, raw = keys.create(bob, "app", rpm=5)
@@ -262,7 +270,9 @@ def test_requests_per_minute_hold_under_twenty_concurrent_callers(
     assert refused[0].code == "rate_limit_exceeded"
 
 
-def test_the_budget_holds_under_twenty_concurrent_callers(gateway, make_integration, bob, upstream):
+def test_the_budget_holds_under_twenty_concurrent_callers(
+    shared, gateway, make_integration, bob, upstream
+):
     # Each call: 12 prompt + 3 completion tokens at $100,000/M each = $1.50; budget $5.
     make_integration(price_input_per_mtok="100000", price_output_per_mtok="100000")
     key, raw = keys.create(bob, "app", monthly_budget=Decimal("5"))
@@ -392,3 +402,11 @@ def test_the_background_writer_batches_rows_and_totals(
             break
         time.sleep(0.05)
     assert daily.requests == 5 and daily.prompt_tokens == 60
+
+
+def test_unknown_gateway_paths_answer_in_openais_shape(client):
+    response = client.get("/v1/embeddings")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_url"
+    wrong = client.get("/v1/chat/completions")
+    assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
