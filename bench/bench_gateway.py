@@ -22,6 +22,7 @@ import httpx
 from async_upstream import AsyncUpstreamProcess
 from common import (
     Gunicorn,
+    load_average,
     make_model,
     make_user,
     percentiles,
@@ -37,10 +38,6 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 STREAM_N = max(100, N // 3)
 BURST = 256
 WARMUP = 30
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def body(stream: bool = False) -> dict:
@@ -120,7 +117,7 @@ def added(server, upstream, raw: str) -> dict:
         "calls_each": N,
         "latency_ms": {k: percentiles(v) for k, v in times.items()},
         "added_ms": percentiles(extra),
-        "load_after_calls": load(),
+        "load_after_calls": load_average(),
     }
     rows = [[k, v["p50"], v["p95"], v["p99"]] for k, v in out["latency_ms"].items()]
     rows.append(["added", out["added_ms"]["p50"], out["added_ms"]["p95"], out["added_ms"]["p99"]])
@@ -152,7 +149,7 @@ def added(server, upstream, raw: str) -> dict:
     extra = [g - d for g, d in zip(ttft["gateway"], ttft["direct"], strict=True)]
     out["ttft_ms"] = {k: percentiles(v) for k, v in ttft.items()}
     out["ttft_added_ms"] = percentiles(extra)
-    out["load_after_streams"] = load()
+    out["load_after_streams"] = load_average()
     rows = [[k, v["p50"], v["p95"]] for k, v in out["ttft_ms"].items()]
     rows.append(["added", out["ttft_added_ms"]["p50"], out["ttft_added_ms"]["p95"]])
     table(
@@ -221,7 +218,7 @@ def burst(server, raw: str, upstream) -> dict:
             "latency_ms": percentiles(latencies),
             "rss_mb_all_workers": round(sum(rss), 1),
             "rss_mb_each": [round(r, 1) for r in rss],
-            "load": load(),
+            "load": load_average(),
         }
         rows.append(
             [

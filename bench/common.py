@@ -254,12 +254,18 @@ def machine() -> dict:
         "database": "postgresql" if ENV["DATABASE_URL"].startswith("postgres") else "sqlite (WAL)",
         "cache": "redis" if "REDIS_URL" in ENV else "local memory",
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average": load_average(),
     }
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: beside every figure, so a busy machine shows."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def table(title: str, rows: list[list], header: list[str]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    print(f"\n{title}")
+    print(f"\n{title} [load {load_average()}]")
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)))
 
