@@ -8,9 +8,10 @@ plus headroom for page views. The kernel does not spread connections evenly over
 workers (bench/bench_concurrency.py saw one worker take 40 of 64), so threads =
 peak / workers leaves calls queued behind a busy worker. Threads are cheap here: an
 idle one costs a few hundred KB. Override with WEB_CONCURRENCY and GUNICORN_THREADS.
-160 threads a worker: bench/bench_gateway.py runs 256 simultaneous streamed gateway calls
-(2 s each) on 2 workers in 2.5 s with about 240 MB of RSS for both; at 64 threads the
-same burst queued behind busy threads and took 8.5 s.
+256 threads a worker: bench/bench_gateway.py runs 256 simultaneous streamed gateway calls
+(2 s each) on 2 workers in about 2.5 s with about 240 MB of RSS for both. At 160 a worker
+that accepted more than its share queued the rest for a whole call (4.3 s); at 64 the
+burst took 8.5 s.
 """
 
 import multiprocessing
@@ -19,7 +20,7 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, min(multiprocessing.cpu_count(), 4))))
-threads = int(os.environ.get("GUNICORN_THREADS", 160))
+threads = int(os.environ.get("GUNICORN_THREADS", 256))
 # Longer than the longest allowed upstream call (LLM_MAX_TIMEOUT, 300 s by default).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 330))
 graceful_timeout = 30

@@ -195,6 +195,7 @@ def _stream(request, key, goal, chat, hold, started):
         limits.settle(hold, *tokens)
         return _upstream_error(first)
     cid = wire.completion_id()
+    chunks = wire.Chunks(cid, chat.model)
 
     def events():
         parts: list[str] = []
@@ -208,7 +209,7 @@ def _stream(request, key, goal, chat, hold, started):
                     if ttft is None:
                         ttft = round((time.perf_counter() - started) * 1000)
                     parts.append(item)
-                    yield _sse(wire.chunk(cid, chat.model, {"content": item}))
+                    yield chunks.content(item)
                 else:
                     finished = True
                     result = item

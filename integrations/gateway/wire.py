@@ -8,6 +8,7 @@ those and are refused, by name, for the others.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -242,3 +243,15 @@ STATUS_FOR_KIND = {"rate_limited": 429, "timeout": 504}
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None):
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+class Chunks:
+    """Content chunks of one stream, built from a prefix made once: a stream writes one
+    per token, so the envelope is not rebuilt and re-encoded every time."""
+
+    def __init__(self, cid: str, model: str):
+        envelope = json.dumps(chunk(cid, model, {"content": ""}))
+        self.head, _, self.tail = envelope.partition('""')
+
+    def content(self, text: str) -> bytes:
+        return f"data: {self.head}{json.dumps(text)}{self.tail}\n\n".encode()
