@@ -71,8 +71,15 @@ def authenticate(raw: str) -> GatewayKey | None:
     if key.expires_at is not None and key.expires_at <= now:
         return None
     if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
-        key.last_used_at = now  # the cached copy too: touched once a minute per worker
-        GatewayKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        # One thread writes it; the others of a burst go on (a burst of threads all
+        # writing the same row is a worker's slow first second, on SQLite above all).
+        touch = callcache.single_flight(("touch", key.pk))
+        if touch.acquire(blocking=False):
+            try:
+                key.last_used_at = now  # the cached copy too: once a minute per worker
+                GatewayKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            finally:
+                touch.release()
     return key
 
 
