@@ -36,3 +36,27 @@ _control = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not _control
 if _control:
     control_socket = _control
+
+
+def post_worker_init(worker):
+    """Make a worker's threads, and each thread's cache connection, before its first
+    request: otherwise the first burst after boot pays for them (bench_gateway.py)."""
+    import threading
+
+    pool = getattr(worker, "tpool", None)
+    if pool is None:
+        return
+    count = worker.cfg.threads
+    barrier = threading.Barrier(count, timeout=10)
+
+    def warm():
+        from django.core.cache import cache
+
+        try:
+            barrier.wait()  # every thread exists at once, so the pool makes them all
+            cache.get("warm-up")
+        except Exception as exc:  # a cache that is down, a broken barrier: start anyway
+            worker.log.debug("Warm-up skipped: %s", exc)
+
+    for _ in range(count):
+        pool.submit(warm)
