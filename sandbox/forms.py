@@ -9,12 +9,12 @@ fields carry no prefix (`model`, `temperature`, ...); columns 1-3 are `c1-model`
 from __future__ import annotations
 
 import re
-import uuid
 
 from django import forms
 from django.conf import settings
 
 from integrations.llm.config import Prompt
+from integrations.llm.inputs import is_uuid  # noqa: F401 (the Sandbox's views use it)
 from integrations.llm.protocols import fixed_params
 from sandbox import services
 
@@ -279,11 +279,3 @@ def _with_compare_columns(data):
                 data[f"c{i}-{name}"] = data[name]
     data.pop("compare")
     return data
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -122,16 +121,3 @@ class SavedPrompt(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-def cost_of(model, prompt_tokens: int | None, completion_tokens: int | None) -> Decimal | None:
-    """Return the estimated cost from the model's prices per million tokens."""
-    if model is None or model.price_input_per_mtok is None or model.price_output_per_mtok is None:
-        return None
-    if prompt_tokens is None or completion_tokens is None:
-        return None
-    million = Decimal(1_000_000)
-    return (
-        Decimal(prompt_tokens) * model.price_input_per_mtok / million
-        + Decimal(completion_tokens) * model.price_output_per_mtok / million
-    )

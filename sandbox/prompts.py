@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.db.models import Q
 
 from integrations.llm import inputs
+from integrations.llm.inputs import is_uuid
 from integrations.team.roles import is_admin
-from sandbox.forms import MAX_TURN_CHARS, MAX_TURNS, PARAMS, ROLES, is_uuid, variables_in
+from sandbox.forms import MAX_TURN_CHARS, MAX_TURNS, ROLES, ColumnForm, variables_in
 from sandbox.models import SavedPrompt
 
 MAX_NAME = 100
@@ -28,28 +29,22 @@ def _text(value: str, what: str) -> str:
 
 
 def _columns(data) -> list[dict]:
-    """The page's columns as saved: each model and its parameters as typed."""
+    """The page's columns as saved: each model, and its parameters validated by the
+    column form's own fields (a saved prompt may still have no model picked)."""
     columns = []
     for i in range(4):
         prefix = f"c{i}-" if i else ""
         if f"{prefix}model" not in data:
             continue
+        column = ColumnForm(data, column=i)
+        column.is_valid()
+        problems = [(n, e) for n, e in column.errors.items() if n != "model"]
+        if problems:
+            name, errors = problems[0]
+            label = column.fields[name].label if name in column.fields else name
+            raise inputs.InputError(f"{label}: {errors[0]}")
         model = data.get(f"{prefix}model", "")
-        params: dict = {}
-        for name in PARAMS:
-            raw = (data.get(f"{prefix}{name}") or "").strip()
-            if not raw:
-                continue
-            if name == "stop":
-                params["stop"] = [line for line in raw.splitlines() if line.strip()][:4]
-                continue
-            try:
-                number = int(raw) if name == "max_tokens" else float(raw)
-            except ValueError as exc:
-                raise inputs.InputError(
-                    f"{name.replace('_', ' ').capitalize()} is not a number."
-                ) from exc
-            params[name] = number
+        params, _ = column.params()
         columns.append({"model": model if is_uuid(model) else "", "params": params})
     return columns
 

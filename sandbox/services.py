@@ -9,10 +9,10 @@ from dataclasses import replace
 from integrations import audit
 from integrations.gateway import metering
 from integrations.llm import client
-from integrations.llm.config import CallResult, Prompt, estimate_tokens
+from integrations.llm.config import CallResult, Prompt, counted
 from integrations.models import AuditAction, CustomModel
 from integrations.services import Target, target, usable_models  # noqa: F401 (the Sandbox's API)
-from sandbox.models import RunStatus, SandboxRun, cost_of
+from sandbox.models import RunStatus, SandboxRun
 
 RAW_EXCERPT_LIMIT = 16 * 1024
 
@@ -55,7 +55,7 @@ def finish(run: SandboxRun, result: CallResult, request=None, stopped: bool = Fa
     run.streamed = result.streamed
     run.request = result.request
     run.raw_excerpt = (result.raw or "")[:RAW_EXCERPT_LIMIT]
-    run.cost = cost_of(run.model, run.prompt_tokens, run.completion_tokens)
+    run.cost = run.model.cost(run.prompt_tokens, run.completion_tokens) if run.model else None
     if stopped:
         run.status = RunStatus.STOPPED
     elif result.ok:
@@ -80,16 +80,13 @@ def _count_tokens(run: SandboxRun, result: CallResult) -> None:
     usage = result.usage
     run.prompt_tokens, run.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     run.total_tokens = usage.total_tokens
-    if run.prompt_tokens is not None and run.completion_tokens is not None:
-        return
     if not result.content and not result.ok:
         return  # nothing came back: there is nothing to estimate
-    if run.prompt_tokens is None:
-        run.prompt_tokens = estimate_tokens(prompt_of(run).text())
-    if run.completion_tokens is None:
-        run.completion_tokens = estimate_tokens(result.content)
-    run.total_tokens = run.prompt_tokens + run.completion_tokens
-    run.usage_estimated = True
+    prompt, completion, estimated = counted(usage, prompt_of(run).text(), result.content)
+    if estimated:
+        run.prompt_tokens, run.completion_tokens = prompt, completion
+        run.total_tokens = prompt + completion
+        run.usage_estimated = True
 
 
 def exact(goal: Target) -> Target:

@@ -32,15 +32,6 @@ class Limited(Exception):
         self.message, self.retry_after, self.code = message, retry_after, code
 
 
-def price(model: CustomModel, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
-    if model.price_input_per_mtok is None or model.price_output_per_mtok is None:
-        return None
-    return (
-        Decimal(prompt_tokens) * model.price_input_per_mtok
-        + Decimal(completion_tokens) * model.price_output_per_mtok
-    ) / MICRO
-
-
 @dataclass
 class Hold:
     """What a call holds against its key until it is settled."""
@@ -90,7 +81,7 @@ def admit(key: GatewayKey, model: CustomModel, prompt: Prompt) -> Hold:
                 "tokens_limit_exceeded",
             )
     if key.monthly_budget is not None:
-        cost = price(model, prompt_tokens, max_tokens or RESERVED_COMPLETION)
+        cost = model.cost(prompt_tokens, max_tokens or RESERVED_COMPLETION)
         if cost is None:
             raise Limited(
                 f"This key has a budget and {model.name} has no prices, so its spend "

@@ -53,44 +53,44 @@ def flush(request) -> None:
 
 
 def write(rows: list[UsageRecord]) -> None:
-    """Insert rows and add them to the daily totals."""
+    """Insert rows and add them to the daily totals, one UPDATE per slot."""
     UsageRecord.objects.bulk_create(rows)
-    slots: dict[str, dict] = {}
+    slots: dict[str, tuple] = {}
     for row in rows:
-        day = timezone.localdate(row.created_at)
-        slot = f"{day}|{row.source}|{row.key_id or ''}|{row.user_id or ''}|{row.model_name}"
-        entry = slots.setdefault(
-            slot,
-            {"row": row, "day": day, "counts": dict.fromkeys(["requests", "errors",
-             "prompt_tokens", "completion_tokens", "estimated"], 0) | {"cost": Decimal(0)}},
-        )  # fmt: skip
-        counts = entry["counts"]
-        counts["requests"] += 1
-        counts["errors"] += 0 if row.ok else 1
-        counts["prompt_tokens"] += row.prompt_tokens
-        counts["completion_tokens"] += row.completion_tokens
-        counts["estimated"] += 1 if row.estimated else 0
-        counts["cost"] += row.cost or Decimal(0)
-        bucket = f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}"
-        counts[bucket] = counts.get(bucket, 0) + 1
-    for slot, entry in slots.items():
-        _add(slot, entry["day"], entry["row"], entry["counts"])
+        slot, day, counts = _counts(row)
+        if slot in slots:
+            total = slots[slot][2]
+            for name, value in counts.items():
+                total[name] = total.get(name, 0) + value
+        else:
+            slots[slot] = (day, row, counts)
+    for slot, (day, row, counts) in slots.items():
+        _add(slot, day, row, counts)
 
 
 def roll_up(row: UsageRecord) -> None:
     """Add one stored row to its day's totals."""
+    slot, day, counts = _counts(row)
+    _add(slot, day, row, counts)
+
+
+def _counts(row: UsageRecord) -> tuple[str, object, dict]:
+    """A row's slot in the daily totals (day, source, key, user, model) and what it adds."""
     day = timezone.localdate(row.created_at)
     slot = f"{day}|{row.source}|{row.key_id or ''}|{row.user_id or ''}|{row.model_name}"
-    counts = {
-        "requests": 1,
-        "errors": 0 if row.ok else 1,
-        "prompt_tokens": row.prompt_tokens,
-        "completion_tokens": row.completion_tokens,
-        "estimated": 1 if row.estimated else 0,
-        "cost": row.cost or Decimal(0),
-        f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}": 1,
-    }
-    _add(slot, day, row, counts)
+    return (
+        slot,
+        day,
+        {
+            "requests": 1,
+            "errors": 0 if row.ok else 1,
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "estimated": 1 if row.estimated else 0,
+            "cost": row.cost or Decimal(0),
+            f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}": 1,
+        },
+    )
 
 
 def _add(slot: str, day, row: UsageRecord, counts: dict) -> None:

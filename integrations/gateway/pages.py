@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import uuid
 from datetime import timedelta
 
 from django.contrib import messages
@@ -14,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from integrations.gateway import charts, keys, usage
 from integrations.gateway.forms import GatewayKeyForm
+from integrations.llm.inputs import is_uuid
 from integrations.team.roles import editor_required
 
 
@@ -43,14 +43,6 @@ def key_revoke(request, pk):
 
 
 RANGES = {"7": 7, "30": 30, "90": 90}
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _range(request):

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from integrations import callcache, services
 from integrations.gateway import keys, limits, metering, wire
 from integrations.llm import client
-from integrations.llm.config import CallResult, Usage, estimate_tokens
+from integrations.llm.config import CallResult, Usage, counted
 from integrations.llm.errors import LLMError
 
 MAX_BODY = 4 * 1024 * 1024
@@ -75,15 +75,10 @@ def models(request):
 
 def _finish_row(request, key, model, chat, result: CallResult, started, ttft=None):
     """The call's usage row (estimated when the upstream reports none) and its cost."""
-    usage = result.usage
-    estimated = usage.prompt_tokens is None or usage.completion_tokens is None
-    prompt_tokens = usage.prompt_tokens
-    completion_tokens = usage.completion_tokens
-    if prompt_tokens is None:
-        prompt_tokens = estimate_tokens(chat.prompt.text())
-    if completion_tokens is None:
-        completion_tokens = estimate_tokens(result.content)
-    cost = limits.price(model, prompt_tokens, completion_tokens)
+    prompt_tokens, completion_tokens, estimated = counted(
+        result.usage, chat.prompt.text(), result.content
+    )
+    cost = model.cost(prompt_tokens, completion_tokens)
     metering.record(
         request,
         source="gateway",

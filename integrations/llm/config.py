@@ -147,6 +147,18 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4)) if text else 0
 
 
+def counted(usage: Usage, prompt_text: str, reply: str) -> tuple[int, int, bool]:
+    """Prompt and completion tokens as reported, each estimated where the endpoint sent
+    none (a stopped stream, a server without usage); the flag says an estimate is in."""
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    estimated = prompt is None or completion is None
+    if prompt is None:
+        prompt = estimate_tokens(prompt_text)
+    if completion is None:
+        completion = estimate_tokens(reply)
+    return prompt, completion, estimated
+
+
 @dataclass
 class Usage:
     prompt_tokens: int | None = None

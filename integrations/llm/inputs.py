@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -193,6 +194,15 @@ def check_json(value: Any, what: str = "The JSON") -> Any:
     if len(json.dumps(value)) > MAX_JSON_BYTES:
         raise InputError(f"{what} is larger than {MAX_JSON_BYTES // 1024} KB.")
     return value
+
+
+def is_uuid(value) -> bool:
+    """Is this text an id (a query or form value naming a row)?"""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def parse_json_text(text: str, what: str = "The JSON") -> Any:

@@ -203,6 +203,19 @@ class CustomModel(Timestamped):
     def __str__(self) -> str:
         return f"{self.integration.name} / {self.name}"
 
+    def cost(self, prompt_tokens: int | None, completion_tokens: int | None):
+        """What a call cost at this model's prices per million tokens, or None."""
+        from decimal import Decimal
+
+        if self.price_input_per_mtok is None or self.price_output_per_mtok is None:
+            return None
+        if prompt_tokens is None or completion_tokens is None:
+            return None
+        return (
+            Decimal(prompt_tokens) * self.price_input_per_mtok
+            + Decimal(completion_tokens) * self.price_output_per_mtok
+        ) / Decimal(1_000_000)
+
     @property
     def last_failure(self):
         """The last test's failure as the error panel shows it, or None."""

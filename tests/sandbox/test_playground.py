@@ -239,3 +239,15 @@ def test_anthropic_and_completions_protocols_carry_the_conversation():
     assert anthropic["system"] == "S" and anthropic["messages"] == list(turns)
     legacy = adapter_for("openai-completions").body(config, prompt)
     assert legacy["prompt"] == "S\n\nUser: Hi\n\nAssistant: Hello\n\nUser: Again\n\nAssistant:"
+
+
+def test_a_saved_prompt_keeps_only_parameters_the_column_accepts(client, charlie):
+    client.force_login(charlie)
+    data = {"user_prompt": "x", "prompt_name": "P", "model": "", "temperature": "9"}
+    html = post(client, data, url="sandbox-prompt-save", headers=HX).content.decode()
+    assert "Temperature: Ensure this value is less than or equal to 2" in html
+    assert not SavedPrompt.objects.exists()
+    post(client, data | {"temperature": "0.5", "stop": "A\nB"}, url="sandbox-prompt-save")
+    assert SavedPrompt.objects.get().columns == [
+        {"model": "", "params": {"temperature": 0.5, "stop": ["A", "B"]}}
+    ]
