@@ -5,6 +5,8 @@
 (c) 256 simultaneous streamed calls on a 2 s upstream (1 s to the first token, then 20
     tokens at 20 a second), under the production gunicorn config, with the RSS of all
     workers together afterwards.
+Each is measured under both server modes of config/gunicorn.conf.py: `wsgi` (gthread,
+the default) and `asgi` (uvicorn workers; the gateway waits in the event loop).
 The load average is printed beside each figure: on a busy machine the figures say so.
 
 Usage: python bench_gateway.py [calls] (default 500)
@@ -68,16 +70,21 @@ def main() -> dict:
     from integrations.gateway import keys
 
     raw = keys.create(user, "bench")[1]
-    server = Gunicorn()
     results: dict = {"threads_per_worker": os.environ.get("GUNICORN_THREADS", "default")}
     only = os.environ.get("BENCH_ONLY", "")
+    modes = os.environ.get("BENCH_SERVERS", "wsgi,asgi").split(",")
     try:
-        if only != "burst":
-            results |= added(server, fast, raw)
-        if only != "added":
-            results |= burst(server, raw, slow)
+        for mode in modes:
+            server = Gunicorn({"CONSOLE_SERVER": mode})
+            try:
+                if only != "burst":
+                    results[mode] = added(server, fast, raw, mode)
+                if only != "added":
+                    results.setdefault(mode, {}).update(burst(server, raw, slow, mode))
+            finally:
+                server.stop()
+            fast.handler = reply_load(latency=0.0, tokens=20)
     finally:
-        server.stop()
         fast.stop()
         slow.stop()
     from integrations.models import UsageRecord
@@ -87,7 +94,7 @@ def main() -> dict:
     return results
 
 
-def added(server, upstream, raw: str) -> dict:
+def added(server, upstream, raw: str, mode: str) -> dict:
     direct = httpx.Client(base_url=upstream.url, timeout=30)
     gateway = httpx.Client(
         base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {raw}"}
@@ -122,7 +129,7 @@ def added(server, upstream, raw: str) -> dict:
     rows = [[k, v["p50"], v["p95"], v["p99"]] for k, v in out["latency_ms"].items()]
     rows.append(["added", out["added_ms"]["p50"], out["added_ms"]["p95"], out["added_ms"]["p99"]])
     table(
-        f"Non-streamed call through the gateway, ms ({N} interleaved; target added p50 <= 3, "
+        f"[{mode}] Non-streamed call through the gateway, ms ({N} interleaved; target added p50 <= 3, "
         f"p99 <= 10; load {out['load_after_calls']})",
         rows,
         ["path", "p50", "p95", "p99"],
@@ -153,7 +160,7 @@ def added(server, upstream, raw: str) -> dict:
     rows = [[k, v["p50"], v["p95"]] for k, v in out["ttft_ms"].items()]
     rows.append(["added", out["ttft_added_ms"]["p50"], out["ttft_added_ms"]["p95"]])
     table(
-        f"Time to first streamed token, ms ({STREAM_N} each; target added <= 5; "
+        f"[{mode}] Time to first streamed token, ms ({STREAM_N} each; target added <= 5; "
         f"load {out['load_after_streams']})",
         rows,
         ["path", "p50", "p95"],
@@ -202,7 +209,7 @@ async def _burst(port: int, raw: str | None, model: str) -> tuple[float, list[in
     return time.perf_counter() - started, statuses, latencies
 
 
-def burst(server, raw: str, upstream) -> dict:
+def burst(server, raw: str, upstream, mode: str) -> dict:
     out: dict = {}
     rows = []
     for phase in ("direct", "cold", "warm"):
@@ -232,7 +239,7 @@ def burst(server, raw: str, upstream) -> dict:
             ]
         )
     table(
-        f"{BURST} simultaneous streamed calls on a 2 s upstream, direct and through the gateway "
+        f"[{mode}] {BURST} simultaneous streamed calls on a 2 s upstream, direct and through the gateway "
         "(target: all within 2.5 s, RSS of all workers <= 600 MB)",
         rows,
         ["burst", "ok", "wall s", "p50 ms", "p99 ms", "RSS MB", "load 1/5/15 min"],

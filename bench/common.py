@@ -1,7 +1,7 @@
 """Shared set-up for the benchmarks: a database, a local upstream, gunicorn as in production.
 
 Every benchmark talks only to 127.0.0.1: the upstream is tests/upstream.py's load-test
-server, the console runs under `gunicorn -c config/gunicorn.conf.py config.wsgi`.
+server, the console runs under `gunicorn -c config/gunicorn.conf.py` (ASGI, uvicorn workers).
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class Gunicorn:
         env = {**os.environ, **ENV, **(extra_env or {}), "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi"],
+            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

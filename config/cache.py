@@ -1,13 +1,20 @@
-"""The Redis cache backend, with one client object reused per connection pool.
+"""The Redis cache backend, with one client and one connection pool per process.
 
 Django's RedisCacheClient builds a new redis.Redis (and its ~170 response callbacks)
 for every cache operation; on the Sandbox path that was a measurable share of the
 console's overhead. redis.Redis is thread-safe, so one per pool serves every thread.
+And Django makes a cache object, with its own pools, per thread and per async context:
+under ASGI, where every request has a fresh context and thread, that meant a new Redis
+connection for every request (a 256-stream burst spent most of its time connecting).
+So every cache object with the same settings shares one client here.
 """
 
 from __future__ import annotations
 
+import threading
+
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.utils.functional import cached_property
 
 
 class ReusingRedisCacheClient(RedisCacheClient):
@@ -20,10 +27,25 @@ class ReusingRedisCacheClient(RedisCacheClient):
         return client
 
 
+_shared: dict[str, ReusingRedisCacheClient] = {}
+_shared_lock = threading.Lock()
+
+
 class ConsoleRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = ReusingRedisCacheClient
+
+    @cached_property
+    def _cache(self):
+        key = repr((self._servers, sorted(self._options.items())))
+        client = _shared.get(key)
+        if client is None:
+            with _shared_lock:
+                client = _shared.get(key)
+                if client is None:
+                    client = _shared[key] = self._class(self._servers, **self._options)
+        return client
 
     # The sliding-window rule of integrations/ratelimit.decide, atomically in Redis.
     # Slices live in one hash per key; numbers come back as strings (Lua truncates floats).

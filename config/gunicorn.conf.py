@@ -1,28 +1,39 @@
-"""Production server: `gunicorn -c config/gunicorn.conf.py config.wsgi`.
+"""Production server: `gunicorn -c config/gunicorn.conf.py` (the app is named below).
 
-An LLM call holds its thread for as long as the upstream takes (seconds, sometimes
-minutes) while using almost no CPU. So we run a few processes (about one per core)
-with many threads each, and a slow upstream only ties up its own thread.
-Sizing rule: give EACH worker as many threads as the peak number of calls in flight
-plus headroom for page views. The kernel does not spread connections evenly over the
-workers (bench/bench_concurrency.py saw one worker take 40 of 64), so threads =
-peak / workers leaves calls queued behind a busy worker. Threads are cheap here: an
-idle one costs a few hundred KB. Override with WEB_CONCURRENCY and GUNICORN_THREADS.
-256 threads a worker: bench/bench_gateway.py runs 256 simultaneous streamed gateway calls
-(2 s each) on 2 workers in about 2.5 s with about 240 MB of RSS for both. At 160 a worker
-that accepted more than its share queued the rest for a whole call (4.3 s); at 64 the
-burst took 8.5 s.
+Two ways to serve, chosen by CONSOLE_SERVER (README, "Sizing the server"):
+- `wsgi` (the default): gthread workers, a few processes (about one per core) with many
+  threads each. An LLM call holds its thread while the upstream thinks and uses almost
+  no CPU, so a slow upstream ties up only its own thread. Give EACH worker as many threads
+  as the peak number of calls in flight plus headroom for page views: the kernel does not
+  spread connections evenly over the workers. Pages and the REST API are fastest here.
+- `asgi`: uvicorn workers (config/workers.py), one event loop per process. The gateway's
+  calls (/v1) wait on their upstream in the loop with async httpx, through the same
+  guarded transport, and hold no thread; every other view still runs, on a thread per
+  request. Measured with bench/bench_gateway.py: a 256-stream burst is a little faster
+  and takes less memory, a single gateway call adds less, but pages and the REST API add
+  about 5 ms more per request (Django's async request path). So a host that mostly serves
+  the gateway runs `asgi`; one that serves both runs two instances and routes /v1/ to
+  the `asgi` one (README).
 """
 
 import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-worker_class = "gthread"
+if os.environ.get("CONSOLE_SERVER", "wsgi") == "wsgi":
+    wsgi_app = "config.wsgi:application"
+    worker_class = "gthread"
+    threads = int(os.environ.get("GUNICORN_THREADS", 256))
+    timeout = int(os.environ.get("GUNICORN_TIMEOUT", 330))  # past the longest upstream call
+else:
+    wsgi_app = "config.asgi:application"
+    worker_class = "config.workers.ConsoleWorker"
+    # Requests one worker takes at once; past it the worker answers 503 at once.
+    worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 2000))
+    # A uvicorn worker tells the master it is alive from its loop: this is how long a
+    # blocked loop may stay silent before the worker is restarted; no request is cut by it.
+    timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, min(multiprocessing.cpu_count(), 4))))
-threads = int(os.environ.get("GUNICORN_THREADS", 256))
-# Longer than the longest allowed upstream call (LLM_MAX_TIMEOUT, 300 s by default).
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", 330))
 graceful_timeout = 30
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 5000))
@@ -36,6 +47,11 @@ _control = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not _control
 if _control:
     control_socket = _control
+
+if worker_class != "gthread":
+    # A request's database connection belongs to its thread, which ends with the request:
+    # a persistent one would only linger. (PostgreSQL uses its pool either way.)
+    os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 
 
 def post_worker_init(worker):

@@ -1,7 +1,108 @@
+"""The console's own middleware. Each runs in both server modes: under WSGI (runserver,
+the tests' live server) and under ASGI (production: gunicorn with uvicorn workers), where
+a middleware that could only run synchronously would cost every request a hop to a
+thread and back."""
+
 from __future__ import annotations
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.core.exceptions import MiddlewareNotUsed
 from django.http import JsonResponse
+from django.middleware.security import SecurityMiddleware
+from django.utils.decorators import sync_and_async_middleware
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+
+def on_response(finish):
+    """Middleware from finish(request, response) -> response, for either server mode."""
+
+    @sync_and_async_middleware
+    def factory(get_response):
+        if iscoroutinefunction(get_response):
+
+            async def middleware(request):
+                return finish(request, await get_response(request))
+
+        else:
+
+            def middleware(request):
+                return finish(request, get_response(request))
+
+        return middleware
+
+    factory.__name__ = factory.__qualname__ = finish.__name__
+    factory.__doc__ = finish.__doc__
+    return factory
+
+
+_END = object()
+
+
+@sync_and_async_middleware
+def asgi_streams(get_response):
+    """Under ASGI, send a synchronous stream (the Sandbox's events, a static file) as it
+    is produced: Django would read it whole first. Each chunk is pulled on the request's
+    own thread. When the client leaves, Django cancels the send and closes the response,
+    which closes the iterator there. Under WSGI there is nothing to do.
+    """
+    if not iscoroutinefunction(get_response):
+        raise MiddlewareNotUsed
+
+    async def middleware(request):
+        response = await get_response(request)
+        if response.streaming and not response.is_async:
+            response.streaming_content = _pulled(response.streaming_content)
+        return response
+
+    return middleware
+
+
+async def _pulled(iterator):
+    pull = sync_to_async(next, thread_sensitive=True)
+    while (part := await pull(iterator, _END)) is not _END:
+        yield part
+
+
+class Security(SecurityMiddleware):
+    """Django's SecurityMiddleware (HTTPS redirect, HSTS, nosniff, referrer policy). Its
+    hooks only read settings and set headers, so on the event loop they run in place;
+    Django's own async mode would hop to a thread and back for each."""
+
+    async def __acall__(self, request):
+        response = self.process_request(request)
+        if response is None:
+            response = await self.get_response(request)
+        return self.process_response(request, response)
+
+
+class StaticFiles(WhiteNoiseMiddleware):
+    """WhiteNoise in either mode: on the event loop, a request for anything but a static
+    file passes straight on; a static file is found and opened on a thread."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response=None, settings=settings):
+        super().__init__(get_response, settings)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._serve_async(request)
+        return super().__call__(request)
+
+    async def _serve_async(self, request):
+        if self.autorefresh:
+            static_file = await sync_to_async(self.find_file)(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is None:
+            return await self.get_response(request)
+        return await sync_to_async(self.serve)(static_file, request)
 
 
 class ConsoleLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -9,7 +110,7 @@ class ConsoleLoginRequiredMiddleware(LoginRequiredMiddleware):
     token or a key instead (and skip the session lookup)."""
 
     API_PREFIX = "/api/"
-    GATEWAY_PREFIX = "/v1/"
+    GATEWAY_PREFIX = settings.GATEWAY_PREFIX
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path.startswith(self.API_PREFIX) and not request.path.startswith("/api/docs"):
@@ -41,49 +142,42 @@ DOCS_POLICY = CONTENT_SECURITY_POLICY.replace(
 )
 
 
-def content_security_policy(get_response):
+@on_response
+def content_security_policy(request, response):
     """Send the policy on every answer that does not set its own."""
-
-    def middleware(request):
-        response = get_response(request)
-        policy = DOCS_POLICY if request.path.startswith("/api/docs") else CONTENT_SECURITY_POLICY
-        response.headers.setdefault("Content-Security-Policy", policy)
-        return response
-
-    return middleware
+    policy = DOCS_POLICY if request.path.startswith("/api/docs") else CONTENT_SECURITY_POLICY
+    response.headers.setdefault("Content-Security-Policy", policy)
+    return response
 
 
-def api_errors_as_json(get_response):
+API_MESSAGES = {
+    404: "Not found: no API operation at this path. See /api/docs.",
+    405: "Method not allowed for this path.",
+}
+
+
+@on_response
+def api_errors_as_json(request, response):
     """Under /api/, an unknown path or a wrong method answers JSON {message}, as every
     other API error does, not an HTML page; under the gateway's /v1/, in OpenAI's shape."""
-    messages = {
-        404: "Not found: no API operation at this path. See /api/docs.",
-        405: "Method not allowed for this path.",
-    }
-
-    def middleware(request):
-        response = get_response(request)
-        is_api = request.path.startswith("/api/") and not request.path.startswith("/api/docs")
-        html = "json" not in response.get("Content-Type", "")
-        if request.path.startswith("/v1/") and html and response.status_code in messages:
-            from integrations.gateway.wire import error_body
-
-            code = "unknown_url" if response.status_code == 404 else "method_not_allowed"
-            message = (
-                "No such gateway endpoint: use /v1/chat/completions or /v1/models."
-                if response.status_code == 404
-                else messages[405]
-            )
-            body = error_body(message, "invalid_request_error", code)
-            return JsonResponse(body, status=response.status_code)
-        if is_api and html and response.status_code in messages:
-            message = messages[response.status_code]
-            if response.has_header("Allow"):
-                message += f" Allowed: {response['Allow']}."
-            json_response = JsonResponse({"message": message}, status=response.status_code)
-            if response.has_header("Allow"):
-                json_response["Allow"] = response["Allow"]
-            return json_response
+    status = response.status_code
+    if status not in API_MESSAGES or "json" in response.get("Content-Type", ""):
         return response
+    if request.path.startswith(settings.GATEWAY_PREFIX):
+        from integrations.gateway.wire import error_body
 
-    return middleware
+        if status == 404:
+            message = "No such gateway endpoint: use /v1/chat/completions or /v1/models."
+        else:
+            message = API_MESSAGES[405]
+        code = "unknown_url" if status == 404 else "method_not_allowed"
+        return JsonResponse(error_body(message, "invalid_request_error", code), status=status)
+    if request.path.startswith("/api/") and not request.path.startswith("/api/docs"):
+        message = API_MESSAGES[status]
+        if response.has_header("Allow"):
+            message += f" Allowed: {response['Allow']}."
+        json_response = JsonResponse({"message": message}, status=status)
+        if response.has_header("Allow"):
+            json_response["Allow"] = response["Allow"]
+        return json_response
+    return response

@@ -123,11 +123,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "config.middleware.asgi_streams",
+    "config.middleware.Security",
     "integrations.gateway.metering.after_response",
     "config.middleware.content_security_policy",
     "config.middleware.api_errors_as_json",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.StaticFiles",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -136,6 +137,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+]
+
+# Under ASGI (production) the gateway's calls take this shorter list (config/asgi.py):
+# they have no session, user, CSRF token or messages. Under WSGI they take MIDDLEWARE.
+GATEWAY_PREFIX = "/v1/"
+GATEWAY_MIDDLEWARE = [
+    "config.middleware.Security",
+    "integrations.gateway.metering.after_response",
+    "config.middleware.content_security_policy",
+    "config.middleware.api_errors_as_json",
 ]
 
 FORM_RENDERER = "config.renderers.ConsoleFormRenderer"

@@ -14,6 +14,7 @@ import contextvars
 import functools
 import threading
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models.signals import m2m_changed, post_delete, post_save
@@ -58,6 +59,18 @@ def generation() -> int:
 def one_look(view):
     """Read the generation once for the whole request (the gateway asks three times: for
     the key, the model name and the model's configuration); the next request reads again."""
+
+    if iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def looked_once(request, *args, **kwargs):
+            token = _seen.set({})  # the view's threads see it too: they copy the context
+            try:
+                return await view(request, *args, **kwargs)
+            finally:
+                _seen.reset(token)
+
+        return looked_once
 
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):

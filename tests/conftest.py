@@ -147,6 +147,53 @@ def browser():
         browser.close()
 
 
+class AsgiServer:
+    """The console as production serves it (ASGI, under uvicorn), in a thread on a free port."""
+
+    def __init__(self):
+        import asyncio
+        import threading
+
+        import uvicorn
+
+        from config.asgi import application
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        # The production application: static files through WhiteNoise, /v1/ on its own chain.
+        config = uvicorn.Config(application, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True
+        )
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            self.thread.join(0.05)
+        else:
+            raise RuntimeError("uvicorn did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def asgi_server():
+    server = AsgiServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def console_server(request):
+    """The console served both ways: WSGI (runserver, pytest-django's live server) and
+    ASGI (production). Tests that take it run once under each."""
+    return request.getfixturevalue("live_server" if request.param == "wsgi" else "asgi_server")
+
+
 @pytest.fixture
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})

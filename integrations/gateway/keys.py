@@ -76,8 +76,8 @@ def authenticate(raw: str) -> GatewayKey | None:
         touch = callcache.single_flight(("touch", key.pk))
         if touch.acquire(blocking=False):
             try:
-                key.last_used_at = now  # the cached copy too: once a minute per worker
                 GatewayKey.objects.filter(pk=key.pk).update(last_used_at=now)
+                key.last_used_at = now  # the cached copy too: once a minute per worker
             finally:
                 touch.release()
     return key

@@ -64,6 +64,11 @@ def admit(key: GatewayKey, model: CustomModel, prompt: Prompt) -> Hold:
     prompt_tokens = estimate_tokens(prompt.text())
     max_tokens = prompt.params.get("max_tokens")
     hold = Hold(key, model, prompt_tokens, prompt_tokens + (max_tokens or 0))
+    if key.monthly_budget is not None:
+        # Seeding may read the database: first, so that a caller on the event loop (which
+        # Django refuses queries) is stopped before anything has been counted.
+        cache_key, ttl = _month_key(key)
+        _spent_micro(key, cache_key, ttl)
     if key.rpm is not None:
         wait = ratelimit.hit(f"gw-rpm:{key.pk}", 1, key.rpm, 60)
         if wait is not None:
@@ -89,8 +94,6 @@ def admit(key: GatewayKey, model: CustomModel, prompt: Prompt) -> Hold:
                 0,
                 "model_not_priced",
             )
-        cache_key, ttl = _month_key(key)
-        _spent_micro(key, cache_key, ttl)
         hold.reserved_micro = max(1, int(cost * MICRO))
         total = cache.incr(cache_key, hold.reserved_micro)
         if total > key.monthly_budget * MICRO:

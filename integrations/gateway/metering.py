@@ -24,6 +24,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.middleware import on_response
 from integrations.models import UsageDaily, UsageRecord
 from integrations.models.gateway import LATENCY_BOUNDS
 
@@ -158,15 +159,11 @@ _writer = _Writer()
 atexit.register(_writer.drain)  # a recycled worker writes what it holds before it goes
 
 
-def after_response(get_response):
+@on_response
+def after_response(request, response):
     """Write the request's usage rows once the response is sent."""
-
-    def middleware(request):
-        response = get_response(request)
-        response._resource_closers.append(lambda: flush(request))
-        return response
-
-    return middleware
+    response._resource_closers.append(lambda: flush(request))
+    return response
 
 
 def from_run(request, run) -> None:

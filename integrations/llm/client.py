@@ -6,11 +6,13 @@ here with the same `LLMConfig`, so a passing test means the Sandbox will work.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import copy
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -102,39 +104,6 @@ def upstream_message(data: Any, text: str) -> str:
     return stripped
 
 
-def call(config: LLMConfig, prompt: Prompt) -> CallResult:
-    """Send one prompt to one model and return what happened; never raises for upstream trouble."""
-    started = time.perf_counter()
-    secrets = config.secrets()
-    result = CallResult(ok=False)
-    try:
-        for attempt in range(2):
-            url, headers, body, extra = build_request(config, prompt)
-            secrets = config.secrets() + extra
-            result.request = redact_request(
-                "POST", url, headers, body, secrets, _secret_names(config)
-            )
-            raw = transport.send(
-                "POST",
-                url,
-                headers=headers,
-                content=json.dumps(body).encode(),
-                timeout=config.timeout,
-                options=_options(config),
-            )
-            # A cached OAuth token may have been revoked early: fetch a new one once.
-            if raw.status_code == 401 and config.auth.kind == "oauth2" and attempt == 0:
-                forget_oauth_token(config.auth)
-                continue
-            break
-        _interpret(raw, config, result)
-    except LLMError as exc:
-        result.error = exc
-    _settle(result, scrubber(tuple(secrets)))
-    result.latency_ms = round((time.perf_counter() - started) * 1000)
-    return result
-
-
 def _settle(result: CallResult, sc: Scrubber) -> None:
     """Make a result safe to show and store: every upstream string scrubbed, numbers in range."""
     result.content = sc.text(result.content if isinstance(result.content, str) else "")
@@ -202,6 +171,184 @@ def _interpret(raw: transport.RawResponse, config: LLMConfig, result: CallResult
     result.usage = usage
 
 
+class _Call:
+    """One call's rules, whatever does its I/O: what is sent, how the reply is read,
+    scrubbed and classified. `call`/`stream` drive it with blocking sockets on a thread;
+    `acall`/`astream` drive it on an event loop (the gateway under ASGI)."""
+
+    def __init__(self, config: LLMConfig, prompt: Prompt, progress: dict | None, streamed: bool):
+        self.config = config
+        self.prompt = prompt
+        self.adapter = adapter_for(config.protocol)
+        self.started = time.perf_counter()
+        self.result = CallResult(ok=False, streamed=streamed)
+        self.secrets = config.secrets()
+        self.state: dict = {} if progress is None else progress
+        self.parts: list[str] = []
+        self.fall_back = False  # the endpoint would not stream: make a normal call instead
+        self.done = False
+        self.received = 0
+        self.live = None
+        self.body: Any = None
+
+    @property
+    def streams(self) -> bool:
+        return self.adapter.streams and self.config.protocol != "custom"
+
+    @property
+    def needs_thread(self) -> bool:
+        """Building the request may fetch an OAuth token: blocking I/O."""
+        return self.config.auth.kind == "oauth2"
+
+    def build(self) -> tuple[str, dict[str, str], Any, list[str]]:
+        return build_request(self.config, self.prompt)
+
+    def request(self, built) -> dict:
+        """The keyword arguments of transport.open_stream for this request."""
+        url, headers, body, extra = built
+        if self.result.streamed:
+            body = self.adapter.stream_body(body)
+            headers["Accept"] = "text/event-stream"
+        self.body = body
+        self.secrets = self.config.secrets() + extra
+        self.result.request = redact_request(
+            "POST", url, headers, body, self.secrets, _secret_names(self.config)
+        )
+        self.state["request"] = self.result.request
+        return {
+            "method": "POST",
+            "url": url,
+            "headers": headers,
+            "content": json.dumps(body).encode(),
+            "timeout": self.config.timeout,
+            "options": _options(self.config),
+        }
+
+    def retry(self, status_code: int, attempt: int) -> bool:
+        """A cached OAuth token may have been revoked early: fetch a new one once."""
+        if status_code == 401 and self.config.auth.kind == "oauth2" and attempt == 0:
+            forget_oauth_token(self.config.auth)
+            return True
+        return False
+
+    def answered(self, raw: transport.RawResponse) -> None:
+        _interpret(raw, self.config, self.result)
+
+    def opened(self, response) -> bool:
+        """True when the reply is an event stream; otherwise read it whole (`whole`)."""
+        self.result.status_code = response.status_code
+        events = "event-stream" in response.headers.get("content-type", "")
+        if response.status_code < 400 and events:
+            self.live = scrubber(tuple(self.secrets)).stream()
+            return True
+        return False
+
+    def whole(self, response, body: bytes) -> None:
+        """A streamed request answered in one piece: an error, plain JSON, or a refusal of
+        the stream options (then a normal call follows)."""
+        raw = transport.RawResponse(response.status_code, response.headers, body, 0)
+        if response.status_code in (400, 422) and "stream" in self.body:
+            self.fall_back = True
+        else:
+            self.result.streamed = False
+            _interpret(raw, self.config, self.result)
+
+    def line(self, line: str) -> str:
+        """Read one SSE line; return the scrubbed text to show now (often empty)."""
+        limit = settings.LLM_MAX_RESPONSE_BYTES
+        self.received += len(line) + 1
+        if self.received > limit:
+            raise LLMError(ErrorKind.OVERSIZED, f"The stream exceeds the {limit} byte cap.")
+        if not line.startswith("data:"):
+            return ""
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            self.done = True
+            return ""
+        state = self.state
+        try:
+            data = json.loads(payload)
+            state["events"] = state.get("events", 0) + 1
+            delta = self.adapter.parse_event(data, state)
+        except SHAPE_ERRORS as exc:
+            raise LLMError(
+                ErrorKind.BAD_RESPONSE, f"A stream event is malformed ({type(exc).__name__})."
+            ) from exc
+        if state.get("error"):
+            raise LLMError(
+                ErrorKind.SERVER_ERROR,
+                "The endpoint reported an error mid-stream.",
+                upstream_message=str(state["error"])[: UPSTREAM_MESSAGE_LIMIT * 4],
+            )
+        if not delta or not isinstance(delta, str):
+            return ""
+        if self.result.ttft_ms is None:
+            self.result.ttft_ms = state["ttft_ms"] = self._elapsed_ms()
+        self.parts.append(delta)
+        return self.live.feed(delta)
+
+    def ended(self) -> str:
+        """The event stream is over: return the held-back tail, or raise if it broke."""
+        if not self.done and not self.state.get("finish_reason"):
+            raise LLMError(ErrorKind.CONNECTION, "The stream ended before the answer was complete.")
+        self.result.finish_reason = self.state.get("finish_reason", "")
+        self.result.usage = self.state.get("usage") or self.result.usage
+        self.result.raw = f"(streamed: {self.state.get('events', 0)} events)"
+        return self.live.flush()
+
+    def failed(self, exc: LLMError) -> None:
+        self.result.error = exc
+
+    def finish(self) -> CallResult:
+        result = self.result
+        if self.parts:
+            result.content = "".join(self.parts)
+        _settle(result, scrubber(tuple(self.secrets)))
+        result.latency_ms = self._elapsed_ms()
+        return result
+
+    def _elapsed_ms(self) -> int:
+        return round((time.perf_counter() - self.started) * 1000)
+
+
+def call(config: LLMConfig, prompt: Prompt) -> CallResult:
+    """Send one prompt to one model and return what happened; never raises for upstream trouble."""
+    run = _Call(config, prompt, None, streamed=False)
+    try:
+        for attempt in range(2):
+            request = run.request(run.build())
+            raw = transport.send(**request)
+            if not run.retry(raw.status_code, attempt):
+                break
+        run.answered(raw)
+    except LLMError as exc:
+        run.failed(exc)
+    return run.finish()
+
+
+async def acall(config: LLMConfig, prompt: Prompt) -> CallResult:
+    """`call` on the running event loop."""
+    run = _Call(config, prompt, None, streamed=False)
+    try:
+        for attempt in range(2):
+            request = run.request(await _built(run))
+            async with transport.open_stream_async(**request) as response:
+                body = await transport.read_capped_async(response)
+            raw = transport.RawResponse(response.status_code, response.headers, body, 0)
+            if not run.retry(raw.status_code, attempt):
+                break
+        run.answered(raw)
+    except LLMError as exc:
+        run.failed(exc)
+    return run.finish()
+
+
+async def _built(run: _Call):
+    if run.needs_thread:
+        return await asyncio.to_thread(run.build)
+    return run.build()
+
+
 def stream(
     config: LLMConfig, prompt: Prompt, progress: dict | None = None
 ) -> Iterator[str | CallResult]:
@@ -215,104 +362,73 @@ def stream(
     `progress`, if given, holds what is known so far (request, status, time to first
     token, usage) for a caller that stops the stream before its final result.
     """
-    adapter = adapter_for(config.protocol)
-    if not adapter.streams or config.protocol == "custom":
-        yield call(config, prompt)
-        return
-    started = time.perf_counter()
-    result = CallResult(ok=False, streamed=True)
-    secrets = config.secrets()
-    parts: list[str] = []
-    state: dict = {} if progress is None else progress
-    fall_back = False
+    return _pinned(_stream(config, prompt, progress))
+
+
+def _pinned(generator: Iterator) -> Iterator:
+    """Run every step of a generator in one context, whoever iterates it.
+
+    The call's deadline lives in a context variable. A server may take each step in a
+    different context (asgiref copies one per step; a WSGI server iterates outside the
+    view's), which would lose the deadline midway or fail to reset it.
+    """
+    context = contextvars.copy_context()
     try:
-        url, headers, body, extra = build_request(config, prompt)
-        body = adapter.stream_body(body)
-        secrets = config.secrets() + extra
-        headers["Accept"] = "text/event-stream"
-        result.request = redact_request("POST", url, headers, body, secrets, _secret_names(config))
-        state["request"] = result.request
-        with transport.open_stream(
-            "POST",
-            url,
-            headers=headers,
-            content=json.dumps(body).encode(),
-            timeout=config.timeout,
-            options=_options(config),
-        ) as response:
-            result.status_code = response.status_code
-            if response.status_code >= 400 or "event-stream" not in response.headers.get(
-                "content-type", ""
-            ):
-                raw = transport.RawResponse(
-                    response.status_code, response.headers, transport.read_capped(response), 0
-                )
-                rejected_options = response.status_code in (400, 422) and "stream" in body
-                if rejected_options:
-                    fall_back = True
-                else:
-                    result.streamed = False
-                    _interpret(raw, config, result)
-            else:
-                live = scrubber(tuple(secrets)).stream()
-                for delta in _read_events(response, adapter, state, parts, result, started):
-                    shown = live.feed(delta)
-                    if shown:
-                        yield shown
-                tail = live.flush()
-                if tail:
-                    yield tail
-                result.finish_reason = state.get("finish_reason", "")
-                result.usage = state.get("usage") or result.usage
-                result.raw = f"(streamed: {state.get('events', 0)} events)"
-    except LLMError as exc:
-        result.error = exc
-    if fall_back:
+        while True:
+            try:
+                item = context.run(next, generator)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        context.run(generator.close)
+
+
+def _stream(config: LLMConfig, prompt: Prompt, progress: dict | None) -> Iterator:
+    run = _Call(config, prompt, progress, streamed=True)
+    if not run.streams:
         yield call(config, prompt)
         return
-    if parts:
-        result.content = "".join(parts)
-    _settle(result, scrubber(tuple(secrets)))
-    result.latency_ms = round((time.perf_counter() - started) * 1000)
-    yield result
+    try:
+        with transport.open_stream(**run.request(run.build())) as response:
+            if run.opened(response):
+                for line in response.iter_lines():
+                    if shown := run.line(line):
+                        yield shown
+                    if run.done:
+                        break
+                if tail := run.ended():
+                    yield tail
+            else:
+                run.whole(response, transport.read_capped(response))
+    except LLMError as exc:
+        run.failed(exc)
+    yield call(config, prompt) if run.fall_back else run.finish()
 
 
-def _read_events(response, adapter, state, parts, result, started) -> Iterator[str]:
-    """Yield the raw text deltas of an SSE reply; the caller scrubs them."""
-    limit = settings.LLM_MAX_RESPONSE_BYTES
-    received = 0
-    done = False
-    for line in response.iter_lines():
-        received += len(line) + 1
-        if received > limit:
-            raise LLMError(ErrorKind.OVERSIZED, f"The stream exceeds the {limit} byte cap.")
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            done = True
-            break
-        try:
-            data = json.loads(payload)
-            state["events"] = state.get("events", 0) + 1
-            delta = adapter.parse_event(data, state)
-        except SHAPE_ERRORS as exc:
-            raise LLMError(
-                ErrorKind.BAD_RESPONSE, f"A stream event is malformed ({type(exc).__name__})."
-            ) from exc
-        if state.get("error"):
-            raise LLMError(
-                ErrorKind.SERVER_ERROR,
-                "The endpoint reported an error mid-stream.",
-                upstream_message=str(state["error"])[: UPSTREAM_MESSAGE_LIMIT * 4],
-            )
-        if delta and isinstance(delta, str):
-            if result.ttft_ms is None:
-                result.ttft_ms = state["ttft_ms"] = round((time.perf_counter() - started) * 1000)
-            parts.append(delta)
-            yield delta
-    if not done and not state.get("finish_reason"):
-        raise LLMError(ErrorKind.CONNECTION, "The stream ended before the answer was complete.")
+async def astream(
+    config: LLMConfig, prompt: Prompt, progress: dict | None = None
+) -> AsyncIterator[str | CallResult]:
+    """`stream` on the running event loop: no thread is held while the upstream talks."""
+    run = _Call(config, prompt, progress, streamed=True)
+    if not run.streams:
+        yield await acall(config, prompt)
+        return
+    try:
+        async with transport.open_stream_async(**run.request(await _built(run))) as response:
+            if run.opened(response):
+                async for line in response.aiter_lines():
+                    if shown := run.line(line):
+                        yield shown
+                    if run.done:
+                        break
+                if tail := run.ended():
+                    yield tail
+            else:
+                run.whole(response, await transport.read_capped_async(response))
+    except LLMError as exc:
+        run.failed(exc)
+    yield await acall(config, prompt) if run.fall_back else run.finish()
 
 
 def list_models(config: LLMConfig) -> list[str]:

@@ -23,10 +23,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def gateway(live_server):
+def gateway(console_server):
     def sdk(raw: str, **kwargs) -> openai.OpenAI:
         return openai.OpenAI(
-            base_url=f"{live_server.url}/v1", api_key=raw, max_retries=0, timeout=20, **kwargs
+            base_url=f"{console_server.url}/v1", api_key=raw, max_retries=0, timeout=20, **kwargs
         )
 
     return sdk
@@ -76,7 +76,7 @@ def test_a_non_streamed_call_answers_in_openais_shape(gateway, make_integration,
 
 
 def test_a_streamed_call_sends_chunks_a_usage_chunk_and_done(
-    gateway, make_integration, bob, upstream, live_server
+    gateway, make_integration, bob, upstream, console_server
 ):
     make_integration()
     usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
@@ -96,7 +96,7 @@ def test_a_streamed_call_sends_chunks_a_usage_chunk_and_done(
     # The raw wire ends with [DONE].
     with httpx.stream(
         "POST",
-        f"{live_server.url}/v1/chat/completions",
+        f"{console_server.url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {raw}"},
         json={"model": "Model A", "messages": [{"role": "user", "content": "x"}], "stream": True},
     ) as response:
@@ -298,13 +298,15 @@ def test_a_stream_broken_midway_records_its_partial_usage(gateway, make_integrat
     assert row.completion_tokens >= 1 and row.streamed
 
 
-def test_a_client_disconnect_closes_the_upstream_call(live_server, make_integration, bob, upstream):
+def test_a_client_disconnect_closes_the_upstream_call(
+    console_server, make_integration, bob, upstream
+):
     make_integration()
     upstream.handler = reply_sse([f"w{i} " for i in range(200)], delay=0.05)
     _, raw = keys.create(bob, "app")
     with httpx.stream(
         "POST",
-        f"{live_server.url}/v1/chat/completions",
+        f"{console_server.url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {raw}"},
         json={"model": "Model A", "messages": [{"role": "user", "content": "x"}], "stream": True},
         timeout=10,
