@@ -124,7 +124,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.middleware.asgi_streams",
-    "config.middleware.Security",
+    "django.middleware.security.SecurityMiddleware",
     "integrations.gateway.metering.after_response",
     "config.middleware.content_security_policy",
     "config.middleware.api_errors_as_json",
