@@ -233,10 +233,17 @@ class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
             except TimeoutError as exc:
                 raise httpcore.ConnectTimeout(str(exc)) from exc
             except OSError as exc:
-                last_error = exc
+                # anyio says "All connection attempts failed"; the reason is inside.
+                cause = exc.__cause__
+                if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+                    cause = cause.exceptions[0]
+                last_error = cause if isinstance(cause, OSError) else exc
                 continue
             return _AsyncDeadlineStream(AnyIOStream(stream))  # asyncio sets TCP_NODELAY
-        raise httpcore.ConnectError(str(last_error)) from last_error
+        # asyncio words a refusal "Connect call failed"; say it as the threaded client does.
+        refused = isinstance(last_error, ConnectionRefusedError)
+        message = "Connection refused" if refused else str(last_error)
+        raise httpcore.ConnectError(message) from last_error
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise httpcore.ConnectError("Unix sockets are not upstreams.")
