@@ -1,18 +1,21 @@
-"""The production worker: uvicorn's, inside gunicorn, with the console's limits."""
+"""The production worker under CONSOLE_SERVER=asgi: uvicorn's, inside gunicorn."""
 
 from __future__ import annotations
+
+import signal
+import sys
 
 from uvicorn_worker import UvicornWorker
 
 
 class ConsoleWorker(UvicornWorker):
-    """One event loop per process (uvloop, httptools).
+    """One event loop per process (uvloop and httptools when installed).
 
     The gateway's calls wait on their upstream in the loop and hold no thread. Pages, the
     Sandbox and the REST API are synchronous Django views: each request runs on a thread
-    of its own (asgiref makes one per request) for as long as it takes. `worker_connections`
-    caps what one worker takes at once; past it the worker answers 503 at once, where the
-    old thread pool queued calls behind slow ones.
+    of its own (asgiref makes one per request) for as long as it takes.
+    `worker_connections` caps what one worker takes at once: past it the worker answers
+    503 at once, where a thread pool would queue calls behind slow ones.
     """
 
     CONFIG_KWARGS = {"loop": "auto", "http": "auto", "lifespan": "off"}
@@ -21,7 +24,14 @@ class ConsoleWorker(UvicornWorker):
         super().__init__(*args, **kwargs)
         self.config.limit_concurrency = self.cfg.worker_connections
 
-    def init_process(self):
+    def init_signals(self):
+        super().init_signals()
+        # uvicorn stops serving on SIGTERM, then raises the signal again. Under the default
+        # handler the process would die right there, before Python's exit handlers run,
+        # and the usage rows still queued for the writer thread would be lost on every
+        # restart and every max_requests recycle. Exit normally instead.
+        signal.signal(signal.SIGTERM, self._exit_normally)
 
-        pass
-        super().init_process()
+    @staticmethod
+    def _exit_normally(signum, frame):
+        sys.exit(0)

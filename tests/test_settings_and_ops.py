@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -18,6 +20,8 @@ from django.test import override_settings
 
 from integrations import writes
 from integrations.models import CustomModel, Integration
+from tests.conftest import _redis_db, redis_up
+from tests.upstream import reply_load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,11 +207,32 @@ def test_make_run_takes_a_port():
     assert "DEMO_BASE_URL=http://127.0.0.1:$(PORT)/demo/v1" in makefile
 
 
-def test_the_production_server_serves_under_asgi_with_uvicorn_workers(tmp_path):
+SEED_GATEWAY = """
+from integrations.gateway import keys
+from integrations.models import CustomModel, Integration
+from django.contrib.auth import get_user_model
+user = get_user_model().objects.create_user("ops", password="x-long-password-1")
+integration = Integration.objects.create(name="Local", endpoint="{endpoint}", timeout_seconds=5)
+CustomModel.objects.create(integration=integration, name="Model A", model_id="m")
+print(keys.create(user, "ops")[1])
+"""
+
+
+@pytest.mark.parametrize("mode", ["wsgi", "asgi"])
+def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, mode):
     """`gunicorn -c config/gunicorn.conf.py` as the README says, production settings and
-    all: the worker class loads, and pages, the API and the gateway answer over ASGI."""
-    env = {**PROD_ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}"}
+    all, in both server modes: pages, the API and real gateway calls, streamed and not,
+    with their usage rows written by the background writer. Outside the test process,
+    Django's guard against queries on an event loop is on, as in production."""
+    upstream.handler = reply_load(tokens=3)  # streams when asked, JSON when not
+    database = tmp_path / "prod.sqlite3"
+    env = {**PROD_ENV, "DATABASE_URL": f"sqlite:///{database}", "LLM_ALLOW_LOOPBACK": "1"}
+    if redis_up():  # the shared cache: after the first call, admission asks only Redis
+        env["REDIS_URL"] = f"redis://127.0.0.1:6379/{_redis_db()}"
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     assert run_manage("migrate", "--noinput", env=env).returncode == 0
+    seeded = run_manage("shell", "-c", SEED_GATEWAY.format(endpoint=f"{upstream.url}/v1"), env=env)
+    raw = seeded.stdout.strip().splitlines()[-1]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -216,30 +241,54 @@ def test_the_production_server_serves_under_asgi_with_uvicorn_workers(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
         cwd=ROOT,
-        env={**clean, **env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"},
+        env={
+            **clean,
+            **env,
+            "CONSOLE_SERVER": mode,
+            "USAGE_WRITE": "background",
+            "DJANGO_BEHIND_TLS_PROXY": "1",
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": "1",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    base = f"http://127.0.0.1:{port}"
+    secure = {"Host": "console.example.com", "X-Forwarded-Proto": "https"}
+    gateway = httpx.Client(
+        base_url=f"{base}/v1", headers={**secure, "Authorization": f"Bearer {raw}"}, timeout=20
+    )
+    body = {"model": "Model A", "messages": [{"role": "user", "content": "hi"}]}
     try:
-        base = f"http://127.0.0.1:{port}"
-        headers = {"Host": "console.example.com", "X-Forwarded-Proto": "https"}
         for _ in range(150):
             try:
-                health = httpx.get(f"{base}/healthz", headers=headers, timeout=1)
+                health = httpx.get(f"{base}/healthz", headers=secure, timeout=1)
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
         else:
-            raise AssertionError(server.stderr.read1().decode() if server.stderr else "")
+            raise AssertionError("gunicorn did not start")
         assert health.json() == {"status": "ok", "database": "ok"}
-        login = httpx.get(f"{base}/login/", headers=headers)
+        login = httpx.get(f"{base}/login/", headers=secure)
         assert login.status_code == 200 and "Content-Security-Policy" in login.headers
-        models = httpx.get(f"{base}/v1/models", headers=headers)
-        assert models.status_code == 401 and models.json()["error"]["code"] == "invalid_api_key"
+        models = gateway.get("/models")
+        assert models.status_code == 200 and models.json()["data"][0]["id"] == "Model A"
+        answer = gateway.post("/chat/completions", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"].startswith("tok0")
+        with gateway.stream("POST", "/chat/completions", json={**body, "stream": True}) as r:
+            lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]" and "tok2" in "".join(lines)
+        assert gateway.post("/chat/completions", json={**body, "model": "nope"}).status_code == 404
+        again = gateway.post("/chat/completions", json=body)  # warm: admitted on the loop
+        assert again.status_code == 200, again.text
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
-    assert "ConsoleWorker" in stderr.decode() or "Booting worker" in stderr.decode()
+    # The worker wrote what it held before it went (atexit), then stopped cleanly.
+    with sqlite3.connect(database) as db:
+        rows = db.execute("select ok, streamed from integrations_usagerecord").fetchall()
+    assert sorted(rows) == [(1, 0), (1, 0), (1, 1)], stderr.decode()[-2000:]
 
 
 def test_production_prints_no_mail_and_pools_postgresql_connections():

@@ -8,7 +8,10 @@ Errors answer {"error": {"message", "type", "code", "param"}} with the right sta
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -238,7 +241,7 @@ async def chat_completions(request):
     except asyncio.CancelledError:  # the client left while the upstream had said nothing
         await _off_loop(plan.left_early)()
         raise
-    return _answer(plan, result)
+    return _on_loop(_answer, plan, result)
 
 
 async def _admitted(request):
@@ -248,16 +251,28 @@ async def _admitted(request):
     the database (a cold cache, a key's once-a-minute last-used time, the month's first
     budget check) is refused by Django before its query runs, and nothing before it has
     been counted, so the admission runs again from the start on a thread."""
+    if os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):  # Django would not stop a query here
+        return await _off_loop(_admit)(request)
     try:
-        return _admit(request)
+        return _on_loop(_admit, request)
     except SynchronousOnlyOperation:
         return await _off_loop(_admit)(request)
 
 
+def _on_loop(step, *args):
+    """Run a step in a context of its own (on the loop, or inside a thread hop).
+
+    Django keeps database connections per context, and asgiref carries a hop's context
+    changes back to its caller. A connection object made by one step (even unused) would
+    be inherited by the request's next step on another thread, which may not close a
+    connection made on another: it would never go back to PostgreSQL's pool.
+    """
+    return contextvars.copy_context().run(step, *args)
+
+
 def _off_loop(step):
-    """Run a blocking step (cache, Redis, the database on a miss) on the loop's thread
-    pool, then give back any database connection it took: the pool's threads outlive
-    requests, and a PostgreSQL pool's connection must not stay with one of them."""
+    """Run a blocking step (the database on a cache miss) on the loop's thread pool, then
+    give back any database connection it took: the pool's threads outlive requests."""
 
     def run(*args):
         try:
@@ -265,7 +280,7 @@ def _off_loop(step):
         finally:
             close_old_connections()
 
-    return sync_to_async(run, thread_sensitive=False)
+    return sync_to_async(functools.partial(_on_loop, run), thread_sensitive=False)
 
 
 def _chat_completions(request):
@@ -372,11 +387,11 @@ def _stream(plan: _Plan):
 async def _stream_async(plan: _Plan):
     goal, relay = plan.goal, _Relay(plan)
     if goal.failed:
-        return relay.refusal(goal.failed)
+        return _on_loop(relay.refusal, goal.failed)
     upstream = client.astream(goal.config, plan.chat.prompt, plan.progress)
     first = await anext(upstream)
     if isinstance(first, CallResult) and not first.ok:
-        return relay.refusal(first)
+        return _on_loop(relay.refusal, first)
 
     async def events():
         item = first
@@ -385,11 +400,11 @@ async def _stream_async(plan: _Plan):
             while isinstance(item, str):
                 yield relay.delta(item)
                 item = await anext(upstream)
-            for part in relay.end(item):
+            for part in _on_loop(relay.end, item):
                 yield part
         finally:
             if not relay.finished:
                 await upstream.aclose()
-                relay.abandon()
+                _on_loop(relay.abandon)
 
     return relay.response(events())
