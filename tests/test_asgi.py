@@ -120,3 +120,29 @@ def test_a_gateway_caller_who_leaves_before_the_first_token_is_metered(
     row = UsageRecord.objects.get()
     assert not row.ok and row.error_kind == "connection" and row.streamed
     assert row.latency_ms < 2000
+
+
+def test_gateway_calls_give_every_database_connection_back(
+    asgi_server, make_integration, bob, upstream
+):
+    from django.db import connection
+
+    from integrations.gateway import keys
+    from tests.upstream import reply_load
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's (CI runs this on PostgreSQL)")
+    make_integration()
+    upstream.handler = reply_load(tokens=3)
+    _, raw = keys.create(bob, "app")
+    gateway = httpx.Client(
+        base_url=f"{asgi_server.url}/v1", headers={"Authorization": f"Bearer {raw}"}, timeout=20
+    )
+    body = {"model": "Model A", "messages": [{"role": "user", "content": "x"}]}
+    for _ in range(12):  # more calls than the pool has connections
+        assert gateway.post("/chat/completions", json=body).status_code == 200
+        with gateway.stream("POST", "/chat/completions", json={**body, "stream": True}) as r:
+            assert r.status_code == 200 and list(r.iter_lines())
+    time.sleep(0.3)  # the last rows are written as the response closes
+    stats = connection.pool.get_stats()
+    assert stats["pool_size"] - stats["pool_available"] <= 1  # only the test's own
