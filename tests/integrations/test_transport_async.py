@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.test import override_settings
@@ -24,12 +25,19 @@ from tests.upstream import (
 )
 
 
+def run(coroutine):
+    """Run on a loop of its own, in a thread: a browser test earlier in this process may
+    have left Playwright's loop marked as running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def streamed(config) -> tuple[list[str], CallResult]:
     async def collect():
         parts = [item async for item in astream(config, PROMPT)]
         return parts[:-1], parts[-1]
 
-    return asyncio.run(collect())
+    return run(collect())
 
 
 @pytest.mark.parametrize(
@@ -38,13 +46,13 @@ def streamed(config) -> tuple[list[str], CallResult]:
 @override_settings(LLM_ALLOW_LOOPBACK=False, LLM_ALLOW_PRIVATE=False)
 def test_it_refuses_blocked_addresses_before_connecting(host):
     config = LLMConfig(endpoint=f"http://{host}:9/v1", model_id="m", timeout=3)
-    assert asyncio.run(acall(config, PROMPT)).error.kind == "blocked"
+    assert run(acall(config, PROMPT)).error.kind == "blocked"
     assert streamed(config)[1].error.kind == "blocked"
 
 
 def test_a_call_and_a_stream_answer_with_usage(upstream):
     upstream.handler = reply_json(openai_reply("pong"))
-    result = asyncio.run(acall(cfg(upstream), PROMPT))
+    result = run(acall(cfg(upstream), PROMPT))
     assert result.ok and result.content == "pong" and result.usage.total_tokens
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     upstream.handler = reply_sse(["a ", "b"], usage=usage)
@@ -55,21 +63,21 @@ def test_a_call_and_a_stream_answer_with_usage(upstream):
 
 def test_it_does_not_follow_a_redirect(upstream):
     upstream.handler = reply_redirect("http://169.254.169.254/latest/meta-data/")
-    assert asyncio.run(acall(cfg(upstream), PROMPT)).error.kind == "redirect"
+    assert run(acall(cfg(upstream), PROMPT)).error.kind == "redirect"
     assert len(upstream.requests) == 1
 
 
 def test_the_deadline_holds_against_a_trickled_body(upstream):
     upstream.handler = reply_trickle(total_bytes=100, interval=0.1)
     started = time.monotonic()
-    result = asyncio.run(acall(cfg(upstream, timeout=1), PROMPT))
+    result = run(acall(cfg(upstream, timeout=1), PROMPT))
     assert result.error.kind == "timeout" and time.monotonic() - started < 2.5
 
 
 @override_settings(LLM_MAX_RESPONSE_BYTES=100_000)
 def test_it_refuses_an_oversized_body(upstream):
     upstream.handler = reply_oversized(1_000_000, declare_length=False)
-    assert asyncio.run(acall(cfg(upstream), PROMPT)).error.kind == "oversized"
+    assert run(acall(cfg(upstream), PROMPT)).error.kind == "oversized"
 
 
 def test_an_echoed_key_is_scrubbed_from_a_stream(upstream):
@@ -83,4 +91,4 @@ def test_connection_refused_is_classified():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = LLMConfig(endpoint=f"http://127.0.0.1:{port}/v1", model_id="m", timeout=3)
-    assert asyncio.run(acall(config, PROMPT)).error.kind == "refused"
+    assert run(acall(config, PROMPT)).error.kind == "refused"
