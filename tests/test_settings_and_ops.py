@@ -230,7 +230,9 @@ def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, 
     if redis_up():  # the shared cache: after the first call, admission asks only Redis
         env["REDIS_URL"] = f"redis://127.0.0.1:6379/{_redis_db()}"
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    env["STATIC_ROOT"] = str(tmp_path / "static")  # as the README's steps: collectstatic
     assert run_manage("migrate", "--noinput", env=env).returncode == 0
+    assert run_manage("collectstatic", "--noinput", env=env).returncode == 0
     seeded = run_manage("shell", "-c", SEED_GATEWAY.format(endpoint=f"{upstream.url}/v1"), env=env)
     raw = seeded.stdout.strip().splitlines()[-1]
     sock = socket.socket()
