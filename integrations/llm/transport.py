@@ -438,6 +438,22 @@ TRANSPORT_ERRORS = (httpx.InvalidURL, httpx.HTTPError, httpcore.TimeoutException
 
 
 @contextmanager
+def _guarded(timeout: float) -> Iterator[httpx.Timeout]:
+    """One call's deadline, and every transport failure as a classified LLMError; both
+    the threaded and the event-loop streams below run inside it."""
+    timeout, limits = _timeouts(timeout)
+    token = _deadline.set(time.monotonic() + timeout)
+    try:
+        yield limits
+    except LLMError:
+        raise
+    except TRANSPORT_ERRORS as exc:
+        raise _as_llm_error(exc) from exc
+    finally:
+        _deadline.reset(token)
+
+
+@contextmanager
 def open_stream(
     method: str,
     url: str,
@@ -456,18 +472,12 @@ def open_stream(
     _check_target(url, options)
     release_database_connection()
     client = _client(options)
-    timeout, limits = _timeouts(timeout)
-    token = _deadline.set(time.monotonic() + timeout)
-    try:
-        with client.stream(method, url, headers=headers, content=content, timeout=limits) as r:
-            _refuse_redirect(r)
-            yield r
-    except LLMError:
-        raise
-    except TRANSPORT_ERRORS as exc:
-        raise _as_llm_error(exc) from exc
-    finally:
-        _deadline.reset(token)
+    with (
+        _guarded(timeout) as limits,
+        client.stream(method, url, headers=headers, content=content, timeout=limits) as r,
+    ):
+        _refuse_redirect(r)
+        yield r
 
 
 @asynccontextmanager
@@ -486,20 +496,12 @@ async def open_stream_async(
     else:
         _check_target(url, options)  # no DNS without a proxy: the backend resolves
     client = _async_client(options)
-    timeout, limits = _timeouts(timeout)
-    token = _deadline.set(time.monotonic() + timeout)
-    try:
+    with _guarded(timeout) as limits:
         async with client.stream(
             method, url, headers=headers, content=content, timeout=limits
         ) as r:
             _refuse_redirect(r)
             yield r
-    except LLMError:
-        raise
-    except TRANSPORT_ERRORS as exc:
-        raise _as_llm_error(exc) from exc
-    finally:
-        _deadline.reset(token)
 
 
 def _cap(response: httpx.Response, limit: int | None) -> int:
