@@ -290,7 +290,7 @@ def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, 
     # The worker wrote what it held before it went (atexit), then stopped cleanly.
     with sqlite3.connect(database) as db:
         rows = db.execute("select ok, streamed from integrations_usagerecord").fetchall()
-    assert sorted(rows) == [(1, 0), (1, 0), (1, 1)], stderr.decode()[-2000:]
+    assert sorted(rows) == [(1, 0), (1, 0), (1, 1)], (rows, stderr.decode()[-1500:])
 
 
 def test_production_prints_no_mail_and_pools_postgresql_connections():

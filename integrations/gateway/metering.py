@@ -121,6 +121,7 @@ class _Writer:
 
     def __init__(self):
         self.lock = threading.Condition()
+        self.writing = threading.Lock()
         self.rows: list[UsageRecord] = []
         self.thread: threading.Thread | None = None
         self.pid = None
@@ -143,16 +144,19 @@ class _Writer:
             self.drain()
 
     def drain(self) -> None:
-        with self.lock:
-            batch, self.rows = self.rows, []
-        if not batch:
-            return
-        try:
-            write(batch)
-        except Exception:  # a lost batch must not stop the writer; say so in the log
-            logger.exception("Could not write %d usage rows", len(batch))
-        finally:
-            close_old_connections()
+        # One drain at a time: the exit handler's waits for a batch the thread is still
+        # writing, which a daemon thread would otherwise drop as the process ends.
+        with self.writing:
+            with self.lock:
+                batch, self.rows = self.rows, []
+            if not batch:
+                return
+            try:
+                write(batch)
+            except Exception:  # a lost batch must not stop the writer; say so in the log
+                logger.exception("Could not write %d usage rows", len(batch))
+            finally:
+                close_old_connections()
 
 
 _writer = _Writer()
