@@ -7,17 +7,30 @@ And Django makes a cache object, with its own pools, per thread and per async co
 under ASGI, where every request has a fresh context and thread, that meant a new Redis
 connection for every request (a 256-stream burst spent most of its time connecting).
 So every cache object with the same settings shares one client here.
+
+`aget` waits on the event loop (Django's runs `get` on a thread): the gateway's
+admission asks Redis on the loop, where a blocking read stalled every other call the
+worker held for as long as Redis took to be scheduled.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
+import weakref
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
 
 
 class ReusingRedisCacheClient(RedisCacheClient):
+    def __init__(self, servers, **options):
+        super().__init__(servers, **options)
+        # redis-py looks its own version up in the installed packages' metadata for every
+        # connection it opens (~5 ms each, a burst's first second on a new worker).
+        self._pool_options.setdefault("driver_info", _driver_info())
+
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
         clients = self.__dict__.setdefault("_clients", {})
@@ -46,6 +59,11 @@ class ConsoleRedisCache(RedisCache):
                 if client is None:
                     client = _shared[key] = self._class(self._servers, **self._options)
         return client
+
+    async def aget(self, key, default=None, version=None):
+        key = self.make_and_validate_key(key, version=version)
+        value = await _loop_client(self._cache).get(key)
+        return default if value is None else self._cache._serializer.loads(value)
 
     # The sliding-window rule of integrations/ratelimit.decide, atomically in Redis.
     # Slices live in one hash per key; numbers come back as strings (Lua truncates floats).
@@ -90,3 +108,31 @@ class ConsoleRedisCache(RedisCache):
         wait = script(keys=[key], args=[repr(now), cost, limit, window, slices], client=client)
         wait = wait.decode() if isinstance(wait, bytes) else wait
         return float(wait) if wait else None
+
+
+# One asyncio Redis client per (event loop, server): its connections belong to the loop.
+# A burst waits its turn for one of a few connections rather than opening one per call.
+LOOP_CONNECTIONS = 16
+_loop_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _loop_client(shared: ReusingRedisCacheClient):
+    from redis import asyncio as aioredis
+
+    loop = asyncio.get_running_loop()
+    clients = _loop_clients.setdefault(loop, {})
+    client = clients.get(id(shared))
+    if client is None:
+        options = {k: v for k, v in shared._pool_options.items() if k != "parser_class"}
+        pool = aioredis.BlockingConnectionPool.from_url(
+            shared._servers[0], max_connections=LOOP_CONNECTIONS, **options
+        )
+        client = clients[id(shared)] = aioredis.Redis(connection_pool=pool)
+    return client
+
+
+@functools.cache
+def _driver_info():
+    from redis.driver_info import DriverInfo
+
+    return DriverInfo()

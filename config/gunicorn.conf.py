@@ -55,10 +55,15 @@ if worker_class != "gthread":
 
 
 def post_worker_init(worker):
-    """Make a worker's threads, and each thread's cache connection, before its first
-    request: otherwise the first burst after boot pays for them (bench_gateway.py)."""
+    """Load before the first request what it would otherwise load while callers wait:
+    the URLconf (the REST API builds its schemas on import: half a second of a first
+    burst), and under gthread every thread with its cache connection (bench_gateway.py).
+    Under asgi the worker warms its event loop's side itself (config/workers.py)."""
     import threading
 
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018  (imports every view and the API)
     pool = getattr(worker, "tpool", None)
     if pool is None:
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 
@@ -35,3 +36,21 @@ class ConsoleWorker(UvicornWorker):
     @staticmethod
     def _exit_normally(signum, frame):
         sys.exit(0)
+
+    async def _serve(self) -> None:
+        await self._warm_up()
+        await super()._serve()
+
+    async def _warm_up(self) -> None:
+        """The loop's own connections, before the first burst pays for them: Redis (the
+        gateway's admission reads it on the loop) and the upstream client with its TLS
+        context (loading the CA store takes ~30 ms)."""
+        from django.core.cache import cache
+
+        from integrations.llm import transport
+
+        transport._async_client(transport.ClientOptions())
+        try:
+            await asyncio.gather(*(cache.aget("warm-up") for _ in range(4)))
+        except Exception as exc:  # a cache that is down: start anyway
+            self.log.debug("Warm-up skipped: %s", exc)

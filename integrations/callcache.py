@@ -56,6 +56,18 @@ def generation() -> int:
     return int(value)
 
 
+async def look_on_loop() -> None:
+    """Read this request's generation without blocking the event loop, so the steps that
+    follow on the loop find it remembered. A missing counter (a flushed Redis) is left to
+    `generation`, which sets it."""
+    memo = _seen.get()
+    if memo is None or not enabled():
+        return
+    value = await cache.aget(GENERATION_KEY)
+    if value is not None:
+        memo["value"] = int(value)
+
+
 def one_look(view):
     """Read the generation once for the whole request (the gateway asks three times: for
     the key, the model name and the model's configuration); the next request reads again."""

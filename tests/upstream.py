@@ -25,6 +25,7 @@ class Recorded:
     body: bytes
     started: float
     finished: float = 0.0
+    client: tuple = ()  # the caller's (address, port): one per connection it opened
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -83,7 +84,12 @@ class Upstream:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 rec = Recorded(
-                    self.command, self.path, dict(self.headers.items()), body, time.monotonic()
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    body,
+                    time.monotonic(),
+                    client=self.client_address,
                 )
                 upstream.requests.append(rec)
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -250,13 +251,36 @@ async def _admitted(request):
     hop to a thread and back cost ~2 ms each under a 256-stream burst. A step that needs
     the database (a cold cache, a key's once-a-minute last-used time, the month's first
     budget check) is refused by Django before its query runs, and nothing before it has
-    been counted, so the admission runs again from the start on a thread."""
+    been counted, so the admission runs again from the start on a thread.
+
+    Only a few go to threads at once. In a burst on cold caches every call misses
+    together; the first loads what the rest need, and those waiting then find it
+    cached and are admitted on the loop after all."""
+    await callcache.look_on_loop()
     if os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):  # Django would not stop a query here
         return await _off_loop(_admit)(request)
     try:
         return _on_loop(_admit, request)
     except SynchronousOnlyOperation:
-        return await _off_loop(_admit)(request)
+        pass
+    async with _to_database():
+        try:
+            return _on_loop(_admit, request)
+        except SynchronousOnlyOperation:
+            return await _off_loop(_admit)(request)
+
+
+_DATABASE_TURNS = 4
+_database_turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _to_database() -> asyncio.Semaphore:
+    """The running loop's turns at an admission that needs the database."""
+    loop = asyncio.get_running_loop()
+    turns = _database_turns.get(loop)
+    if turns is None:
+        turns = _database_turns[loop] = asyncio.Semaphore(_DATABASE_TURNS)
+    return turns
 
 
 def _on_loop(step, *args):
@@ -299,7 +323,9 @@ def _sse(data) -> bytes:
 class _Relay:
     """Upstream items (text deltas, then the CallResult) as OpenAI chunks. The first
     upstream event is awaited before answering, so a call that fails at once answers with
-    its status; a break later is an error event. Shared by the thread and the event-loop
+    its status; a break later is an error event. What is ready together goes out in one
+    write (the opening chunk with the first delta; the closing chunks with [DONE]): each
+    write to a socket was a worker's largest single cost in a burst. Shared by the thread and the event-loop
     streams below. Metering (`end`, `abandon`, `refusal`) asks Redis and never the
     database (the row is written after the response), so the loop runs it in place."""
 
@@ -369,13 +395,12 @@ def _stream(plan: _Plan):
         return refused
 
     def events():
-        item = first
+        item, head = first, relay.start()
         try:
-            yield relay.start()
             while isinstance(item, str):
-                yield relay.delta(item)
-                item = next(upstream)
-            yield from relay.end(item)
+                yield head + relay.delta(item)
+                head, item = b"", next(upstream)
+            yield head + b"".join(relay.end(item))
         finally:
             if not relay.finished:
                 upstream.close()
@@ -394,14 +419,12 @@ async def _stream_async(plan: _Plan):
         return _on_loop(relay.refusal, first)
 
     async def events():
-        item = first
+        item, head = first, relay.start()
         try:
-            yield relay.start()
             while isinstance(item, str):
-                yield relay.delta(item)
-                item = await anext(upstream)
-            for part in _on_loop(relay.end, item):
-                yield part
+                yield head + relay.delta(item)
+                head, item = b"", await anext(upstream)
+            yield head + b"".join(_on_loop(relay.end, item))
         finally:
             if not relay.finished:
                 await upstream.aclose()

@@ -392,10 +392,12 @@ def _stream(config: LLMConfig, prompt: Prompt, progress: dict | None) -> Iterato
     try:
         with transport.open_stream(**run.request(run.build())) as response:
             if run.opened(response):
-                for line in response.iter_lines():
+                lines = response.iter_lines()
+                for line in lines:
                     if shown := run.line(line):
                         yield shown
                     if run.done:
+                        transport.finish(lines)
                         break
                 if tail := run.ended():
                     yield tail
@@ -417,10 +419,12 @@ async def astream(
     try:
         async with transport.open_stream_async(**run.request(await _built(run))) as response:
             if run.opened(response):
-                async for line in response.aiter_lines():
+                lines = response.aiter_lines()
+                async for line in lines:
                     if shown := run.line(line):
                         yield shown
                     if run.done:
+                        await transport.finish_async(lines)
                         break
                 if tail := run.ended():
                     yield tail

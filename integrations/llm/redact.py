@@ -98,6 +98,8 @@ class Scrubber:
         )
         self._gram_re = re.compile("(?=" + _trie(grams) + ")") if grams else None
         self.longest = max((len(f) for f in self.whole), default=0)
+        # Every form in one string: a run found across the separator only holds back more.
+        self.joined_forms = "\n".join(self.whole)
 
     def __bool__(self) -> bool:
         return bool(self.whole)
@@ -162,12 +164,15 @@ class StreamScrubber:
         self.pending = ""
 
     def _held(self) -> int:
-        forms = self.scrubber.whole
-        for k in range(min(len(self.pending), self.scrubber.longest), 0, -1):
-            tail = self.pending[-k:]
-            if any(tail in form for form in forms):
-                return k
-        return 0
+        """The length of the longest end of `pending` found inside a secret's form. A run
+        inside a form has every shorter end inside it too, so the search grows from one
+        character and stops at the first miss (most deltas miss at once)."""
+        forms, held = self.scrubber.joined_forms, 0
+        for k in range(1, min(len(self.pending), self.scrubber.longest) + 1):
+            if self.pending[-k:] not in forms:
+                break
+            held = k
+        return held
 
     def feed(self, delta: str) -> str:
         delta = _SURROGATE.sub("\ufffd", delta)

@@ -29,7 +29,6 @@ import anyio
 import httpcore
 import httpx
 from django.conf import settings
-from httpcore._backends.anyio import AnyIOStream
 
 from integrations.llm import inputs
 from integrations.llm.errors import LLMError
@@ -185,29 +184,82 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise httpcore.ConnectError(str(last_error)) from last_error
 
 
-class _AsyncDeadlineStream(httpcore.AsyncNetworkStream):
-    """The async twin of _DeadlineStream (the gateway's streams run on an event loop)."""
+class _AsyncSocketStream(httpcore.AsyncNetworkStream):
+    """An upstream connection on the event loop, on asyncio's own streams, with the
+    call's overall deadline on every step (as _DeadlineStream does for threads).
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream):
-        self._inner = inner
+    httpcore's default (anyio) wraps each read and write in a cancel scope and connects
+    through a task group: relaying a token stream spent ~15% of a worker's time there.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader, self._writer = reader, writer
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
+        timeout = _remaining(timeout, httpcore.ReadTimeout)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout("timed out reading") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, _remaining(timeout, httpcore.WriteTimeout))
+        if not buffer:
+            return
+        timeout = _remaining(timeout, httpcore.WriteTimeout)
+        try:
+            async with asyncio.timeout(timeout):
+                self._writer.write(buffer)
+                await self._writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout("timed out writing") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        self._writer.close()
 
     async def start_tls(self, ssl_context, server_hostname=None, timeout=None):
-        inner = await self._inner.start_tls(
-            ssl_context, server_hostname, _remaining(timeout, httpcore.ConnectTimeout)
-        )
-        return _AsyncDeadlineStream(inner)
+        timeout = _remaining(timeout, httpcore.ConnectTimeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            self._writer.transport.abort()
+            raise httpcore.ConnectTimeout("timed out in the TLS handshake") from exc
+        except (OSError, ssl.SSLError) as exc:
+            self._writer.transport.abort()
+            raise httpcore.ConnectError(str(exc)) from exc
+        return self
 
     def get_extra_info(self, info: str):
-        return self._inner.get_extra_info(info)
+        if info == "is_readable":  # httpcore asks before reusing a kept-alive connection
+            return self._reader.at_eof() or self._writer.transport.is_closing()
+        names = {
+            "ssl_object": "ssl_object",
+            "client_addr": "sockname",
+            "server_addr": "peername",
+            "socket": "socket",
+        }
+        return self._writer.get_extra_info(names[info]) if info in names else None
+
+
+async def _connect(address: str, port: int, timeout: float | None) -> _AsyncSocketStream:
+    """Connect to exactly this address (no name is looked up here)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return _AsyncSocketStream(reader, writer)
 
 
 async def _resolve_checked_async(host: str, port: int) -> list[str]:
@@ -228,18 +280,11 @@ class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         last_error: OSError | None = None
         for address in addresses:
             try:
-                with anyio.fail_after(timeout):
-                    stream = await anyio.connect_tcp(address, port)
+                return await _connect(address, port, timeout)
             except TimeoutError as exc:
                 raise httpcore.ConnectTimeout(str(exc)) from exc
             except OSError as exc:
-                # anyio says "All connection attempts failed"; the reason is inside.
-                cause = exc.__cause__
-                if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
-                    cause = cause.exceptions[0]
-                last_error = cause if isinstance(cause, OSError) else exc
-                continue
-            return _AsyncDeadlineStream(AnyIOStream(stream))  # asyncio sets TCP_NODELAY
+                last_error = exc
         # asyncio words a refusal "Connect call failed"; say it as the threaded client does.
         refused = isinstance(last_error, ConnectionRefusedError)
         message = "Connection refused" if refused else str(last_error)
@@ -249,7 +294,7 @@ class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         raise httpcore.ConnectError("Unix sockets are not upstreams.")
 
     async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
+        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -259,16 +304,18 @@ class ClientOptions:
     proxy_url: str = ""
 
 
-_clients: dict[ClientOptions, httpx.Client] = {}
+_clients: dict[ClientOptions, list[httpx.Client]] = {}
 _async_clients: dict[tuple[ClientOptions, asyncio.AbstractEventLoop], list[httpx.AsyncClient]] = {}
 _clients_lock = threading.Lock()
 _turn = itertools.count()
-# httpcore's pool scans its connections for every queued request, so one pool with 256
-# streams opened at once spent seconds of CPU on bookkeeping (a profile of a 256-stream
-# burst: 8.5 million is_idle calls, 4.2 s for what takes 2.1 s). An event loop's streams
-# are dealt round a few small pools instead; each keeps its own keep-alive connections.
-ASYNC_SHARDS = 16
-ASYNC_SHARD_CONNECTIONS = 128  # a call past this many in one pool waits for a free one
+# httpcore's pool checks every connection it holds for every request it assigns (the
+# threaded one with a poll() each), so one pool with hundreds of calls at once spent
+# seconds of CPU on bookkeeping (a profile of a 256-stream burst: 8.5 million is_idle
+# calls, 4.2 s for what takes 2.1 s). Calls are dealt round a few small pools instead;
+# each keeps its own keep-alive connections.
+SHARDS = 16
+SHARD_CONNECTIONS = 128  # a call past this many in one pool waits for a free one
+SHARD_KEEPALIVE = SHARD_CONNECTIONS // 8
 
 
 def _ssl_context(options: ClientOptions) -> ssl.SSLContext:
@@ -290,6 +337,9 @@ def _transport_settings(options: ClientOptions, context: ssl.SSLContext) -> dict
         "http2": True,
         "proxy": options.proxy_url or None,
         "trust_env": False,
+        "limits": httpx.Limits(
+            max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_KEEPALIVE
+        ),
     }
 
 
@@ -304,21 +354,20 @@ def _client_settings() -> dict:
 
 
 def _client(options: ClientOptions) -> httpx.Client:
-    """Return a pooled client for these TLS and proxy options."""
-    client = _clients.get(options)
-    if client is not None:
-        return client
-    with _clients_lock:
-        client = _clients.get(options)
-        if client is None:
-            transport = httpx.HTTPTransport(
-                **_transport_settings(options, _ssl_context(options)),
-                limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-            )
-            transport._pool._network_backend = _GuardedBackend()
-            client = httpx.Client(transport=transport, **_client_settings())
-            _clients[options] = client
-    return client
+    """Return one of the pooled clients for these TLS and proxy options, in turn."""
+    shards = _clients.get(options)
+    if shards is None:
+        with _clients_lock:
+            shards = _clients.get(options)
+            if shards is None:
+                context = _ssl_context(options)  # loading the CA store takes ~30 ms: once
+                shards = []
+                for _ in range(SHARDS):
+                    transport = httpx.HTTPTransport(**_transport_settings(options, context))
+                    transport._pool._network_backend = _GuardedBackend()
+                    shards.append(httpx.Client(transport=transport, **_client_settings()))
+                _clients[options] = shards
+    return shards[next(_turn) % SHARDS]
 
 
 def _async_client(options: ClientOptions) -> httpx.AsyncClient:
@@ -332,20 +381,14 @@ def _async_client(options: ClientOptions) -> httpx.AsyncClient:
     if shards is None:
         for stale in [key for key in _async_clients if key[1].is_closed()]:
             _async_clients.pop(stale, None)
-        context = _ssl_context(options)  # loading the CA store takes ~30 ms: once a loop
+        context = _ssl_context(options)
         shards = []
-        for _ in range(ASYNC_SHARDS):
-            transport = httpx.AsyncHTTPTransport(
-                **_transport_settings(options, context),
-                limits=httpx.Limits(
-                    max_connections=ASYNC_SHARD_CONNECTIONS,
-                    max_keepalive_connections=ASYNC_SHARD_CONNECTIONS // 8,
-                ),
-            )
+        for _ in range(SHARDS):
+            transport = httpx.AsyncHTTPTransport(**_transport_settings(options, context))
             transport._pool._network_backend = _AsyncGuardedBackend()
             shards.append(httpx.AsyncClient(transport=transport, **_client_settings()))
         _async_clients[(options, loop)] = shards
-    return shards[next(_turn) % ASYNC_SHARDS]
+    return shards[next(_turn) % SHARDS]
 
 
 def check_url(url: str, what: str = "URL") -> tuple[str, int]:
@@ -502,6 +545,43 @@ async def open_stream_async(
         ) as r:
             _refuse_redirect(r)
             yield r
+
+
+# After an answer's end ([DONE]), the rest of its body (the chunked terminator, usually in
+# the same packet) is read under a short deadline so the connection goes back to the
+# pool. Closing it instead cost the next call a connect, and with TLS a handshake.
+DRAIN_SECONDS = 0.05
+DRAIN_BYTES = 64 * 1024
+
+
+@contextmanager
+def _draining() -> Iterator[None]:
+    token = _deadline.set(time.monotonic() + DRAIN_SECONDS)
+    try:
+        yield
+    except TRANSPORT_ERRORS:
+        pass  # the answer is whole; this connection is closed rather than kept
+    finally:
+        _deadline.reset(token)
+
+
+def finish(lines: Iterator[str]) -> None:
+    """Read out a finished stream's remaining lines (see DRAIN_SECONDS)."""
+    with _draining():
+        left = DRAIN_BYTES
+        for line in lines:
+            left -= len(line) + 1
+            if left < 0:
+                break
+
+
+async def finish_async(lines: AsyncIterator[str]) -> None:
+    with _draining():
+        left = DRAIN_BYTES
+        async for line in lines:
+            left -= len(line) + 1
+            if left < 0:
+                break
 
 
 def _cap(response: httpx.Response, limit: int | None) -> int:

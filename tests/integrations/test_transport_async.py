@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.test import override_settings
 
+from integrations.llm import transport
 from integrations.llm.client import acall, astream
 from integrations.llm.config import CallResult, LLMConfig
 from tests.integrations.test_transport import PROMPT, SECRET, cfg
@@ -59,6 +60,26 @@ def test_a_call_and_a_stream_answer_with_usage(upstream):
     parts, result = streamed(cfg(upstream))
     assert "".join(parts) == "a b" and result.ok and result.usage.total_tokens == 5
     assert result.ttft_ms is not None
+
+
+def test_finished_streams_leave_their_connections_for_the_next_calls(upstream):
+    """The body's end is read after [DONE], so the connection is kept, not closed: a new
+    one per call cost a connect (and a TLS handshake) each time. The loop deals its calls
+    over SHARDS pools, each keeping its own connections."""
+    upstream.handler = reply_sse(["a ", "b"])
+    calls = 2 * transport.SHARDS
+
+    async def many():
+        for _ in range(calls):
+            assert (await anext_result(astream(cfg(upstream), PROMPT))).ok
+
+    run(many())
+    assert len(upstream.requests) == calls
+    assert len({r.client for r in upstream.requests}) <= transport.SHARDS
+
+
+async def anext_result(events):
+    return [item async for item in events][-1]
 
 
 def test_it_does_not_follow_a_redirect(upstream):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+
+from integrations.llm import transport
 from integrations.llm.client import stream
 from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt
 from tests.conftest import typed
@@ -30,6 +34,36 @@ def test_it_streams_tokens_and_reads_the_final_usage(upstream):
     assert result.ttft_ms is not None and result.finish_reason == "stop"
     sent = upstream.requests[0].json()
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+def test_finished_streams_leave_their_connections_for_the_next_calls(upstream):
+    """After [DONE] the body's end is read, so the pooled connection is kept (calls are
+    dealt over SHARDS pools, each with its own connections)."""
+    upstream.handler = reply_sse(["a", "b"])
+    for _ in range(2 * transport.SHARDS):
+        assert collect(stream(cfg(upstream), PROMPT))[1].ok
+    assert len({r.client for r in upstream.requests}) <= transport.SHARDS
+
+
+def test_an_upstream_that_never_ends_its_body_after_done_costs_little(upstream):
+    """[DONE] ends the answer: a body left open after it is given up on at once."""
+
+    def hang_after_done(rec, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        delta = {"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]}
+        for payload in (f"data: {json.dumps(delta)}\n\n", "data: [DONE]\n\n", ": more\n"):
+            h.wfile.write(f"{len(payload):x}\r\n{payload}\r\n".encode())
+            h.wfile.flush()
+        time.sleep(2)  # and no terminating chunk
+
+    upstream.handler = hang_after_done
+    started = time.monotonic()
+    tokens, result = collect(stream(cfg(upstream), PROMPT))
+    assert result.ok and tokens == ["a"]
+    assert time.monotonic() - started < 1
 
 
 def test_a_stream_without_usage_reports_not_reported(upstream):
