@@ -324,10 +324,11 @@ class _Relay:
     """Upstream items (text deltas, then the CallResult) as OpenAI chunks. The first
     upstream event is awaited before answering, so a call that fails at once answers with
     its status; a break later is an error event. What is ready together goes out in one
-    write (the opening chunk with the first delta; the closing chunks with [DONE]): each
-    write to a socket was a worker's largest single cost in a burst. Shared by the thread and the event-loop
-    streams below. Metering (`end`, `abandon`, `refusal`) asks Redis and never the
-    database (the row is written after the response), so the loop runs it in place."""
+    write (the opening chunk with the first delta; the closing chunks with [DONE]): the
+    writes to the client's socket were a worker's largest single cost in a burst.
+    Shared by the thread and the event-loop streams below. Metering (`end`, `abandon`,
+    `refusal`) asks Redis and never the database (the row is written after the response),
+    so the loop runs it in place."""
 
     def __init__(self, plan: _Plan):
         self.plan = plan
