@@ -25,6 +25,14 @@ def upstream():
 
 
 @pytest.fixture
+def tls_upstream():
+    """The same over HTTPS, with a self-signed certificate (tests.upstream.certificate)."""
+    server = Upstream(tls=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def alice(db):
     """An admin."""
     return get_user_model().objects.create_superuser("alice", "alice@example.com", "pw-alice-123")

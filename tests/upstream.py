@@ -7,13 +7,19 @@ raw request handler; helpers below cover the usual answers.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import functools
+import ipaddress
 import json
 import socket
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -55,6 +61,58 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 512
 
 
+class _TLSServer(_Server):
+    context: ssl.SSLContext
+
+    def get_request(self):
+        conn, address = self.socket.accept()
+        try:  # the handshake; a client that refuses the certificate fails it here
+            return self.context.wrap_socket(conn, server_side=True), address
+        except (OSError, ssl.SSLError):
+            conn.close()
+            raise
+
+
+@functools.cache
+def certificate() -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (PEM text) and the path of its key file,
+    made once per test process. The certificate is its own CA: a client trusts it only
+    when given it as a CA bundle."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = Path(tempfile.mkdtemp(prefix="upstream-tls-"))
+    key_file = folder / "key.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), str(key_file)
+
+
 @dataclass
 class Upstream:
     host: str = "127.0.0.1"
@@ -62,11 +120,12 @@ class Upstream:
     requests: list[Recorded] = field(default_factory=list)
     handler: Callable | None = None
     record: bool = True  # benchmarks turn this off to keep memory flat
+    tls: bool = False  # serve HTTPS with `certificate()`
     _server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> Upstream:
         upstream = self
@@ -98,7 +157,16 @@ class Upstream:
 
             do_GET = do_POST = do_PUT = _handle
 
-        self._server = _Server((self.host, 0), Handler)
+        if self.tls:
+            cert_pem, key_file = certificate()
+            cert_file = Path(key_file).with_name("cert.pem")
+            cert_file.write_text(cert_pem)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert_file, key_file)
+            self._server = _TLSServer((self.host, 0), Handler)
+            self._server.context = context
+        else:
+            self._server = _Server((self.host, 0), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

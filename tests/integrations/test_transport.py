@@ -14,6 +14,7 @@ from integrations.llm.config import AuthConfig, Header, LLMConfig, Prompt
 from integrations.llm.errors import LLMError
 from tests.conftest import typed
 from tests.upstream import (
+    certificate,
     openai_reply,
     reply_json,
     reply_oversized,
@@ -366,3 +367,13 @@ def test_a_hostname_resolving_to_any_blocked_address_is_refused(monkeypatch, ans
     )
     assert result.error.kind == "blocked"
     assert "llm.example.test" in result.error.message
+
+
+def test_an_https_upstream_is_trusted_through_its_ca_bundle_only(tls_upstream):
+    tls_upstream.handler = reply_json(openai_reply("pong"))
+    refused = call(cfg(tls_upstream), PROMPT)
+    assert refused.error.kind == "tls" and not tls_upstream.requests
+    trusted = call(cfg(tls_upstream, ca_bundle=certificate()[0]), PROMPT)
+    assert trusted.ok and trusted.content == "pong"
+    assert call(cfg(tls_upstream, verify_tls=False), PROMPT).ok
+    assert tls_upstream.requests[0].headers["Authorization"] == f"Bearer {SECRET}"

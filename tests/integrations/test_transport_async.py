@@ -17,6 +17,7 @@ from integrations.llm.client import acall, astream
 from integrations.llm.config import CallResult, LLMConfig
 from tests.integrations.test_transport import PROMPT, SECRET, cfg
 from tests.upstream import (
+    certificate,
     openai_reply,
     reply_json,
     reply_oversized,
@@ -113,3 +114,19 @@ def test_connection_refused_is_classified():
         port = s.getsockname()[1]
     config = LLMConfig(endpoint=f"http://127.0.0.1:{port}/v1", model_id="m", timeout=3)
     assert run(acall(config, PROMPT)).error.kind == "refused"
+
+
+def test_an_https_upstream_is_trusted_through_its_ca_bundle_only(tls_upstream):
+    """The loop's connections do their own TLS handshake (asyncio's start_tls)."""
+    tls_upstream.handler = reply_json(openai_reply("pong"))
+    refused = run(acall(cfg(tls_upstream), PROMPT))
+    assert refused.error.kind == "tls" and not tls_upstream.requests
+    trusted = cfg(tls_upstream, ca_bundle=certificate()[0])
+    result = run(acall(trusted, PROMPT))
+    assert result.ok and result.content == "pong"
+    tls_upstream.handler = reply_sse(["a ", "b"])
+    parts, result = streamed(trusted)
+    assert "".join(parts) == "a b" and result.ok
+    tls_upstream.handler = reply_json(openai_reply("pong"))
+    assert run(acall(cfg(tls_upstream, verify_tls=False), PROMPT)).ok
+    assert tls_upstream.requests[0].headers["Authorization"] == f"Bearer {SECRET}"
