@@ -59,11 +59,13 @@ def post_worker_init(worker):
     the URLconf (the REST API builds its schemas on import: half a second of a first
     burst), and under gthread every thread with its cache connection (bench_gateway.py).
     Under asgi the worker warms its event loop's side itself (config/workers.py)."""
+    import gc
     import threading
 
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018  (imports every view and the API)
+    gc.freeze()  # what boot made lives as long as the worker: no collection rescans it
     pool = getattr(worker, "tpool", None)
     if pool is None:
         return

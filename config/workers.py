@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 
@@ -43,14 +44,21 @@ class ConsoleWorker(UvicornWorker):
 
     async def _warm_up(self) -> None:
         """The loop's own connections, before the first burst pays for them: Redis (the
-        gateway's admission reads it on the loop) and the upstream client with its TLS
-        context (loading the CA store takes ~30 ms)."""
+        gateway's admission reads it on the loop), the upstream client with its TLS
+        context (loading the CA store takes ~30 ms), and anyio's event-loop backend, which
+        httpcore's pool imports on its first request (~0.2 s of a first burst's CPU)."""
+        import anyio
         from django.core.cache import cache
 
         from integrations.llm import transport
 
         transport._async_client(transport.ClientOptions())
+        anyio.Event().set()
+        async with anyio.Lock():
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0)
         try:
             await asyncio.gather(*(cache.aget("warm-up") for _ in range(4)))
         except Exception as exc:  # a cache that is down: start anyway
             self.log.debug("Warm-up skipped: %s", exc)
+        gc.freeze()  # what boot made lives as long as the worker: no collection rescans it
