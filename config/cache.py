@@ -15,13 +15,13 @@ worker held for as long as Redis took to be scheduled.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
-import weakref
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
+
+from config.loops import loop_local
 
 
 class ReusingRedisCacheClient(RedisCacheClient):
@@ -110,25 +110,22 @@ class ConsoleRedisCache(RedisCache):
         return float(wait) if wait else None
 
 
-# One asyncio Redis client per (event loop, server): its connections belong to the loop.
+# One asyncio Redis client per event loop and server: its connections belong to the loop.
 # A burst waits its turn for one of a few connections rather than opening one per call.
 LOOP_CONNECTIONS = 16
-_loop_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _loop_client(shared: ReusingRedisCacheClient):
-    from redis import asyncio as aioredis
+    def make():
+        from redis import asyncio as aioredis
 
-    loop = asyncio.get_running_loop()
-    clients = _loop_clients.setdefault(loop, {})
-    client = clients.get(id(shared))
-    if client is None:
         options = {k: v for k, v in shared._pool_options.items() if k != "parser_class"}
         pool = aioredis.BlockingConnectionPool.from_url(
             shared._servers[0], max_connections=LOOP_CONNECTIONS, **options
         )
-        client = clients[id(shared)] = aioredis.Redis(connection_pool=pool)
-    return client
+        return aioredis.Redis(connection_pool=pool)
+
+    return loop_local(("redis", id(shared)), make)
 
 
 @functools.cache

@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import time
-import weakref
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -25,6 +24,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from config.loops import loop_local
 from integrations import callcache, services
 from integrations.gateway import keys, limits, metering, wire
 from integrations.llm import client
@@ -271,16 +271,11 @@ async def _admitted(request):
 
 
 _DATABASE_TURNS = 4
-_database_turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _to_database() -> asyncio.Semaphore:
     """The running loop's turns at an admission that needs the database."""
-    loop = asyncio.get_running_loop()
-    turns = _database_turns.get(loop)
-    if turns is None:
-        turns = _database_turns[loop] = asyncio.Semaphore(_DATABASE_TURNS)
-    return turns
+    return loop_local("database turns", lambda: asyncio.Semaphore(_DATABASE_TURNS))
 
 
 def _on_loop(step, *args):

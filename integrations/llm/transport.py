@@ -30,6 +30,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
+from config.loops import loop_local
 from integrations.llm import inputs
 from integrations.llm.errors import LLMError
 
@@ -236,7 +237,13 @@ class _AsyncSocketStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str):
         if info == "is_readable":  # httpcore asks before reusing a kept-alive connection
-            return self._reader.at_eof() or self._writer.transport.is_closing()
+            # The transport reads eagerly: what an idle connection was sent (stray bytes,
+            # or its end) waits in the reader's buffer, not in the socket.
+            return (
+                bool(self._reader._buffer)
+                or self._reader.at_eof()
+                or self._writer.transport.is_closing()
+            )
         names = {
             "ssl_object": "ssl_object",
             "client_addr": "sockname",
@@ -305,7 +312,6 @@ class ClientOptions:
 
 
 _clients: dict[ClientOptions, list[httpx.Client]] = {}
-_async_clients: dict[tuple[ClientOptions, asyncio.AbstractEventLoop], list[httpx.AsyncClient]] = {}
 _clients_lock = threading.Lock()
 _turn = itertools.count()
 # httpcore's pool checks every connection it holds for every request it assigns (the
@@ -371,24 +377,19 @@ def _client(options: ClientOptions) -> httpx.Client:
 
 
 def _async_client(options: ClientOptions) -> httpx.AsyncClient:
-    """Return one of the running loop's pooled clients for these options, in turn.
+    """Return one of the running loop's pooled clients for these options, in turn (a
+    client belongs to the loop that made it)."""
 
-    A client belongs to the loop that made it. A server worker has one loop for its life;
-    the clients of a loop that has closed (a test's) are dropped on the next new loop.
-    """
-    loop = asyncio.get_running_loop()
-    shards = _async_clients.get((options, loop))
-    if shards is None:
-        for stale in [key for key in _async_clients if key[1].is_closed()]:
-            _async_clients.pop(stale, None)
+    def make() -> list[httpx.AsyncClient]:
         context = _ssl_context(options)
         shards = []
         for _ in range(SHARDS):
             transport = httpx.AsyncHTTPTransport(**_transport_settings(options, context))
             transport._pool._network_backend = _AsyncGuardedBackend()
             shards.append(httpx.AsyncClient(transport=transport, **_client_settings()))
-        _async_clients[(options, loop)] = shards
-    return shards[next(_turn) % SHARDS]
+        return shards
+
+    return loop_local(("upstream clients", options), make)[next(_turn) % SHARDS]
 
 
 def check_url(url: str, what: str = "URL") -> tuple[str, int]:

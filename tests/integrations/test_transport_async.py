@@ -79,6 +79,32 @@ def test_finished_streams_leave_their_connections_for_the_next_calls(upstream):
     assert len({r.client for r in upstream.requests}) <= transport.SHARDS
 
 
+def test_a_kept_connection_the_upstream_wrote_on_while_idle_is_not_reused(upstream):
+    """Bytes after a complete answer are no part of the next one: that connection is
+    dropped and the next call on its pool opens a fresh one."""
+    answer = reply_json(openai_reply("pong"))
+
+    def answer_then_stray_bytes(rec, h):
+        answer(rec, h)
+        time.sleep(0.05)  # later, while the connection waits in its pool
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+        h.wfile.flush()
+
+    upstream.handler = answer_then_stray_bytes
+
+    async def many():
+        results = []
+        for _ in range(transport.SHARDS + 1):
+            results.append(await acall(cfg(upstream), PROMPT))
+            await asyncio.sleep(0.01)
+        return results
+
+    results = run(many())
+    assert all(r.ok and r.content == "pong" for r in results), [
+        (r.error and (r.error.kind, r.error.message)) for r in results if not r.ok
+    ]
+
+
 async def anext_result(events):
     return [item async for item in events][-1]
 
