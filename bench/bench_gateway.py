@@ -1,7 +1,9 @@
 """6. The gateway (/v1) beside a direct call to the same upstream, usage recording on.
 
-(a) added latency of a non-streamed call, interleaved with the direct call;
-(b) added time to the first streamed token;
+(a) added latency of a non-streamed call, interleaved with the direct call, through each
+    door (chat completions, Anthropic messages, Responses, embeddings: each translated
+    from and to the same OpenAI-shaped upstream);
+(b) added time to the first streamed token, through each streaming door;
 (c) 256 simultaneous streamed calls on a 2 s upstream (1 s to the first token, then 20
     tokens at 20 a second), under the production gunicorn config, with the RSS of all
     workers together afterwards. Each call's first token says how long it waited to be
@@ -36,9 +38,16 @@ from common import (
     table,
 )
 
-from tests.upstream import reply_load
+from tests.upstream import reply_json, reply_load
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+    },
+}
 STREAM_N = max(100, N // 3)
 BURST = 256
 WARMUP = 30
@@ -58,13 +67,44 @@ def body(stream: bool = False) -> dict:
     return data
 
 
+EMBEDDING = {"object": "list", "model": "bench-embed", "usage": {"prompt_tokens": 4, "total_tokens": 4},
+             "data": [{"object": "embedding", "index": 0, "embedding": [0.01 * i for i in range(256)]}]}  # fmt: skip
+
+
+def dispatch(rec, h):
+    """The fast upstream: as many words as max_tokens asks, as one tool call's arguments
+    when the request offers tools; one 256-dimension vector at /embeddings."""
+    if rec.path.endswith("/embeddings"):
+        return reply_json(EMBEDDING)(rec, h)
+    sent = json.loads(rec.body or b"{}")
+    return reply_load(tokens=sent.get("max_tokens") or 20, tool=bool(sent.get("tools")))(rec, h)
+
+
+# Each door's call, asking the fast model what `body()` asks it; and how a stream's first
+# text token looks in that door's format.
+MESSAGES = {"model": "fast", "max_tokens": 20, "system": "Be brief.",
+            "messages": [{"role": "user", "content": "Say hi"}]}  # fmt: skip
+RESPONSES = {"model": "fast", "instructions": "Be brief.", "input": "Say hi",
+             "max_output_tokens": 20, "store": False}  # fmt: skip
+EMBED = {"model": "fast-embed", "input": "Say hi"}
+DOORS = {
+    "/v1/chat/completions": (dict(body(), model="fast"), dict(body(True), model="fast"), '"content": "tok'),
+    "/v1/messages": (MESSAGES, dict(MESSAGES, stream=True), '"text": "tok'),
+    "/v1/responses": (RESPONSES, dict(RESPONSES, stream=True), '"delta": "tok'),
+}  # fmt: skip
+
+
 def main() -> dict:
     prepare_database()
-    fast = start_upstream(reply_load(latency=0.0, tokens=20))
+    fast = start_upstream(dispatch)
     slow = AsyncUpstreamProcess(latency=1.0, tokens=20, token_rate=20)
     user = make_user()
     make_model("Fast", f"{fast.url}/v1").__class__.objects.filter(name="Fast").update(
         gateway_alias="fast"
+    )
+    embed = make_model("Fast embeddings", f"{fast.url}/v1", model_id="bench-embed")
+    embed.__class__.objects.filter(pk=embed.pk).update(
+        gateway_alias="fast-embed", kind="embeddings"
     )
     make_model("Slow", f"{slow.url}/v1", timeout=60).__class__.objects.filter(name="Slow").update(
         gateway_alias="slow"
@@ -85,7 +125,7 @@ def main() -> dict:
                     results.setdefault(mode, {}).update(burst(server, raw, slow, mode))
             finally:
                 server.stop()
-            fast.handler = reply_load(latency=0.0, tokens=20)
+            fast.handler = dispatch
     finally:
         fast.stop()
         slow.stop()
@@ -113,6 +153,15 @@ def added(server, upstream, raw: str, mode: str) -> dict:
     calls = {
         "direct": lambda: direct.post("/v1/chat/completions", json=body(), headers=upstream_auth),
         "gateway": lambda: gateway.post("/v1/chat/completions", json=dict(body(), model="fast")),
+        "gateway, a tool call": lambda: gateway.post(
+            "/v1/chat/completions", json=dict(body(), model="fast", tools=[LOOKUP])
+        ),
+        "gateway /v1/messages": lambda: gateway.post("/v1/messages", json=MESSAGES),
+        "gateway /v1/responses": lambda: gateway.post("/v1/responses", json=RESPONSES),
+        "direct /v1/embeddings": lambda: direct.post(
+            "/v1/embeddings", json=dict(EMBED, model="bench-embed"), headers=upstream_auth
+        ),
+        "gateway /v1/embeddings": lambda: gateway.post("/v1/embeddings", json=EMBED),
     }
     for _ in range(WARMUP):
         for fn in calls.values():
@@ -122,14 +171,31 @@ def added(server, upstream, raw: str, mode: str) -> dict:
         for name, fn in calls.items():
             times[name].append(timed(fn))
     extra = [g - d for g, d in zip(times["gateway"], times["direct"], strict=True)]
+    tools_extra = [
+        g - d for g, d in zip(times["gateway, a tool call"], times["direct"], strict=True)
+    ]
+
+    def over(name: str, base: str = "direct") -> dict:
+        return percentiles([g - d for g, d in zip(times[name], times[base], strict=True)])
+
     out = {
         "calls_each": N,
         "latency_ms": {k: percentiles(v) for k, v in times.items()},
         "added_ms": percentiles(extra),
+        "added_tools_ms": percentiles(tools_extra),
+        "added_by_door_ms": {
+            "/v1/messages": over("gateway /v1/messages"),
+            "/v1/responses": over("gateway /v1/responses"),
+            "/v1/embeddings": over("gateway /v1/embeddings", "direct /v1/embeddings"),
+        },
         "load_after_calls": load_average(),
     }
     rows = [[k, v["p50"], v["p95"], v["p99"]] for k, v in out["latency_ms"].items()]
     rows.append(["added", out["added_ms"]["p50"], out["added_ms"]["p95"], out["added_ms"]["p99"]])
+    t = out["added_tools_ms"]
+    rows.append(["added, a tool call", t["p50"], t["p95"], t["p99"]])
+    for door, t in out["added_by_door_ms"].items():
+        rows.append([f"added, {door}", t["p50"], t["p95"], t["p99"]])
     table(
         f"[{mode}] Non-streamed call through the gateway, ms ({N} interleaved; target added p50 <= 3, "
         f"p99 <= 10; load {out['load_after_calls']})",
@@ -137,35 +203,84 @@ def added(server, upstream, raw: str, mode: str) -> dict:
         ["path", "p50", "p95", "p99"],
     )
 
-    upstream.handler = reply_load(latency=0.0, tokens=20, token_rate=200)
-    ttft: dict[str, list[float]] = {"direct": [], "gateway": []}
+    upstream.handler = reply_load(latency=0.0, tokens=20, token_rate=200)  # TTFT: paced
+    ttft: dict[str, list[float]] = {"direct": [], **{door: [] for door in DOORS}}
 
-    def first_token(client, payload, headers=None) -> float:
+    def first_token(client, path, payload, marker, headers=None) -> float:
         started = time.perf_counter()
         first = None
-        with client.stream("POST", "/v1/chat/completions", json=payload, headers=headers) as r:
+        with client.stream("POST", path, json=payload, headers=headers) as r:
             for line in r.iter_lines():
-                if first is None and '"content": "tok' in line.replace('":"', '": "'):
+                if first is None and marker in line.replace('":"', '": "'):
                     first = (time.perf_counter() - started) * 1000
+        assert first is not None, path
         return first
 
     for i in range(STREAM_N + 10):
-        d = first_token(direct, body(True), upstream_auth)
-        g = first_token(gateway, dict(body(True), model="fast"))
+        d = first_token(
+            direct, "/v1/chat/completions", body(True), '"content": "tok', upstream_auth
+        )
+        firsts = {door: first_token(gateway, door, s, m) for door, (_, s, m) in DOORS.items()}
         if i >= 10:
             ttft["direct"].append(d)
-            ttft["gateway"].append(g)
-    extra = [g - d for g, d in zip(ttft["gateway"], ttft["direct"], strict=True)]
+            for door, value in firsts.items():
+                ttft[door].append(value)
+    added_by = {
+        door: percentiles([g - d for g, d in zip(ttft[door], ttft["direct"], strict=True)])
+        for door in DOORS
+    }
     out["ttft_ms"] = {k: percentiles(v) for k, v in ttft.items()}
-    out["ttft_added_ms"] = percentiles(extra)
+    out["ttft_added_ms"] = added_by["/v1/chat/completions"]
+    out["ttft_added_by_door_ms"] = added_by
     out["load_after_streams"] = load_average()
     rows = [[k, v["p50"], v["p95"]] for k, v in out["ttft_ms"].items()]
-    rows.append(["added", out["ttft_added_ms"]["p50"], out["ttft_added_ms"]["p95"]])
+    for door, t in added_by.items():
+        rows.append([f"added, {door}", t["p50"], t["p95"]])
     table(
         f"[{mode}] Time to first streamed token, ms ({STREAM_N} each; target added <= 5; "
         f"load {out['load_after_streams']})",
         rows,
         ["path", "p50", "p95"],
+    )
+    upstream.handler = dispatch
+    out.update(per_chunk(direct, gateway, upstream_auth, mode))
+    return out
+
+
+CHUNKS = 400
+
+
+def per_chunk(direct, gateway, upstream_auth, mode: str) -> dict:
+    """What the gateway adds per streamed chunk: a stream of CHUNKS text chunks, and one
+    of CHUNKS tool-call argument chunks, each beside the same stream read directly."""
+
+    def read(client, payload, headers=None) -> float:
+        started = time.perf_counter()
+        with client.stream("POST", "/v1/chat/completions", json=payload, headers=headers) as r:
+            for _ in r.iter_lines():
+                pass
+        return (time.perf_counter() - started) * 1000
+
+    out: dict = {}
+    rows = []
+    for kind in ("text", "tool call"):
+        payload = dict(body(True), max_tokens=CHUNKS)
+        if kind != "text":
+            payload["tools"] = [LOOKUP]
+        added = []
+        for i in range(40):
+            d = read(direct, payload, upstream_auth)
+            g = read(gateway, dict(payload, model="fast"))
+            if i >= 5:
+                added.append((g - d) / CHUNKS)
+        out[f"per_chunk_added_{kind.replace(' ', '_')}_ms"] = percentiles(added)
+        rows.append([kind, percentiles(added)["p50"], percentiles(added)["p95"]])
+    rows.append(["tool call over text", round(rows[1][1] - rows[0][1], 4), ""])
+    table(
+        f"[{mode}] Added per streamed chunk, ms ({CHUNKS} chunks a stream; target: a tool-call "
+        f"chunk <= 0.05 over a text chunk; load {load_average()})",
+        rows,
+        ["chunks", "p50", "p95"],
     )
     return out
 

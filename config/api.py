@@ -14,6 +14,7 @@ from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
+from pydantic import ValidationError as PydanticValidationError
 
 from integrations.team import tokens
 
@@ -60,6 +61,13 @@ def validation_error(request, exc: ValidationError):
     return api.create_response(request, {"message": message, "errors": errors}, status=422)
 
 
+@api.exception_handler(PydanticValidationError)
+def schema_error(request, exc: PydanticValidationError):
+    """A payload built inside an operation (LiveAvatar's shape becomes an integration)
+    that breaks a rule: a 422 naming the field, as for the request's own payload."""
+    return validation_error(request, ValidationError(exc.errors(include_url=False)))
+
+
 @api.exception_handler(AuthenticationError)
 def authentication_error(request, exc):
     message = "A valid API token is required: send Authorization: Bearer byo_… (create one under API tokens)."
@@ -97,4 +105,5 @@ api.add_router("/v2/", "integrations.api.secrets.router")
 api.add_router("/v2/", "integrations.api.integrations.router")
 api.add_router("/v2/", "integrations.api.profiles.router")
 api.add_router("/v2/", "integrations.api.gateway_keys.router")
+api.add_router("/v2/", "integrations.api.routes.router")
 api.add_router("/v2/", "sandbox.api.router")

@@ -54,6 +54,24 @@ if worker_class != "gthread":
     os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 
 
+def _recover_usage(worker):
+    """Write the usage rows a killed worker left in the spool (a replaced worker starts
+    here, before any request could start its writer)."""
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    if settings.USAGE_WRITE != "background":
+        return
+    from integrations.gateway import spool
+
+    try:
+        spool.recover()
+    except Exception as exc:  # a database that is not up yet: the writer tries again
+        worker.log.warning("Spooled usage rows not recovered yet: %s", exc)
+    finally:
+        close_old_connections()
+
+
 def post_worker_init(worker):
     """Load before the first request what it would otherwise load while callers wait:
     the URLconf (the REST API builds its schemas on import: half a second of a first
@@ -65,6 +83,7 @@ def post_worker_init(worker):
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018  (imports every view and the API)
+    _recover_usage(worker)
     gc.freeze()  # what boot made lives as long as the worker: no collection rescans it
     pool = getattr(worker, "tpool", None)
     if pool is None:

@@ -9,7 +9,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.core.exceptions import MiddlewareNotUsed
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.middleware.security import SecurityMiddleware
 from django.utils.decorators import sync_and_async_middleware
 from whitenoise.middleware import WhiteNoiseMiddleware
@@ -120,6 +120,59 @@ class ConsoleLoginRequiredMiddleware(LoginRequiredMiddleware):
         return super().process_view(request, view_func, view_args, view_kwargs)
 
 
+@sync_and_async_middleware
+def gateway_cors(get_response):
+    """CORS for the gateway (/v1/), so a browser app may call it: the origins in
+    GATEWAY_CORS_ORIGINS (off when empty; "*" for any) get the answer, and a preflight
+    is answered here, before a view that takes only POST would refuse it."""
+
+    def preflight(request):
+        if (
+            not request.path.startswith(settings.GATEWAY_PREFIX)
+            or not settings.GATEWAY_CORS_ORIGINS
+        ):
+            return None
+        if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            response = HttpResponse(status=204)
+            if _cors(request, response):
+                response["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+                asked = request.headers.get("access-control-request-headers", "")
+                response["Access-Control-Allow-Headers"] = (
+                    asked[:2000] or "authorization, content-type"
+                )
+                response["Access-Control-Max-Age"] = "600"
+            return response
+        return None
+
+    def finish(request, response):
+        if request.path.startswith(settings.GATEWAY_PREFIX) and settings.GATEWAY_CORS_ORIGINS:
+            _cors(request, response)
+        return response
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            return preflight(request) or finish(request, await get_response(request))
+
+    else:
+
+        def middleware(request):
+            return preflight(request) or finish(request, get_response(request))
+
+    return middleware
+
+
+def _cors(request, response) -> bool:
+    origin = request.headers.get("origin", "")
+    allowed = settings.GATEWAY_CORS_ORIGINS
+    if not origin or ("*" not in allowed and origin not in allowed):
+        return False
+    response["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+    response["Access-Control-Expose-Headers"] = "Retry-After, X-Usage-Estimated"
+    response.headers.setdefault("Vary", "Origin")
+    return True
+
+
 # No inline script anywhere: page behaviour lives in static/js, htmx is told not to
 # inject its indicator <style>, and nothing may frame the console.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -164,7 +217,7 @@ def api_errors_as_json(request, response):
     if status not in API_MESSAGES or "json" in response.get("Content-Type", ""):
         return response
     if request.path.startswith(settings.GATEWAY_PREFIX):
-        from integrations.gateway.wire import error_body
+        from integrations.llm.wires.openai_chat import error_body
 
         if status == 404:
             message = "No such gateway endpoint: use /v1/chat/completions or /v1/models."

@@ -123,6 +123,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.gateway_cors",
     "config.middleware.asgi_streams",
     "django.middleware.security.SecurityMiddleware",
     "integrations.gateway.metering.after_response",
@@ -142,7 +143,11 @@ MIDDLEWARE = [
 # Under ASGI (production) the gateway's calls take this shorter list (config/asgi.py):
 # they have no session, user, CSRF token or messages. Under WSGI they take MIDDLEWARE.
 GATEWAY_PREFIX = "/v1/"
+# Browser origins allowed to call the gateway (CORS), e.g. "https://app.example.com";
+# "*" for any. Off when empty: gateway keys are secrets, meant for servers.
+GATEWAY_CORS_ORIGINS = env_list("GATEWAY_CORS_ORIGINS")
 GATEWAY_MIDDLEWARE = [
+    "config.middleware.gateway_cors",
     "config.middleware.Security",
     "integrations.gateway.metering.after_response",
     "config.middleware.content_security_policy",
@@ -311,9 +316,20 @@ SANDBOX_COMPARE_MAX = 4
 # Usage rows (one per gateway call or Sandbox run) older than this are deleted by
 # `manage.py prune_usage`; the daily totals the usage page reads are kept.
 USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90)
+# How long /v1/responses keeps a stored response (for previous_response_id and GET).
+RESPONSES_RETENTION_DAYS = env_int("RESPONSES_RETENTION_DAYS", 30)
+# What a gateway call reserves against its key's tokens per minute and budget when neither
+# it nor its model names a max_tokens and the model's context window is not known.
+GATEWAY_RESERVE_TOKENS = env_int("GATEWAY_RESERVE_TOKENS", 4096)
+# How long a stream to an Anthropic client may be quiet before the gateway sends a ping
+# (as Anthropic does), so proxies and clients do not time out while a model thinks.
+GATEWAY_KEEPALIVE_SECONDS = float(os.environ.get("GATEWAY_KEEPALIVE_SECONDS", "10"))
 # "background": a writer thread per process inserts usage rows in batches after the
 # response; "inline": the response's closer writes them (tests use this).
 USAGE_WRITE = os.environ.get("USAGE_WRITE", "background")
+# Where each worker keeps its usage rows on disk until the database has them, so a killed
+# worker loses none (integrations/gateway/spool.py): local to the host, and writable.
+USAGE_SPOOL_DIR = env_secret("USAGE_SPOOL_DIR") or str(BASE_DIR / ".local" / "usage-spool")
 
 # The built-in demo upstream (/demo/v1/...) is for dev mode only.
 DEMO_UPSTREAM_ENABLED = env_bool("DEMO_UPSTREAM_ENABLED", DEBUG)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
-from integrations import services, writes
+from integrations import names, services, writes
 from integrations.llm import inputs
 from integrations.models import (
     ApiToken,
@@ -38,9 +40,23 @@ class ConsoleManaged:
         return False
 
 
+class NamedForm(forms.ModelForm):
+    """A rename is checked by the one name rule, next to the field (integrations.names)."""
+
+    def clean_name(self):
+        name = names.clean(self.cleaned_data["name"])
+        instance = self.instance
+        scope = instance.integration if isinstance(instance, CustomModel) else None
+        if problem := names.taken(type(instance), name, exclude=instance, integration=scope):
+            raise ValidationError(problem)
+        return name
+
+
 class WritePathAdmin(admin.ModelAdmin):
     """Saves and deletes made in the Django admin go through integrations.writes, like
     every other entry point: information fields directly, enabling after a passing test."""
+
+    form = NamedForm
 
     def save_model(self, request, obj, form, change):
         stored = type(obj).objects.get(pk=obj.pk)  # `obj` holds the posted values
@@ -195,14 +211,21 @@ class CustomModelAdmin(ConsoleManaged, WritePathAdmin):
     list_select_related = ["integration"]
     fields = ["integration", "name", "description", "enabled", "model_id", "max_tokens",
               "temperature", "test_model_parameters", "request_template",
-              "price_input_per_mtok", "price_output_per_mtok", "last_test_status",
+              "price_input_per_mtok", "price_output_per_mtok", "context_window", "last_test_status",
               "last_test_latency_ms", "last_tested_at", "edit_in_console", "created_by",
               "created_at", "updated_at"]  # fmt: skip
     readonly_fields = [
         f
         for f in fields
         if f
-        not in ("name", "description", "enabled", "price_input_per_mtok", "price_output_per_mtok")
+        not in (
+            "name",
+            "description",
+            "enabled",
+            "price_input_per_mtok",
+            "price_output_per_mtok",
+            "context_window",
+        )  # fmt: skip
     ]
     actions = ["test_connection"]
 

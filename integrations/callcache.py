@@ -2,21 +2,28 @@
 
 Loading them costs a wide three-table query, a headers query and the decryption of
 every secret, on every Sandbox run and API chat. Here each worker keeps them, checked
-on every use against a generation number in the shared cache: any save or delete of
-an auth profile, integration, header or model bumps it, so every worker drops its
-copy before its next call. Without a shared cache (local memory, i.e. one process per
-cache) a worker could not see another worker's bump, so caching is off there.
+on every use against a generation in the shared cache: any save or delete of an auth
+profile, integration, header, model or gateway key sets a new one, so every worker
+drops its copy before its next call. Without a shared cache (local memory, i.e. one
+process per cache) a worker could not see another worker's change, so caching is off.
+
+A generation is a random token, not a counter: a Redis restart or flush loses the
+counter, and a counter started again climbs back through the values workers had cached
+(a revoked key answered 200 again once enough changes were made). A token drawn at
+random never comes back.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import secrets
 import threading
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
@@ -27,13 +34,15 @@ from integrations.models import (
     GatewayKey,
     Integration,
     IntegrationHeader,
+    Route,
+    RouteTarget,
 )
 
 GENERATION_KEY = "llm-config-generation"
 MAX_ENTRIES = 2000
 
 _lock = threading.Lock()
-_entries: dict[str, tuple[int, CustomModel, LLMConfig]] = {}
+_entries: dict[str, tuple[str, CustomModel, LLMConfig]] = {}
 
 
 def enabled() -> bool:
@@ -43,17 +52,22 @@ def enabled() -> bool:
 _seen: contextvars.ContextVar[dict | None] = contextvars.ContextVar("generation", default=None)
 
 
-def generation() -> int:
+def _new_generation() -> str:
+    return secrets.token_hex(8)
+
+
+def generation() -> str:
     memo = _seen.get()
     if memo is not None and "value" in memo:
         return memo["value"]
     value = cache.get(GENERATION_KEY)
-    if value is None:
-        cache.add(GENERATION_KEY, 1, timeout=None)
-        value = cache.get(GENERATION_KEY, 1)
+    if value is None:  # a new or restarted cache: a generation no worker has seen
+        cache.add(GENERATION_KEY, _new_generation(), timeout=None)
+        value = cache.get(GENERATION_KEY)
+    value = str(value)
     if memo is not None:
-        memo["value"] = int(value)
-    return int(value)
+        memo["value"] = value
+    return value
 
 
 async def look_on_loop() -> None:
@@ -65,7 +79,7 @@ async def look_on_loop() -> None:
         return
     value = await cache.aget(GENERATION_KEY)
     if value is not None:
-        memo["value"] = int(value)
+        memo["value"] = str(value)
 
 
 def one_look(view):
@@ -96,10 +110,8 @@ def one_look(view):
 
 
 def bump() -> None:
-    try:
-        cache.incr(GENERATION_KEY)
-    except ValueError:
-        cache.set(GENERATION_KEY, 2, timeout=None)
+    """Start a new generation: every worker's copies are stale from its next call on."""
+    cache.set(GENERATION_KEY, _new_generation(), timeout=None)
     with _lock:
         _entries.clear()
         _keys.clear()
@@ -115,7 +127,7 @@ def get(model_pk) -> tuple[CustomModel, LLMConfig] | None:
     return entry[1], entry[2]
 
 
-def put(model: CustomModel, config: LLMConfig, at_generation: int) -> None:
+def put(model: CustomModel, config: LLMConfig, at_generation: str) -> None:
     if not enabled():
         return
     with _lock:
@@ -129,23 +141,34 @@ def put(model: CustomModel, config: LLMConfig, at_generation: int) -> None:
 @receiver([post_save, post_delete], sender=IntegrationHeader)
 @receiver([post_save, post_delete], sender=CustomModel)
 @receiver([post_save, post_delete], sender=GatewayKey)
+@receiver([post_save, post_delete], sender=Route)
+@receiver([post_save, post_delete], sender=RouteTarget)
 @receiver(m2m_changed, sender=GatewayKey.allowed.through)
+@receiver(m2m_changed, sender=GatewayKey.routes.through)
 def _changed(sender, **kwargs) -> None:
     if enabled():
-        bump()
+        _bump_now_and_on_commit()
+
+
+def _bump_now_and_on_commit() -> None:
+    """Inside a transaction a worker could load the old rows after the first bump and
+    keep them under the new generation; the bump at commit makes that copy stale too."""
+    bump()
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(bump)
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def _user_changed(sender, update_fields=None, **kwargs) -> None:
     """A deactivated owner's gateway keys stop at once (a login's save changes nothing here)."""
     if enabled() and (update_fields is None or "is_active" in update_fields):
-        bump()
+        _bump_now_and_on_commit()
 
 
 # --- gateway keys and the model names they resolve ----------------------------------
 
-_keys: dict[str, tuple[int, object]] = {}
-_names: dict[tuple, tuple[int, object]] = {}
+_keys: dict[str, tuple[str, object]] = {}
+_names: dict[tuple, tuple[str, object]] = {}
 
 
 def remembered(table: dict, token):
@@ -158,7 +181,7 @@ def remembered(table: dict, token):
     return entry[1]
 
 
-def remember(table: dict, token, value, at_generation: int) -> None:
+def remember(table: dict, token, value, at_generation: str) -> None:
     if not enabled():
         return
     with _lock:

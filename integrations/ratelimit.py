@@ -40,8 +40,9 @@ def hit(key: str, cost: int, limit: int, window: int, now: float | None = None) 
 
 def charge(key: str, cost: int, window: int, now: float | None = None) -> None:
     """Count units that were used whatever the limit says (tokens known only after a
-    call); later hits see them."""
-    if cost <= 0:
+    call); later hits see them. A negative cost gives units back to the slice of `now`
+    (the time they were counted at)."""
+    if cost == 0:
         return
     now = time.time() if now is None else now
     sliding = getattr(cache, "sliding_window", None)

@@ -15,6 +15,7 @@ from django.db.models import Prefetch
 
 from integrations import callcache
 from integrations.llm import inputs
+from integrations.llm.chat import EmbeddingsInput
 from integrations.llm.config import (
     AuthConfig,
     CallResult,
@@ -34,10 +35,8 @@ from integrations.models import (
 )
 from integrations.secrets import CredentialUnreadable, reveal
 
-TEST_PROMPT = Prompt(
-    system="You are a connection test. Answer briefly.",
-    user="Reply with the single word: pong",
-)
+TEST_SYSTEM = "You are a connection test. Answer briefly."
+TEST_USER = "Reply with the single word: pong"
 DEFAULT_TEST_PARAMETERS = {"max_tokens": 64}
 
 
@@ -102,14 +101,29 @@ def config_for(integration: Integration, model: CustomModel | None = None) -> LL
     config = integration_config(fields, auth_config(integration.auth_profile), headers)
     if model is None:
         return config
-    defaults = {"max_tokens": model.max_tokens, "temperature": model.temperature}
+    return model_config(config, model_fields(model))
+
+
+# A model's fields a call depends on.
+MODEL_CALL_FIELDS = ("model_id", "kind", "max_tokens", "temperature", "request_template")
+
+
+def model_fields(model: CustomModel) -> dict:
+    return {name: getattr(model, name) for name in MODEL_CALL_FIELDS}
+
+
+def model_config(base: LLMConfig, fields: dict) -> LLMConfig:
+    """The configuration a model's calls send: its integration's, with the model's ID, kind,
+    defaults and request body. The one place model fields meet a call, whether they come
+    from a saved row, a form, the API or an import."""
+    defaults = {k: fields.get(k) for k in ("max_tokens", "temperature")}
+    template = fields.get("request_template")
     return replace(
-        config,
-        model_id=model.model_id,
+        base,
+        model_id=(fields.get("model_id") or "").strip(),
+        kind=fields.get("kind") or "chat",
         default_params={k: v for k, v in defaults.items() if v is not None},
-        request_template=model.request_template
-        if model.request_template is not None
-        else config.request_template,
+        request_template=template if template is not None else base.request_template,
     )
 
 
@@ -117,6 +131,7 @@ def config_for(integration: Integration, model: CustomModel | None = None) -> LL
 CONFIG_FIELDS = (
     "endpoint", "protocol", "api_version", "deployment", "request_template", "content_path",
     "finish_reason_path", "prompt_tokens_path", "completion_tokens_path", "total_tokens_path",
+    "tool_calls_path",
     "timeout_seconds", "verify_tls", "ca_bundle", "proxy_url",
 )  # fmt: skip
 
@@ -138,6 +153,7 @@ def integration_config(fields: dict, auth: AuthConfig, headers: tuple) -> LLMCon
             prompt_tokens=fields.get("prompt_tokens_path") or "",
             completion_tokens=fields.get("completion_tokens_path") or "",
             total_tokens=fields.get("total_tokens_path") or "",
+            tool_calls=fields.get("tool_calls_path") or "",
         ),
         timeout=fields.get("timeout_seconds") or 60,
         verify_tls=fields.get("verify_tls", True),
@@ -211,12 +227,16 @@ def _url_config(integration: Integration, model_id: str = "") -> LLMConfig:
     )
 
 
-def test_prompt(params: dict | None) -> Prompt:
-    return Prompt(
-        system=TEST_PROMPT.system,
-        user=TEST_PROMPT.user,
-        params=dict(params or DEFAULT_TEST_PARAMETERS),
-    )
+def test_prompt(params: dict | None, kind: str = "chat") -> Prompt | EmbeddingsInput:
+    """The Test button's prompt: the model's test parameters, and its test message
+    ("prompt" among them, when the person set one; "pong" is only the default). An
+    embeddings model is asked to embed the message."""
+    params = dict(params or DEFAULT_TEST_PARAMETERS)
+    user = params.pop("prompt", "") or TEST_USER
+    user = user if isinstance(user, str) else TEST_USER
+    if kind == "embeddings":
+        return EmbeddingsInput((user,))
+    return Prompt.of(TEST_SYSTEM, user, params)
 
 
 def fingerprint(config: LLMConfig, test_params: dict | None) -> str:
@@ -264,7 +284,7 @@ def target(model_pk) -> Target | None:
 
 
 def _load_target(model_pk) -> Target | None:
-    at_generation = callcache.generation() if callcache.enabled() else 0  # read before loading
+    at_generation = callcache.generation() if callcache.enabled() else ""  # read before loading
     model = usable_models().filter(pk=model_pk).first()
     if model is None:
         return None

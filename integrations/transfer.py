@@ -12,7 +12,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -42,11 +42,12 @@ PROFILE_FIELDS = (
 INTEGRATION_FIELDS = (
     "description", "endpoint", "protocol", "api_version", "deployment", "request_template",
     "content_path", "finish_reason_path", "prompt_tokens_path", "completion_tokens_path",
-    "total_tokens_path", "timeout_seconds", "verify_tls", "ca_bundle", "proxy_url", "enabled",
+    "total_tokens_path", "tool_calls_path", "timeout_seconds", "verify_tls", "ca_bundle",
+    "proxy_url", "enabled",
 )  # fmt: skip
 MODEL_FIELDS = (
-    "model_id", "description", "enabled", "max_tokens", "temperature", "test_model_parameters",
-    "request_template", "price_input_per_mtok", "price_output_per_mtok",
+    "model_id", "kind", "description", "enabled", "max_tokens", "temperature", "test_model_parameters",
+    "request_template", "price_input_per_mtok", "price_output_per_mtok", "context_window",
 )  # fmt: skip
 
 
@@ -309,13 +310,7 @@ def _import_integration(entry: dict, unseal, actor, report: Report) -> None:
         for price in ("price_input_per_mtok", "price_output_per_mtok"):
             if fields.get(price) is not None:
                 fields[price] = Decimal(str(fields[price]))
-        defaults = {k: fields.get(k) for k in ("max_tokens", "temperature")}
-        config = replace(
-            base,
-            model_id=fields.get("model_id", ""),
-            default_params={k: v for k, v in defaults.items() if v is not None},
-            request_template=fields.get("request_template") or values.get("request_template"),
-        )
+        config = services.model_config(base, fields)
         change = writes.ConnectionChange(
             config=config,
             test_params=fields.get("test_model_parameters") or {},

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from integrations.views import auth_profiles, catalog, connections, detail, previews
+from integrations.views import auth_profiles, catalog, connections, detail, previews, routes
 
 urlpatterns = [
     path("", catalog.catalog, name="home"),
@@ -21,6 +21,11 @@ urlpatterns = [
         name="fetch-models-add",
     ),
     path("tests/<uuid:pk>/", detail.connection_test_detail, name="connection-test"),
+    path("routes/", routes.route_list, name="routes"),
+    path("routes/new", routes.route_edit, name="route-add"),
+    path("routes/<uuid:pk>/", routes.route_detail, name="route-detail"),
+    path("routes/<uuid:pk>/edit", routes.route_edit, name="route-edit"),
+    path("routes/<uuid:pk>/delete", routes.route_delete, name="route-delete"),
     path("auth-profiles/", auth_profiles.profile_list, name="auth-profiles"),
     path("auth-profiles/new", auth_profiles.profile_edit, name="auth-profile-add"),
     path("auth-profiles/<uuid:pk>/edit", auth_profiles.profile_edit, name="auth-profile-edit"),

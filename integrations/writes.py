@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from integrations import audit, callcache, receipts, services
+from integrations import audit, callcache, names, receipts, services
 from integrations.llm import client
 from integrations.llm.config import CallResult, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.redact import excerpt
+from integrations.llm.wires import template as templates
 from integrations.models import (
     AuditAction,
     AuthProfile,
@@ -37,11 +38,11 @@ from integrations.models import (
 INTEGRATION_FIELDS = (
     "name", "description", "endpoint", "protocol", "api_version", "deployment",
     "content_path", "finish_reason_path", "prompt_tokens_path", "completion_tokens_path",
-    "total_tokens_path", "timeout_seconds", "verify_tls", "ca_bundle", "proxy_url",
+    "total_tokens_path", "tool_calls_path", "timeout_seconds", "verify_tls", "ca_bundle", "proxy_url",
 )  # fmt: skip
 MODEL_FIELDS = (
-    "name", "model_id", "description", "max_tokens", "temperature", "request_template",
-    "test_model_parameters", "price_input_per_mtok", "price_output_per_mtok",
+    "name", "model_id", "kind", "description", "max_tokens", "temperature", "request_template",
+    "test_model_parameters", "price_input_per_mtok", "price_output_per_mtok", "context_window",
 )  # fmt: skip
 RUN_TEST = object()  # proof: "test it now", for callers with no receipt (API, import)
 # proof for the demo data `bootstrap` writes before the server (its upstream) is serving;
@@ -134,7 +135,7 @@ def test_config(
 ) -> tuple[CallResult, ConnectionTest]:
     """Run the test call for a configuration (saved or not) and record it."""
     params = params or dict(services.DEFAULT_TEST_PARAMETERS)
-    result = client.call(config, services.test_prompt(params))
+    result = client.call(config, services.test_prompt(params, config.kind))
     return result, record_test(integration, model, config, result, request, params, subject)
 
 
@@ -255,7 +256,7 @@ def retest(request, jobs: list[tuple[CustomModel, LLMConfig | CallResult]], why:
         if isinstance(config, CallResult):
             return config
         params = model.test_model_parameters or services.DEFAULT_TEST_PARAMETERS
-        return client.call(config, services.test_prompt(params))
+        return client.call(config, services.test_prompt(params, config.kind))
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(one, jobs)) if jobs else []
@@ -286,6 +287,7 @@ def save_connection(
     proof: a receipt from the Test button, or RUN_TEST to test here. An unchanged
     configuration needs no proof. A draft is written disabled, untested.
     """
+    _check_names(change)
     fingerprint = change.fingerprint()
     passed = False
     if draft:
@@ -312,7 +314,7 @@ def save_connection(
     if failing and not disable_failing:
         names = ", ".join(str(m) for m, _ in failing)
         raise Refused(f"These models would fail with this change: {names}.", failing=failing)
-    with transaction.atomic():
+    with _names_held():
         saved = _write_connection(change, request, enabled)
         _link_tests(request, change, saved, fingerprint, passed)
         for model, result, test in reached:
@@ -322,6 +324,45 @@ def save_connection(
                 saved.disabled.append(model)
     callcache.bump()
     return saved
+
+
+def _check_names(change: ConnectionChange) -> None:
+    """Refuse a name that is taken (see integrations.names), before anything is sent."""
+    checks = []
+    if change.integration_fields is not None and "name" in change.integration_fields:
+        name = change.integration_fields["name"] = names.clean(change.integration_fields["name"])
+        checks.append(names.taken(Integration, name, exclude=change.integration))
+    if change.model_fields is not None and "name" in change.model_fields:
+        name = change.model_fields["name"] = names.clean(change.model_fields["name"])
+        checks.append(
+            names.taken(CustomModel, name, exclude=change.model, integration=change.integration)
+        )
+    if change.new_profile_name:
+        change.new_profile_name = names.clean(change.new_profile_name)
+        checks.append(names.taken(AuthProfile, change.new_profile_name))
+    if change.model_fields is not None and change.model_fields.get("request_template") is not None:
+        kind = change.model_fields.get("kind") or change.config.kind
+        checks.append(templates.conversation_problem(change.model_fields["request_template"], kind))
+    if (
+        change.integration_fields is not None
+        and change.integration_fields.get("request_template") is not None
+    ):
+        checks.append(templates.conversation_problem(change.integration_fields["request_template"]))
+    for problem in checks:
+        if problem:
+            raise Refused(problem)
+
+
+class _names_held(transaction.Atomic):
+    """A transaction in which a name someone else took meanwhile is a refusal, not a 500."""
+
+    def __init__(self):
+        super().__init__(using=None, savepoint=True, durable=False)
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        super().__exit__(exc_type, exc_value, traceback)
+        if isinstance(exc_value, IntegrityError):
+            raise Refused("That name was taken meanwhile: choose another.") from exc_value
 
 
 def _write_connection(change: ConnectionChange, request, enabled: bool | None) -> Saved:
@@ -469,6 +510,9 @@ def save_profile(profile: AuthProfile, *, request, disable_failing: bool = False
     first against each enabled model using the profile; if one fails nothing is written,
     unless the person chose to save anyway and disable the failing models.
     """
+    profile.name = names.clean(profile.name)
+    if problem := names.taken(AuthProfile, profile.name, exclude=profile):
+        raise Refused(problem)
     stored = AuthProfile.objects.filter(pk=profile.pk).first() if profile.pk else None
     before = audit.snapshot(stored, AuthProfile.SECRET_FIELDS) if stored else None
     outcome = ProfileSaved()
@@ -486,7 +530,7 @@ def save_profile(profile: AuthProfile, *, request, disable_failing: bool = False
             outcome.tested = test_users(
                 request, users, lambda model: new_auth, "the new credentials", disable_failing
             )
-    with transaction.atomic():
+    with _names_held():
         profile.save()
         outcome.disabled = follow_users(request, outcome.tested, "the new credentials")
         if before is None:
@@ -578,6 +622,7 @@ INFO_FIELDS = {
         "gateway_alias",
         "price_input_per_mtok",
         "price_output_per_mtok",
+        "context_window",
     },
     Integration: {"name", "description"},
     AuthProfile: {"name"},
@@ -589,12 +634,18 @@ def update_info(obj, request, detail: str = "", **fields) -> bool:
     allowed = INFO_FIELDS[type(obj)]
     if set(fields) - allowed:
         raise ValueError(f"Not information fields: {sorted(set(fields) - allowed)}")
+    if "name" in fields:
+        fields["name"] = names.clean(fields["name"])
+        scope = getattr(obj, "integration", None) if isinstance(obj, CustomModel) else None
+        if problem := names.taken(type(obj), fields["name"], exclude=obj, integration=scope):
+            raise Refused(problem)
     before = audit.snapshot(obj)
     for name, value in fields.items():
         setattr(obj, name, value)
     changes = audit.diff(before, audit.snapshot(obj))
     if changes:
-        obj.save(update_fields=[*fields, "updated_at"])
+        with _names_held():
+            obj.save(update_fields=[*fields, "updated_at"])
         audit.record(request, AuditAction.UPDATE, obj, changes, detail=detail)
         callcache.bump()
     return bool(changes)
@@ -618,13 +669,17 @@ def store_secret(
     *, name: str, secret_type: str, value: str, origins: list[str], request
 ) -> StoredSecret:
     """Store a secret for use by id; `origins` are the routes it may go to (else first use)."""
-    secret = StoredSecret.objects.create(
-        name=name,
-        secret_type=secret_type,
-        value=value,
-        bound_origins=sorted(origins),
-        created_by=request.user,
-    )
+    name = names.clean(name)
+    if problem := names.taken(StoredSecret, name):
+        raise Refused(problem)
+    with _names_held():
+        secret = StoredSecret.objects.create(
+            name=name,
+            secret_type=secret_type,
+            value=value,
+            bound_origins=sorted(origins),
+            created_by=request.user,
+        )
     audit.record_created(request, secret)
     return secret
 

@@ -49,7 +49,7 @@ def chat(request, payload: ChatIn):
     if wait:
         raise HttpError(429, f"Too many runs: try again in {wait} s.")
     params = {k: v for k, v in payload.parameters.dict().items() if v is not None}
-    run = services.run_once(request, goal, Prompt(payload.system, payload.user, params))
+    run = services.run_once(request, goal, Prompt.of(payload.system, payload.user, params))
     if run.status != "ok":
         error = HttpError(502, f"The model call failed: {run.error.message} {run.error.hint}")
         error.error = run.error.as_dict() | {"run_id": str(run.pk)}

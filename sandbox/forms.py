@@ -8,6 +8,7 @@ fields carry no prefix (`model`, `temperature`, ...); columns 1-3 are `c1-model`
 
 from __future__ import annotations
 
+import json
 import re
 
 from django import forms
@@ -15,12 +16,12 @@ from django.conf import settings
 
 from integrations.llm.config import Prompt
 from integrations.llm.inputs import is_uuid  # noqa: F401 (the Sandbox's views use it)
-from integrations.llm.protocols import fixed_params
-from sandbox import services
+from integrations.llm.wires.template import fixed_params
+from sandbox import services, tools
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,39})\s*\}\}")
 PARAMS = ("temperature", "max_tokens", "top_p", "stop")
-ROLES = (("user", "User"), ("assistant", "Assistant"))
+ROLES = (("user", "User"), ("assistant", "Assistant"), ("tool", "Tool result"))
 MAX_TURNS = 100
 MAX_TURN_CHARS = 100_000
 
@@ -28,9 +29,8 @@ MAX_TURN_CHARS = 100_000
 def model_choices() -> list:
     """Enabled models grouped by integration, for a <select> with optgroups."""
     groups: dict[str, list] = {}
-    for pk, name, integration in services.usable_models().values_list(
-        "id", "name", "integration__name"
-    ):
+    chat = services.usable_models().filter(kind="chat")  # embeddings have their own tab
+    for pk, name, integration in chat.values_list("id", "name", "integration__name"):
         groups.setdefault(integration, []).append((str(pk), name))
     return list(groups.items())
 
@@ -147,6 +147,37 @@ class SandboxForm(forms.Form):
         help_text="Use {{name}} for a variable; fill it in under Variables.",
     )
     stream = forms.BooleanField(label="Stream the reply", required=False, initial=True)
+    tools = forms.CharField(
+        label="Tools (JSON)",
+        required=False,
+        max_length=64_000,
+        widget=forms.Textarea(attrs={"rows": 8, "class": "code", "spellcheck": "false"}),
+        help_text='A list of tools: {"name", "description", "parameters"} with a JSON Schema each.',
+    )
+    tool_choice = forms.ChoiceField(
+        label="Tool choice",
+        required=False,
+        choices=[
+            ("auto", "Auto: the model decides"),
+            ("required", "Required: call a tool"),
+            ("none", "None: answer in text"),
+        ],  # fmt: skip
+    )
+    response_format = forms.ChoiceField(
+        label="Response format",
+        required=False,
+        choices=[
+            ("text", "Text"),
+            ("json_object", "JSON object"),
+            ("json_schema", "JSON matching a schema"),
+        ],
+    )
+    response_schema = forms.CharField(
+        label="Response schema (JSON Schema)",
+        required=False,
+        max_length=64_000,
+        widget=forms.Textarea(attrs={"rows": 6, "class": "code", "spellcheck": "false"}),
+    )
 
     def __init__(self, data=None, initial=None, columns=None, turns=None, variables=None):
         super().__init__(data, initial=initial)
@@ -186,8 +217,9 @@ class SandboxForm(forms.Form):
         draft = (cleaned.get("user_prompt") or "").strip()
         if draft:
             turns.append({"role": "user", "content": cleaned["user_prompt"]})
-        if not turns or turns[-1]["role"] != "user":
+        if not turns or turns[-1]["role"] not in ("user", "tool"):
             self.add_error("user_prompt", "Write the user message to send.")
+        self._tools(cleaned)
         names = variables_in(cleaned.get("system_prompt", ""), *[t["content"] for t in turns])
         values = {n: self.data.get(f"var-{n}", "") for n in names}
         missing = [n for n in names if not values[n].strip()]
@@ -198,31 +230,66 @@ class SandboxForm(forms.Form):
         cleaned["turns"] = [t | {"content": fill(t["content"], values)} for t in turns]
         return cleaned
 
+    def _tools(self, cleaned: dict) -> None:
+        """Tools and the response format, each checked next to its field."""
+        try:
+            cleaned["tool_list"] = tools.parse_tools(cleaned.get("tools", ""))
+        except tools.ToolsError as exc:
+            self.add_error("tools", str(exc))
+            cleaned["tool_list"] = ()
+        try:
+            cleaned["output"] = tools.output_format(
+                cleaned.get("response_format", ""), cleaned.get("response_schema", "")
+            )
+        except tools.ToolsError as exc:
+            self.add_error("response_schema", str(exc))
+
+    def _posted(self, name: str) -> list[str]:
+        return self.data.getlist(name) if hasattr(self.data, "getlist") else []
+
     def _turns(self) -> list[dict]:
-        roles = self.data.getlist("turn_role") if hasattr(self.data, "getlist") else []
-        contents = self.data.getlist("turn_content") if hasattr(self.data, "getlist") else []
-        if len(roles) != len(contents) or len(roles) > MAX_TURNS:
+        roles, contents = self._posted("turn_role"), self._posted("turn_content")
+        calls = self._posted("turn_tool_calls") or [""] * len(roles)
+        call_ids = self._posted("turn_tool_call_id") or [""] * len(roles)
+        if (
+            len({len(roles), len(contents), len(calls), len(call_ids)}) != 1
+            or len(roles) > MAX_TURNS
+        ):
             raise forms.ValidationError(f"The conversation is garbled or over {MAX_TURNS} turns.")
         turns = []
-        for number, (role, content) in enumerate(zip(roles, contents, strict=True), 1):
+        for number, (role, content, called, call_id) in enumerate(
+            zip(roles, contents, calls, call_ids, strict=True), 1
+        ):
             if role not in dict(ROLES):
                 raise forms.ValidationError(f"Message {number} has no valid role.")
-            if not content.strip():
+            try:
+                turn_calls = tools.calls_of(called) if role == "assistant" else []
+            except tools.ToolsError as exc:
+                raise forms.ValidationError(f"Message {number}: {exc}") from exc
+            if not content.strip() and not turn_calls:
                 raise forms.ValidationError(f"Message {number} is empty: write it or delete it.")
             if len(content) > MAX_TURN_CHARS or "\x00" in content:
                 raise forms.ValidationError(f"Message {number} is too long or has a NUL.")
-            turns.append({"role": role, "content": content})
+            turn = {"role": role, "content": content}
+            if turn_calls:
+                turn["tool_calls"] = turn_calls
+            if role == "tool":
+                turn["tool_call_id"] = call_id[:64]
+            turns.append(turn)
         return turns
 
     def column_prompt(self, column: ColumnForm) -> Prompt:
         data = self.cleaned_data
         params, overrides = column.params()
         turns = data["turns"]
+        offered = data.get("tool_list", ())
         return Prompt(
             system=fill(data.get("system_prompt", ""), data["values"]),
-            user=next(t["content"] for t in reversed(turns) if t["role"] == "user"),
+            messages=tools.messages(turns),
             params=params,
-            turns=tuple(turns) if len(turns) > 1 else None,
+            tools=offered,
+            tool_choice=tools.tool_choice(data.get("tool_choice", ""), offered),
+            output=data.get("output"),
             overrides=overrides,
         )
 
@@ -251,9 +318,15 @@ class SandboxForm(forms.Form):
 
     def turn_rows(self) -> list[dict]:
         if self.is_bound:
-            roles, contents = self.data.getlist("turn_role"), self.data.getlist("turn_content")
-            return [{"role": r, "content": c} for r, c in zip(roles, contents, strict=False)]
-        return self.turns_initial
+            roles, contents = self._posted("turn_role"), self._posted("turn_content")
+            calls = self._posted("turn_tool_calls") or [""] * len(roles)
+            ids = self._posted("turn_tool_call_id") or [""] * len(roles)
+            rows = zip(roles, contents, calls, ids, strict=False)
+            return [
+                {"role": r, "content": c, "calls_json": k, "tool_call_id": i} for r, c, k, i in rows
+            ]
+        return [t | {"calls_json": json.dumps(t["tool_calls"]) if t.get("tool_calls") else ""}
+                for t in self.turns_initial]  # fmt: skip
 
     def variable_rows(self) -> list[dict]:
         texts = [self["system_prompt"].value() or "", self["user_prompt"].value() or ""]

@@ -37,9 +37,12 @@ class SandboxRun(models.Model):
     user_prompt = models.TextField()
     turns = models.JSONField(default=list, blank=True)
     parameters = models.JSONField(default=dict)
+    # Tools offered, tool choice and response format ({"tools", "tool_choice", "response_format"}).
+    options = models.JSONField(default=dict, blank=True)
     streamed = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.RUNNING)
     reply = models.TextField(blank=True)
+    tool_calls = models.JSONField(default=list, blank=True)  # [{"id", "name", "arguments"}]
     finish_reason = models.CharField(max_length=50, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -50,7 +53,7 @@ class SandboxRun(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    cost = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
     error_kind = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
     request = models.JSONField(default=dict)  # redacted
@@ -83,6 +86,13 @@ class SandboxRun(models.Model):
             return LLMError(self.error_kind, self.error_message)
         except ValueError:  # a kind this version no longer has
             return LLMError("http_error", self.error_message)
+
+    @property
+    def tool_calls_json(self) -> str:
+        """The reply's tool calls, for the page's script to carry into the conversation."""
+        import json
+
+        return json.dumps(self.tool_calls or [])
 
     @property
     def conversation(self) -> list[dict]:

@@ -12,6 +12,7 @@ from integrations.llm import client
 from integrations.llm.config import CallResult, Prompt, counted
 from integrations.models import AuditAction, CustomModel
 from integrations.services import Target, target, usable_models  # noqa: F401 (the Sandbox's API)
+from sandbox import tools
 from sandbox.models import RunStatus, SandboxRun
 
 RAW_EXCERPT_LIMIT = 16 * 1024
@@ -29,10 +30,11 @@ def new_run(
         column=column,
         system_prompt=prompt.system,
         user_prompt=prompt.user,
-        turns=list(prompt.turns or []),
+        turns=tools.turns_of(prompt.messages) if len(prompt.messages) > 1 else [],
         parameters=prompt.params | {"overrides": sorted(prompt.overrides)}
         if prompt.overrides
         else prompt.params,
+        options=tools.options_of(prompt),
         streamed=streamed,
     )
 
@@ -41,12 +43,18 @@ def prompt_of(run: SandboxRun) -> Prompt:
     """The prompt a stored run sent, to run it again."""
     params = dict(run.parameters or {})
     overrides = frozenset(params.pop("overrides", ()))
-    return Prompt(run.system_prompt, run.user_prompt, params, tuple(run.turns) or None, overrides)
+    if not run.turns:
+        base = Prompt.of(run.system_prompt, run.user_prompt, params, None, overrides)
+    else:
+        base = Prompt(run.system_prompt, tools.messages(run.turns), params, overrides=overrides)
+    return replace(base, **tools.prompt_parts(run.options or {}))
 
 
 def finish(run: SandboxRun, result: CallResult, request=None, stopped: bool = False) -> SandboxRun:
     """Copy a result onto the run, store it and audit it: every run ends here."""
     run.reply = result.content
+    calls = result.message.tool_calls if result.message is not None else ()
+    run.tool_calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
     run.finish_reason = result.finish_reason
     _count_tokens(run, result)
     run.latency_ms = result.latency_ms

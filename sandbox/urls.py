@@ -1,12 +1,13 @@
 from django.urls import path
 
-from sandbox import views
+from sandbox import embeddings, views
 
 urlpatterns = [
     path("", views.sandbox, name="sandbox"),
     path("column", views.column, name="sandbox-column"),
     path("run", views.run, name="sandbox-run-now"),
     path("stream", views.stream, name="sandbox-stream"),
+    path("embeddings", embeddings.embeddings, name="sandbox-embeddings"),
     path("history/", views.history, name="sandbox-history"),
     path("runs/<uuid:pk>/", views.run_detail, name="sandbox-run"),
     path("runs/<uuid:pk>/rerun", views.rerun, name="sandbox-rerun"),

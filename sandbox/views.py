@@ -16,13 +16,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from integrations.llm import client
+from integrations.llm.chat import BlockDelta
 from integrations.llm.config import CallResult, Usage
 from integrations.llm.errors import LLMError
 from integrations.llm.redact import curl_from_redacted
 from integrations.models import CustomModel
 from integrations.team.roles import can_edit
 from integrations.views.helpers import go, page_or_part
-from sandbox import prompts, ratelimit, services
+from sandbox import prompts, ratelimit, services, tools
 from sandbox.forms import ColumnForm, SandboxForm, is_uuid, model_choices
 from sandbox.models import SandboxRun
 
@@ -73,7 +74,8 @@ def _opened(request) -> SandboxForm:
             turns = run.turns[:-1] if run.turns else []
             return SandboxForm(
                 initial={"system_prompt": run.system_prompt, "user_prompt": run.user_prompt}
-                | {"stream": run.streamed},
+                | {"stream": run.streamed}
+                | tools.initial_of(run.options or {}),
                 columns=[_column(str(r.model_id or ""), r.parameters) for r in runs],
                 turns=turns,
             )
@@ -202,10 +204,10 @@ def stream(request):
         try:
             yield _sse("start", {"model": goal.model.name, "column": position})
             for item in generator:
-                if isinstance(item, str):
-                    parts.append(item)
-                    yield _sse("token", {"t": item})
-                else:
+                if isinstance(item, BlockDelta) and item.kind == "text" and item.text:
+                    parts.append(item.text)
+                    yield _sse("token", {"t": item.text})
+                elif isinstance(item, CallResult):
                     finished = True
                     services.finish(run, item, request)
                     html = render_to_string(f"{PAGE}#result", _result(run), request)

@@ -155,6 +155,30 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(autouse=True)
+def _no_playwright_loop(request):
+    """Hide the Playwright loop from tests that do not drive the browser.
+
+    Playwright's sync API leaves its event loop marked as running in the worker's
+    main thread for the whole session, and Django's WSGI handler then refuses to
+    run an async view (`AsyncToSync in the same thread as an async event loop`).
+    Production has no such loop, so a test that is not a browser test runs
+    without it, whichever tests ran before it on the same worker.
+    """
+    import asyncio
+
+    uses_browser = any(name in request.fixturenames for name in ("browser", "page"))
+    loop = asyncio._get_running_loop()
+    if loop is None or uses_browser:
+        yield
+        return
+    asyncio._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(loop)
+
+
 class AsgiServer:
     """The console as production serves it (ASGI, under uvicorn), in a thread on a free port."""
 
@@ -236,9 +260,13 @@ def fresh_cache():
     """Rate-limit counters and cached OAuth tokens do not leak between tests."""
     from django.core.cache import cache
 
+    from integrations.gateway import cooldowns
+
     cache.clear()
+    cooldowns.forget_all()
     yield
     cache.clear()
+    cooldowns.forget_all()
 
 
 @pytest.fixture
@@ -345,3 +373,132 @@ def objects(make_integration, users):
         "test": test,
         "token": token,
     }
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port, that it may stop and start
+    (the shared one on 6379 serves every other test)."""
+
+    def __init__(self):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def private_redis(settings):
+    """The production cache backend on a Redis of the test's own (KEY_PREFIX as settings
+    gives it, so a subprocess with REDIS_URL set sees the same keys)."""
+    import shutil
+
+    from django.core.cache import cache
+
+    from integrations import callcache
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis()
+    server.start()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "config.cache.ConsoleRedisCache",
+            "LOCATION": server.url,
+            "KEY_PREFIX": "byollm",
+        }
+    }
+    callcache.bump()
+    yield server
+    server.stop()
+    cache.close()
+
+
+class OtherProcess:
+    """A console process of its own on this test's database (and Redis): what another
+    worker or host does. `run(code)` executes Python there and returns what it printed."""
+
+    REPL = (
+        "import django, json, sys, io, contextlib; django.setup()\n"
+        "for line in sys.stdin:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        exec(json.loads(line), {})\n"
+        "    print(json.dumps(out.getvalue()), flush=True)\n"
+    )
+
+    def __init__(self, redis_url: str = ""):
+        import subprocess
+        import sys
+
+        from django.db import connection
+
+        db = connection.settings_dict
+        if db["ENGINE"].endswith("sqlite3"):
+            url = f"sqlite:///{db['NAME']}"
+        else:
+            host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+            url = f"postgres://{db['USER'] or 'postgres'}@{host}:{port}/{db['NAME']}"
+        env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings")
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.REPL],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+
+    def run(self, code: str) -> str:
+        import json
+
+        self.process.stdin.write(json.dumps(code) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, "the other process failed (its error is on stderr above)"
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(10)

@@ -34,6 +34,7 @@ PAGES = {
     "sandbox-run-now": ("post", LOGIN),
     "sandbox-stream": ("post", LOGIN),
     "sandbox-history": ("get", LOGIN),
+    "sandbox-embeddings": ("get", LOGIN),
     "sandbox-run": ("get", LOGIN),
     "sandbox-rerun": ("post", LOGIN),
     "sandbox-column": ("get", LOGIN),
@@ -68,6 +69,13 @@ PAGES = {
     # The gateway authenticates with its own keys (tests/gateway).
     "gateway-chat": ("post", PUBLIC),
     "gateway-models": ("get", PUBLIC),
+    "gateway-openapi": ("get", PUBLIC),
+    "gateway-model": ("get", PUBLIC),
+    "gateway-messages": ("post", PUBLIC),
+    "gateway-count-tokens": ("post", PUBLIC),
+    "gateway-responses": ("post", PUBLIC),
+    "gateway-response": ("get", PUBLIC),
+    "gateway-embeddings": ("post", PUBLIC),
 }
 # (method, path): who may call it with a token
 API = {
@@ -145,6 +153,8 @@ def args_for(name: str, o: dict) -> list:
         "sandbox-rerun": [o["run"].pk],
         "sandbox-prompt-delete": [o["prompt"].pk],
         "gateway-key-revoke": [o["gateway_key"].pk],
+        "gateway-model": ["Model A"],
+        "gateway-response": ["resp_none"],
         "api-token-revoke": [o["token"].pk],
         "team-user-role": ["target"],
         "team-user-active": ["target"],

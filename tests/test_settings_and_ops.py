@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
@@ -21,34 +17,8 @@ from django.test import override_settings
 from integrations import writes
 from integrations.models import CustomModel, Integration
 from tests.conftest import _redis_db, redis_up
+from tests.production import PROD_ENV, ROOT, SECURE, ProductionServer, run_manage
 from tests.upstream import reply_load
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_", "DEMO_"))
-    }
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-PROD_ENV = {
-    "DJANGO_DEBUG": "0",
-    "DJANGO_SECRET_KEY": "x" * 20 + "prod-secret-key-with-plenty-of-entropy-0123456789",
-    "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-    "ALLOWED_HOSTS": "console.example.com",
-    "CSRF_TRUSTED_ORIGINS": "https://console.example.com",
-    "DATABASE_URL": "sqlite:////tmp/byollm-deploy-check.sqlite3",
-}
 
 
 def test_check_deploy_is_clean_with_production_settings():
@@ -85,7 +55,7 @@ def test_an_invalid_field_key_is_refused():
 def test_healthz_answers_without_login(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "cache": "local"}
 
 
 def test_every_other_page_needs_login(client, db):
@@ -207,17 +177,6 @@ def test_make_run_takes_a_port():
     assert "DEMO_BASE_URL=http://127.0.0.1:$(PORT)/demo/v1" in makefile
 
 
-SEED_GATEWAY = """
-from integrations.gateway import keys
-from integrations.models import CustomModel, Integration
-from django.contrib.auth import get_user_model
-user = get_user_model().objects.create_user("ops", password="x-long-password-1")
-integration = Integration.objects.create(name="Local", endpoint="{endpoint}", timeout_seconds=5)
-CustomModel.objects.create(integration=integration, name="Model A", model_id="m")
-print(keys.create(user, "ops")[1])
-"""
-
-
 @pytest.mark.parametrize("mode", ["wsgi", "asgi"])
 def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, mode):
     """`gunicorn -c config/gunicorn.conf.py` as the README says, production settings and
@@ -225,53 +184,18 @@ def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, 
     with their usage rows written by the background writer. Outside the test process,
     Django's guard against queries on an event loop is on, as in production."""
     upstream.handler = reply_load(tokens=3)  # streams when asked, JSON when not
-    database = tmp_path / "prod.sqlite3"
-    env = {**PROD_ENV, "DATABASE_URL": f"sqlite:///{database}", "LLM_ALLOW_LOOPBACK": "1"}
+    env = {}
     if redis_up():  # the shared cache: after the first call, admission asks only Redis
         env["REDIS_URL"] = f"redis://127.0.0.1:6379/{_redis_db()}"
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    env["STATIC_ROOT"] = str(tmp_path / "static")  # as the README's steps: collectstatic
-    assert run_manage("migrate", "--noinput", env=env).returncode == 0
-    assert run_manage("collectstatic", "--noinput", env=env).returncode == 0
-    seeded = run_manage("shell", "-c", SEED_GATEWAY.format(endpoint=f"{upstream.url}/v1"), env=env)
-    raw = seeded.stdout.strip().splitlines()[-1]
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_"))}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
-        cwd=ROOT,
-        env={
-            **clean,
-            **env,
-            "CONSOLE_SERVER": mode,
-            "USAGE_WRITE": "background",
-            "DJANGO_BEHIND_TLS_PROXY": "1",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "WEB_CONCURRENCY": "1",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    secure = {"Host": "console.example.com", "X-Forwarded-Proto": "https"}
-    gateway = httpx.Client(
-        base_url=f"{base}/v1", headers={**secure, "Authorization": f"Bearer {raw}"}, timeout=20
-    )
+    server = ProductionServer(tmp_path, f"{upstream.url}/v1", mode, **env)
+    server.start()
+    gateway = server.gateway()
     body = {"model": "Model A", "messages": [{"role": "user", "content": "hi"}]}
     try:
-        for _ in range(150):
-            try:
-                health = httpx.get(f"{base}/healthz", headers=secure, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gunicorn did not start")
-        assert health.json() == {"status": "ok", "database": "ok"}
-        login = httpx.get(f"{base}/login/", headers=secure)
+        health = httpx.get(f"{server.url}/healthz", headers=SECURE, timeout=1)
+        assert health.json()["status"] == "ok"
+        login = httpx.get(f"{server.url}/login/", headers=SECURE)
         assert login.status_code == 200 and "Content-Security-Policy" in login.headers
         models = gateway.get("/models")
         assert models.status_code == 200 and models.json()["data"][0]["id"] == "Model A"
@@ -285,12 +209,11 @@ def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, 
         again = gateway.post("/chat/completions", json=body)  # warm: admitted on the loop
         assert again.status_code == 200, again.text
     finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=30)
+        stderr = server.stop()
     # The worker wrote what it held before it went (atexit), then stopped cleanly.
-    with sqlite3.connect(database) as db:
+    with sqlite3.connect(server.database) as db:
         rows = db.execute("select ok, streamed from integrations_usagerecord").fetchall()
-    assert sorted(rows) == [(1, 0), (1, 0), (1, 1)], (rows, stderr.decode()[-1500:])
+    assert sorted(rows) == [(1, 0), (1, 0), (1, 1)], (rows, stderr)
 
 
 def test_production_prints_no_mail_and_pools_postgresql_connections():

@@ -361,10 +361,12 @@ def reply_load(
     token_rate: float | None = None,
     failure_ratio: float = 0.0,
     seed: int = 7,
+    tool: bool = False,
 ):
     """A load-test upstream: answers after `latency` seconds, streams `tokens` words at
     `token_rate` per second when asked to stream, and fails a `failure_ratio` share of
-    requests with a 503. Deterministic for a given seed."""
+    requests with a 503. With `tool`, the words are one tool call's arguments instead
+    (in OpenAI's delta shape when streamed). Deterministic for a given seed."""
     import random
 
     rng = random.Random(seed)
@@ -384,6 +386,8 @@ def reply_load(
             streaming = False
         words = [f"tok{i} " for i in range(tokens)]
         usage = {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens}
+        if tool:
+            return _tool_call(h, words, streaming, usage, token_rate)
         if streaming:
             reply_sse(words, delay=1 / token_rate if token_rate else 0.0, usage=usage)(rec, h)
         else:
@@ -395,3 +399,38 @@ def reply_load(
             )
 
     return handle
+
+
+def _tool_call(h, pieces: list[str], streaming: bool, usage: dict, token_rate) -> None:
+    """One tool call whose arguments are the pieces (JSON text: {"q": "<pieces>"})."""
+    arguments = ['{"q": "'] + pieces + ['"}']
+    call = {"id": "call_load", "type": "function", "function": {"name": "lookup", "arguments": ""}}
+    if not streaming:
+        call["function"]["arguments"] = "".join(arguments)
+        reply = openai_reply("", usage=usage, finish="tool_calls")
+        reply["choices"][0]["message"] = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [call],
+        }
+        return send(h, 200, json.dumps(reply).encode(), "application/json")
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+
+    def event(data) -> None:
+        payload = f"data: {json.dumps(data) if not isinstance(data, str) else data}\n\n".encode()
+        h.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+        h.wfile.flush()
+
+    event({"choices": [{"index": 0, "delta": {"tool_calls": [dict(call, index=0)]}}]})
+    for piece in arguments:
+        delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+        event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        if token_rate:
+            time.sleep(1 / token_rate)
+    event({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    event({"choices": [], "usage": usage})
+    event("[DONE]")
+    h.wfile.write(b"0\r\n\r\n")

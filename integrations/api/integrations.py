@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from integrations import receipts, services, writes
+from integrations import names, receipts, services, writes
 from integrations.api.common import (
     _edge,
     _refused,
@@ -33,9 +33,11 @@ from integrations.llm.auth import AUTH_KINDS
 from integrations.llm.config import AuthConfig, Header, LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import ADAPTERS, adapter_for
+from integrations.llm.wires import template as templates
 from integrations.models import (
     AuthKind,
     AuthProfile,
+    CustomModel,
     Integration,
 )
 from integrations.schemas import Input
@@ -76,6 +78,7 @@ class HeaderIn(Input):
 class ModelIn(Input):
     name: str = Field(min_length=1, max_length=100)
     model_id: str = Field(min_length=1, max_length=200)
+    kind: Literal["chat", "embeddings"] = "chat"
     description: str = ""
     max_tokens: int | None = Field(None, ge=1, le=inputs.MAX_INT)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -83,6 +86,7 @@ class ModelIn(Input):
     request_template: dict[str, Any] | None = None
     price_input_per_mtok: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=6)
     price_output_per_mtok: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=6)
+    context_window: int | None = Field(None, ge=1, le=inputs.MAX_INT)
 
 
 Protocols = Literal[tuple(ADAPTERS)]  # type: ignore[valid-type]
@@ -106,6 +110,7 @@ class IntegrationFields(Input):
     prompt_tokens_path: str | None = Field(None, max_length=200)
     completion_tokens_path: str | None = Field(None, max_length=200)
     total_tokens_path: str | None = Field(None, max_length=200)
+    tool_calls_path: str | None = Field(None, max_length=200)
 
 
 class IntegrationIn(IntegrationFields):
@@ -138,7 +143,7 @@ class LiveAvatarIn(Input):
     display_name: str = Field(min_length=1, max_length=100)
     model_name: str = Field(min_length=1, max_length=200)
     secret_id: uuid.UUID
-    base_url: str = Field("https://api.openai.com/v1", max_length=2000)
+    base_url: str = Field("https://api.openai.com/v1", min_length=1, max_length=2000)
 
 
 # --- building a configuration from a payload --------------------------------------------------
@@ -225,7 +230,7 @@ def _headers(rows: list[HeaderIn] | None, integration: Integration | None, route
 INTEGRATION_ATTRS = (
     "description", "api_version", "deployment", "timeout_seconds", "verify_tls", "ca_bundle",
     "request_template", "content_path", "finish_reason_path", "prompt_tokens_path",
-    "completion_tokens_path", "total_tokens_path",
+    "completion_tokens_path", "total_tokens_path", "tool_calls_path",
 )  # fmt: skip
 
 
@@ -250,6 +255,9 @@ def _integration_change(payload: IntegrationFields, integration: Integration | N
             _edge(inputs.parse_url, proxy, "proxy URL", True, field="proxy_url")
     if payload.request_template is not None:
         _edge(inputs.check_json, payload.request_template, "The body", field="request_template")
+        _conversation(payload.request_template, "request_template")
+    if payload.ca_bundle:
+        fields["ca_bundle"] = _edge(inputs.check_ca_bundle, payload.ca_bundle, field="ca_bundle")
     route = _edge(inputs.route, endpoint, proxy, field="endpoint")
     routes = {route}
     if payload.auth is not None and payload.auth.token_url:
@@ -273,16 +281,18 @@ def _integration_change(payload: IntegrationFields, integration: Integration | N
     return config, merged, profile, new_name, stored
 
 
+def _conversation(template, field: str, kind: str = "chat") -> None:
+    """A request body that carries no part of the conversation (or, for an embeddings
+    model, no input) is refused (422)."""
+    if problem := templates.conversation_problem(template, kind):
+        raise HttpError(422, f"Invalid request: {field}: {problem}")
+
+
 def _model_change(model_in: ModelIn, base: LLMConfig, integration, subject: str):
-    config = replace(
-        base,
-        model_id=model_in.model_id.strip(),
-        default_params={
-            k: v
-            for k, v in (("max_tokens", model_in.max_tokens), ("temperature", model_in.temperature))
-            if v is not None
-        },
-        request_template=model_in.request_template or base.request_template,
+    if model_in.request_template is not None:
+        _conversation(model_in.request_template, "models.request_template", model_in.kind)
+    config = services.model_config(
+        base, model_in.model_dump(include=set(services.MODEL_CALL_FIELDS))
     )
     params = model_in.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
     return writes.ConnectionChange(
@@ -293,6 +303,7 @@ def _model_change(model_in: ModelIn, base: LLMConfig, integration, subject: str)
         model_fields={
             "name": model_in.name.strip(),
             "model_id": model_in.model_id.strip(),
+            "kind": model_in.kind,
             "description": model_in.description,
             "max_tokens": model_in.max_tokens,
             "temperature": model_in.temperature,
@@ -300,6 +311,7 @@ def _model_change(model_in: ModelIn, base: LLMConfig, integration, subject: str)
             "request_template": model_in.request_template,
             "price_input_per_mtok": model_in.price_input_per_mtok,
             "price_output_per_mtok": model_in.price_output_per_mtok,
+            "context_window": model_in.context_window,
         },
     )
 
@@ -334,6 +346,7 @@ def _out(integration: Integration) -> dict:
                 "id": str(m.pk),
                 "name": m.name,
                 "model_id": m.model_id,
+                "kind": m.kind,
                 "enabled": m.enabled,
                 "status": m.last_test_status,
             }
@@ -359,10 +372,10 @@ def _integrations():
 def create_integration(request, payload: IntegrationIn):
     require_editor(request)
     name = payload.name.strip()
-    if Integration.objects.filter(name__iexact=name).exists():
-        raise HttpError(409, f"An integration named {name!r} exists already.")
-    names = [m.name.strip().lower() for m in payload.models]
-    if len(set(names)) != len(names):
+    if problem := names.taken(Integration, name):
+        raise HttpError(409, problem)
+    model_names = [m.name.strip().lower() for m in payload.models]
+    if len(set(model_names)) != len(model_names):
         raise HttpError(422, "Invalid request: models: two models share a name.")
     base, fields, profile, new_name, stored = _integration_change(payload, None, request)
     changes = [_model_change(m, base, None, f"{name} / {m.name}") for m in payload.models]
@@ -422,12 +435,7 @@ def patch_integration(request, integration_id: uuid.UUID, payload: IntegrationPa
     if test_model is None:
         raise HttpError(409, "This integration has no model to test a change with.")
     base, fields, profile, new_name, stored = _integration_change(payload, integration, request)
-    config = replace(
-        base,
-        model_id=test_model.model_id,
-        default_params=saved_config(integration, test_model, replacing_auth=True).default_params,
-        request_template=test_model.request_template or base.request_template,
-    )
+    config = services.model_config(base, services.model_fields(test_model))
     change = writes.ConnectionChange(
         config=config,
         test_params=test_model.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS),
@@ -460,8 +468,8 @@ def patch_integration(request, integration_id: uuid.UUID, payload: IntegrationPa
 def add_model(request, integration_id: uuid.UUID, payload: ModelIn):
     require_editor(request)
     integration = get_object_or_404(_integrations(), pk=integration_id)
-    if integration.models.filter(name__iexact=payload.name.strip()).exists():
-        raise HttpError(409, f"This integration has a model named {payload.name!r} already.")
+    if problem := names.taken(CustomModel, payload.name, integration=integration):
+        raise HttpError(409, problem)
     base = saved_config(integration)
     change = _model_change(payload, base, integration, f"{integration.name} / {payload.name}")
     try:

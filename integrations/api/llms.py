@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal
 from django.db import IntegrityError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
-from integrations import services, writes
+from integrations import names, services, writes
 from integrations.api.common import (
     _edge,
     _endpoint,
@@ -181,8 +181,8 @@ def _models():
 def create_llm(request, payload: LLMCreate):
     require_editor(request)
     name = payload.name.strip()
-    if Integration.objects.filter(name__iexact=name).exists():
-        raise HttpError(409, f"An LLM or integration named {name!r} exists already.")
+    if problem := names.taken(Integration, name):
+        raise HttpError(409, problem)
     endpoint = _endpoint(payload.uri)
     auth, stored = _auth_config(payload.auth, request, {inputs.route(endpoint)})
     config = LLMConfig(endpoint=endpoint, model_id=payload.model.strip(), auth=auth)
@@ -225,13 +225,14 @@ def create_llm(request, payload: LLMCreate):
 def list_llms(
     request,
     limit: int = 50,
-    offset: int = 0,
+    offset: int = Query(0, ge=0, le=inputs.MAX_INT),
     enabled: bool | None = None,
-    q: str = "",
-    integration: str = "",
+    q: str = Query("", max_length=200),
+    integration: str = Query("", max_length=100),
 ):
     limit = max(1, min(limit, MAX_LIMIT))
-    offset = max(0, offset)
+    q = _edge(inputs.clean_text, q, "The search", field="q")
+    integration = _edge(inputs.clean_text, integration, "The integration", field="integration")
     models = _models()
     if q:
         models = models.filter(
@@ -273,12 +274,8 @@ def patch_llm(request, llm_id: uuid.UUID, payload: LLMPatch):
     info = {}
     if payload.name is not None and payload.name.strip() != model.name:
         new = payload.name.strip()
-        if (
-            CustomModel.objects.filter(integration=integration, name__iexact=new)
-            .exclude(pk=model.pk)
-            .exists()
-        ):
-            raise HttpError(409, f"This integration has a model named {new!r} already.")
+        if problem := names.taken(CustomModel, new, exclude=model, integration=integration):
+            raise HttpError(409, problem)
         info["name"] = new
     if payload.description is not None:
         info["description"] = payload.description

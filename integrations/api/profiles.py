@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from integrations import writes
+from integrations import names, writes
 from integrations.api.common import _edge, require_editor
 from integrations.api.integrations import AuthKinds, AuthSpec, _auth
 from integrations.llm import inputs
@@ -50,8 +50,8 @@ class AuthProfileIn(AuthSpec):
 @router.post("auth-profiles", response={201: AuthProfileOut}, summary="Create an auth profile")
 def create_profile(request, payload: AuthProfileIn):
     require_editor(request)
-    if AuthProfile.objects.filter(name__iexact=payload.name).exists():
-        raise HttpError(409, f"An auth profile named {payload.name!r} exists already.")
+    if problem := names.taken(AuthProfile, payload.name):
+        raise HttpError(409, problem)
     # Typed here without an endpoint: bound on its first use by its owner (OAuth: its token URL).
     routes = set()
     if payload.token_url:
@@ -69,7 +69,10 @@ def create_profile(request, payload: AuthProfileIn):
         bound_origins=sorted(auth.bound) if stored is None else [],
         **values,
     )
-    writes.save_profile(profile, request=request)
+    try:
+        writes.save_profile(profile, request=request)
+    except writes.Refused as exc:
+        raise HttpError(409, exc.message) from exc
     return Status(201, _profile_out(profile))
 
 

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from integrations import writes
+from integrations import names, writes
 from integrations.api.common import _edge, _refused, require_editor
 from integrations.llm import inputs
 from integrations.models import (
@@ -53,16 +53,19 @@ def _secret_out(secret: StoredSecret) -> dict:
 )
 def create_secret(request, payload: SecretIn):
     require_editor(request)
-    if StoredSecret.objects.filter(name__iexact=payload.secret_name).exists():
-        raise HttpError(409, f"A secret named {payload.secret_name!r} exists already.")
+    if problem := names.taken(StoredSecret, payload.secret_name):
+        raise HttpError(409, problem)
     origins = sorted({_edge(inputs.origin, url, field="origins") for url in payload.origins})
-    secret = writes.store_secret(
-        name=payload.secret_name,
-        secret_type=payload.secret_type,
-        value=payload.secret_value,
-        origins=origins,
-        request=request,
-    )
+    try:
+        secret = writes.store_secret(
+            name=payload.secret_name,
+            secret_type=payload.secret_type,
+            value=payload.secret_value,
+            origins=origins,
+            request=request,
+        )
+    except writes.Refused as exc:
+        raise HttpError(409, exc.message) from exc
     return Status(201, _secret_out(secret))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
-from integrations import services
+from integrations import names, services
 from integrations.forms.common import field_rule, secret_input
 from integrations.held import HoldsSecrets
 from integrations.llm import inputs
@@ -58,17 +58,19 @@ class AuthProfileForm(HoldsSecrets, AuthFieldsMixin, forms.ModelForm):
         for name in AuthProfile.SECRET_FIELDS:
             field = self.fields[name]
             stored = getattr(self.instance, name) if self.instance.pk else ""
+            # A stored secret's plaintext never reaches a widget, not even a password one.
+            self.initial[name] = ""
             field.widget = secret_input("leave blank to keep" if stored else "")
-            field.widget.user = user
             field.required = False
             field.strip = False
             if stored:
                 field.help_text = f"Stored: {mask(stored)}. Leave blank to keep."
+        self.bind_held_secrets(user, f"profile:{self.instance.pk or 'new'}")
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
-        if AuthProfile.objects.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
-            raise ValidationError("An auth profile with this name exists already.")
+        if problem := names.taken(AuthProfile, name, exclude=self.instance):
+            raise ValidationError(problem)
         return name
 
     def clean_header_name(self) -> str:

@@ -19,10 +19,10 @@ class HeaderRowForm(HoldsSecrets, forms.Form):
     value = forms.CharField(required=False, strip=False, label="Value", widget=HeldValueInput)
     secret = forms.BooleanField(required=False, label="Secret")
 
-    def __init__(self, *args, user=None, **kwargs):
+    def __init__(self, *args, user=None, scope: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.bind_held_secrets(user)
+        self.bind_held_secrets(user, scope)
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
-from integrations import services
+from integrations import names, services
 from integrations.forms.auth import AuthFieldsMixin
 from integrations.forms.common import NEW, field_rule, secret_input
 from integrations.held import HoldsSecrets
@@ -19,6 +19,11 @@ from integrations.models import (
     Integration,
     Protocol,
 )
+
+
+def held_scope(mode: str, integration) -> str:
+    """Where a secret typed on a connection page may be held for: this page and row."""
+    return f"{mode}:{integration.pk}" if integration is not None else mode
 
 
 class IntegrationForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
@@ -52,6 +57,12 @@ class IntegrationForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
         label="Completion tokens path", required=False, max_length=200
     )
     total_tokens_path = forms.CharField(label="Total tokens path", required=False, max_length=200)
+    tool_calls_path = forms.CharField(
+        label="Tool calls path",
+        required=False,
+        max_length=200,
+        help_text="Where the reply lists tool calls in OpenAI's shape, e.g. choices.0.message.tool_calls.",
+    )
     timeout_seconds = forms.FloatField(
         label="Timeout (seconds)", min_value=1, max_value=600, initial=60
     )
@@ -96,7 +107,7 @@ class IntegrationForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
     def __init__(self, data=None, *, integration=None, user=None, mode: str = "add", initial=None):
         self.integration, self.user, self.mode = integration, user, mode
         super().__init__(data, initial=self.initial_values() | (initial or {}))
-        self.bind_held_secrets(user)
+        self.bind_held_secrets(user, held_scope(mode, integration))
         profiles = AuthProfile.objects.order_by("name").values_list("id", "name", "kind")
         kinds = dict(AuthKind.choices)
         self.fields["auth_profile"].choices = [
@@ -129,12 +140,12 @@ class IntegrationForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
 
     def clean_integration_name(self) -> str:
         name = self.cleaned_data["integration_name"].strip()
-        others = Integration.objects.filter(name__iexact=name)
-        if self.integration is not None:
-            others = others.exclude(pk=self.integration.pk)
-        if others.exists():
-            raise ValidationError("An integration with this name exists already.")
+        if problem := names.taken(Integration, name, exclude=self.integration):
+            raise ValidationError(problem)
         return name
+
+    def clean_ca_bundle(self) -> str:
+        return field_rule(inputs.check_ca_bundle, self.cleaned_data.get("ca_bundle", ""))
 
     def clean_proxy_url(self) -> str:
         url = self.cleaned_data.get("proxy_url", "").strip()
@@ -171,8 +182,8 @@ class IntegrationForm(HoldsSecrets, AuthFieldsMixin, forms.Form):
             name = values.get("name", "").strip()
             if not name:
                 self.add_error("new_auth_name", "Name the new auth profile.")
-            elif AuthProfile.objects.filter(name__iexact=name).exists():
-                self.add_error("new_auth_name", "An auth profile with this name exists already.")
+            elif problem := names.taken(AuthProfile, name):
+                self.add_error("new_auth_name", problem)
             kind = values.get("kind") or AuthKind.BEARER
             self.check_auth_fields(kind, values, "new_auth_", None)
             if kind in (AuthKind.BEARER, AuthKind.HEADER) and values.get("token"):

@@ -15,7 +15,7 @@ from dataclasses import replace
 from integrations import services, writes
 from integrations.forms.common import NEW
 from integrations.forms.headers import HeaderFormSet, header_initial
-from integrations.forms.integration import IntegrationForm
+from integrations.forms.integration import IntegrationForm, held_scope
 from integrations.forms.model import ModelFieldsForm
 from integrations.llm import inputs
 from integrations.llm.config import Header, LLMConfig
@@ -58,7 +58,7 @@ class ConnectionPage:
                 data,
                 prefix="headers",
                 initial=header_initial(integration),
-                form_kwargs={"user": user},
+                form_kwargs={"user": user, "scope": held_scope(mode, integration)},
             )
             if mode != "model"
             else None
@@ -146,26 +146,27 @@ class ConnectionPage:
             if model is None:
                 self.add_error("test_model", "Choose a model to test with.")
                 return
-            self.config = replace(
-                base,
-                model_id=model.model_id,
-                default_params=_defaults(model.max_tokens, model.temperature),
-                request_template=model.request_template or base.request_template,
-            )
+            self.config = services.model_config(base, services.model_fields(model))
             self.test_params = model.test_model_parameters or dict(services.DEFAULT_TEST_PARAMETERS)
             self._check_bindings()
             return
         template = data.get("request_template")
         if template == adapter_for(base.protocol).default_template():
             template = None  # the protocol's own body: no override to store
-        self.config = replace(
+        self.config = services.model_config(
             base,
-            model_id=data["model_id"].strip(),
-            default_params=_defaults(data.get("max_tokens"), data.get("temperature")),
-            request_template=template if template is not None else base.request_template,
+            {
+                "model_id": data["model_id"],
+                "kind": data.get("kind") or "chat",
+                "max_tokens": data.get("max_tokens"),
+                "temperature": data.get("temperature"),
+                "request_template": template,
+            },
         )
         self.template_to_save = template
         self.test_params = {"max_tokens": data["test_max_tokens"]}
+        if data.get("test_prompt", "").strip():
+            self.test_params["prompt"] = data["test_prompt"].strip()
         if self.mode == "add":
             self._check_bindings()
 
@@ -279,6 +280,7 @@ class ConnectionPage:
             change.model_fields = {
                 "name": data["model_name"],
                 "model_id": data["model_id"].strip(),
+                "kind": data.get("kind") or "chat",
                 "description": data.get("model_description", ""),
                 "gateway_alias": data.get("gateway_alias", ""),
                 "max_tokens": data.get("max_tokens"),
@@ -287,6 +289,7 @@ class ConnectionPage:
                 "request_template": self.template_to_save,
                 "price_input_per_mtok": data.get("price_input_per_mtok"),
                 "price_output_per_mtok": data.get("price_output_per_mtok"),
+                "context_window": data.get("context_window"),
             }
         return change
 
@@ -296,9 +299,3 @@ class ConnectionPage:
         if self.mode != "integration":
             name += f" / {self.cleaned_data['model_name']}"
         return name
-
-
-def _defaults(max_tokens, temperature) -> dict:
-    return {
-        k: v for k, v in (("max_tokens", max_tokens), ("temperature", temperature)) if v is not None
-    }

@@ -52,7 +52,7 @@ def create(owner, name: str, allowed=None, request=None, **limits) -> tuple[Gate
 def authenticate(raw: str) -> GatewayKey | None:
     """Return the live key for a plaintext, or None (unknown, revoked, expired, or its
     owner deactivated). Revoking takes effect on the very next call: each worker keeps
-    keys only as long as the shared generation counter says nothing changed."""
+    keys only as long as the shared generation says nothing changed."""
     if not raw or not raw.startswith(PREFIX):
         return None
     hashed = digest(raw)
@@ -61,7 +61,7 @@ def authenticate(raw: str) -> GatewayKey | None:
         with callcache.single_flight(("key", hashed)):
             key = callcache.remembered(callcache._keys, hashed)
             if key is None:
-                at = callcache.generation() if callcache.enabled() else 0
+                at = callcache.generation() if callcache.enabled() else ""
                 key = GatewayKey.objects.select_related("owner").filter(digest=hashed).first()
                 if key is not None:
                     callcache.remember(callcache._keys, hashed, key, at)
@@ -91,19 +91,47 @@ def models_for(key: GatewayKey):
     return models.select_related("integration").order_by("integration__name", "name")
 
 
+class Names:
+    """What each name means among some models, the same rule for calling and listing:
+    a gateway alias first, then a model name that one model has, then
+    "Integration/Model", which always names one model."""
+
+    def __init__(self, models):
+        self.models = list(models)
+        self.aliases = {m.gateway_alias: m for m in self.models if m.gateway_alias}
+        self.plain: dict[str, list] = {}
+        for m in self.models:
+            self.plain.setdefault(m.name, []).append(m)
+        self.composite = {f"{m.integration.name}/{m.name}": m for m in self.models}
+
+    def get(self, name: str):
+        if name in self.aliases:
+            return self.aliases[name]
+        same = self.plain.get(name, [])
+        if len(same) == 1:
+            return same[0]
+        return None if same else self.composite.get(name)
+
+    def candidates(self, name: str) -> list[str]:
+        """The names to use instead of a name that several models share."""
+        same = self.plain.get(name, [])
+        return sorted(f"{m.integration.name}/{m.name}" for m in same) if len(same) > 1 else []
+
+    def listing(self) -> dict:
+        """One name for each model that resolves to it (and its alias too)."""
+        names = {}
+        for m in self.models:
+            for name in (m.gateway_alias, m.name, f"{m.integration.name}/{m.name}"):
+                if name and name not in names and self.get(name) is m:
+                    names[name] = m
+                    if name != m.gateway_alias:
+                        break
+        return names
+
+
 def public_names(models) -> dict[str, CustomModel]:
-    """The name apps use for each model: its alias, else its catalog name, else (when two
-    integrations share a name) "Integration/Model"."""
-    models = list(models)
-    counts: dict[str, int] = {}
-    for m in models:
-        counts[m.name] = counts.get(m.name, 0) + 1
-    names = {}
-    for m in models:
-        if m.gateway_alias:
-            names[m.gateway_alias] = m
-        names[m.name if counts[m.name] == 1 else f"{m.integration.name}/{m.name}"] = m
-    return names
+    """The names apps use for the models: see Names."""
+    return Names(models).listing()
 
 
 def resolve(key: GatewayKey, name: str) -> CustomModel | None:
@@ -118,16 +146,27 @@ def resolve(key: GatewayKey, name: str) -> CustomModel | None:
         return found if found is not None else _resolve(key, name)
 
 
-def _resolve(key: GatewayKey, name: str) -> CustomModel | None:
-    at = callcache.generation() if callcache.enabled() else 0
+def _candidates(key: GatewayKey, name: str) -> Names:
     integration, _, model_name = name.rpartition("/")
-    candidates = models_for(key).filter(
-        Q(gateway_alias=name) | Q(name=name) | Q(integration__name=integration, name=model_name)
-    )
-    model = public_names(candidates).get(name) if candidates else None
+    matching = Q(gateway_alias=name) | Q(name=name)
+    if integration:
+        matching |= Q(integration__name=integration, name=model_name)
+    return Names(models_for(key).filter(matching))
+
+
+def _resolve(key: GatewayKey, name: str) -> CustomModel | None:
+    at = callcache.generation() if callcache.enabled() else ""
+    model = _candidates(key, name).get(name)
     if model is not None:
         callcache.remember(callcache._names, (key.pk, name), model, at)
     return model
+
+
+def ambiguous(key: GatewayKey, name: str) -> list[str]:
+    """For a name that several of the key's models share: the names that tell them apart."""
+    if not name or len(name) > 201:
+        return []
+    return _candidates(key, name).candidates(name)
 
 
 def revoke(key: GatewayKey, request=None) -> bool:

@@ -2,29 +2,47 @@
 
 A call adds its row to the request; the middleware below hands the rows over when the
 server closes the response, once the last byte has gone (for a stream, once it ends or
-the client leaves). With USAGE_WRITE=background (production) a writer thread per process
-then inserts them in batches and adds each batch to the daily totals with one UPDATE per
-day, key, user and model, so neither the caller nor the next request on the connection
-waits on the database. USAGE_WRITE=inline writes in the closer itself (tests, whose
-rows live in the test's transaction). Old rows are pruned by `manage.py prune_usage`.
+the client leaves). With USAGE_WRITE=background (production) each row is first appended
+to this worker's spool on disk (integrations.gateway.spool) as the call ends, so a
+killed worker loses none; a writer thread per process then inserts them in batches and
+adds each batch to the daily totals with one UPDATE per day, key, user and model, so
+neither the caller nor the next request on the connection waits on the database.
+USAGE_WRITE=inline writes in the closer itself (tests, whose rows live in the test's
+transaction). Old rows are pruned by `manage.py prune_usage`.
+
+A row the database would refuse is fitted to its columns first; a batch the database
+still refuses is written row by row, so one bad row never takes the others with it.
+While the database is unreachable the writer keeps its rows and tries again.
 """
 
 from __future__ import annotations
 
 import atexit
 import bisect
+import functools
 import logging
 import os
 import threading
 import time
-from decimal import Decimal
+import uuid
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    models,
+    transaction,
+)
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import F
 from django.utils import timezone
 
 from config.middleware import on_response
+from integrations.gateway import spool
 from integrations.models import UsageDaily, UsageRecord
 from integrations.models.gateway import LATENCY_BOUNDS
 
@@ -34,13 +52,61 @@ PENDING = "_usage_rows"
 
 
 def record(request, **fields) -> UsageRecord:
-    """Queue a usage row for after the response (written now when there is no request)."""
-    row = UsageRecord(created_at=timezone.now(), **fields)
+    """Queue a usage row for after the response (written now when there is no request).
+    In production the row is on disk before this returns: before the call is answered."""
+    row = fit(UsageRecord(created_at=timezone.now(), spool_id=uuid.uuid4(), **fields))
     if request is None or not hasattr(request, "META"):
-        row.save(force_insert=True)
-    else:
-        request.__dict__.setdefault(PENDING, []).append(row)
+        write([row])
+        return row
+    if settings.USAGE_WRITE == "background":
+        try:
+            spool.append(row)
+        except OSError:  # a full or read-only disk: the row is still queued, only not safe
+            logger.exception("A usage row could not be spooled to %s", settings.USAGE_SPOOL_DIR)
+    request.__dict__.setdefault(PENDING, []).append(row)
     return row
+
+
+def fit(row: UsageRecord) -> UsageRecord:
+    """Bring every value within its column: counts within the integer range, text within
+    its length, cost within its digits. What an upstream reports must not cost a row."""
+    for attname, kind, low, high, step in _columns():
+        value = getattr(row, attname)
+        if value is None or isinstance(value, bool):
+            continue
+        if kind == "int" and isinstance(value, int):
+            if not low <= value <= high:
+                setattr(row, attname, min(max(value, low), high))
+        elif kind == "text" and isinstance(value, str):
+            if len(value) > high:
+                setattr(row, attname, value[:high])
+        elif kind == "decimal":
+            try:
+                value = Decimal(value)
+            except (InvalidOperation, TypeError, ValueError):
+                value = None
+            if value is not None and value.is_finite():
+                value = min(max(value, low), high).quantize(step)
+            setattr(row, attname, value if value is None or value.is_finite() else None)
+    return row
+
+
+@functools.cache
+def _columns() -> list[tuple]:
+    """Each column's rule, worked out once: (attname, kind, low, high, step). The integer
+    ranges are the portable ones (PostgreSQL's): SQLite would take any 64-bit value."""
+    out = []
+    for field in UsageRecord._meta.concrete_fields:
+        if isinstance(field, models.IntegerField) and not field.is_relation:
+            low, high = BaseDatabaseOperations.integer_field_ranges[field.get_internal_type()]
+            out.append((field.attname, "int", low, high, None))
+        elif isinstance(field, models.CharField):
+            out.append((field.attname, "text", 0, field.max_length, None))
+        elif isinstance(field, models.DecimalField):
+            step = Decimal(1).scaleb(-field.decimal_places)
+            top = Decimal(10) ** (field.max_digits - field.decimal_places) - step
+            out.append((field.attname, "decimal", Decimal(0), top, step))
+    return out
 
 
 def flush(request) -> None:
@@ -53,8 +119,34 @@ def flush(request) -> None:
         write(rows)
 
 
-def write(rows: list[UsageRecord]) -> None:
-    """Insert rows and add them to the daily totals, one UPDATE per slot."""
+# What a row can do wrong, as opposed to the database being away.
+REFUSED = (DataError, IntegrityError, ValueError, TypeError, InvalidOperation)
+
+
+def write(rows: list[UsageRecord]) -> list[UsageRecord]:
+    """Insert rows and add them to the daily totals, one UPDATE per slot, in one
+    transaction. If the database refuses the batch, each row goes alone: the ones it
+    still refuses are logged and returned, and the others land."""
+    try:
+        with transaction.atomic():
+            _insert(rows)
+        return []
+    except REFUSED:
+        if len(rows) == 1:
+            logger.exception("A usage row was refused and dropped: %s", _describe(rows[0]))
+            return rows
+    dropped = []
+    for row in rows:
+        row.pk = None
+        dropped += write([row])
+    return dropped
+
+
+def _describe(row: UsageRecord) -> str:
+    return f"{row.source} {row.model_name!r} key={row.key_id} tokens={row.prompt_tokens}+{row.completion_tokens} cost={row.cost}"
+
+
+def _insert(rows: list[UsageRecord]) -> None:
     UsageRecord.objects.bulk_create(rows)
     slots: dict[str, tuple] = {}
     for row in rows:
@@ -115,9 +207,13 @@ def _add(slot: str, day, row: UsageRecord, counts: dict) -> None:
 
 
 class _Writer:
-    """One thread per process that writes queued rows in batches (started on first use)."""
+    """One thread per process that writes queued rows in batches (started on first use).
+
+    Rows it cannot write because the database is away stay queued (and on disk) and are
+    tried again; rows the database refuses outright are logged and let go."""
 
     BATCH_SECONDS = 0.2
+    RETRY_SECONDS = (0.5, 1, 2, 5, 10)
 
     def __init__(self):
         self.lock = threading.Condition()
@@ -125,6 +221,8 @@ class _Writer:
         self.rows: list[UsageRecord] = []
         self.thread: threading.Thread | None = None
         self.pid = None
+        self.failures = 0
+        self.dropped = 0
 
     def put(self, rows: list[UsageRecord]) -> None:
         with self.lock:
@@ -136,31 +234,58 @@ class _Writer:
             self.lock.notify()
 
     def run(self) -> None:
+        try:
+            spool.recover()  # what a worker killed before this one left on disk
+        except Exception:
+            logger.exception("Could not recover spooled usage rows")
+        finally:
+            close_old_connections()
         while True:
             with self.lock:
                 while not self.rows:
                     self.lock.wait()
             time.sleep(self.BATCH_SECONDS)  # gather a batch
-            self.drain()
+            if not self.drain():
+                self.failures += 1
+                time.sleep(self.RETRY_SECONDS[min(self.failures, len(self.RETRY_SECONDS)) - 1])
+            else:
+                self.failures = 0
 
-    def drain(self) -> None:
+    def drain(self) -> bool:
+        """Write what is queued; False when the database could not be reached."""
         # One drain at a time: the exit handler's waits for a batch the thread is still
         # writing, which a daemon thread would otherwise drop as the process ends.
         with self.writing:
             with self.lock:
                 batch, self.rows = self.rows, []
             if not batch:
-                return
+                return True
             try:
-                write(batch)
-            except Exception:  # a lost batch must not stop the writer; say so in the log
-                logger.exception("Could not write %d usage rows", len(batch))
+                dropped = write(batch)
+            except (OperationalError, InterfaceError) as exc:
+                logger.warning("Usage rows wait for the database (%d): %s", len(batch), exc)
+                with self.lock:
+                    self.rows[:0] = batch  # first in line next time; still on disk meanwhile
+                return False
+            except Exception:  # a bug must not stop the writer; the rows stay on disk,
+                logger.exception("Could not write %d usage rows", len(batch))  # for a restart
+                return True
             finally:
                 close_old_connections()
+            self.dropped += len(dropped)
+            spool.acknowledge(batch)
+            return True
 
 
 _writer = _Writer()
-atexit.register(_writer.drain)  # a recycled worker writes what it holds before it goes
+
+
+@atexit.register
+def _at_exit() -> None:
+    """A recycled or stopped worker writes what it holds before it goes; its spool files
+    go with it once their rows are in (what is not stays for the next worker)."""
+    if _writer.drain():
+        spool.close()
 
 
 @on_response

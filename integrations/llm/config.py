@@ -12,9 +12,13 @@ import hmac
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from integrations.llm import inputs
 from integrations.llm.auth import AUTH_KINDS
+from integrations.llm.chat import Finish, Message, Prompt, Usage
+
+__all__ = ["Prompt", "Usage"]  # the conversation lives in integrations.llm.chat
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class ResponsePaths:
     prompt_tokens: str = ""
     completion_tokens: str = ""
     total_tokens: str = ""
+    tool_calls: str = ""  # to an OpenAI-shaped list of tool calls
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,13 @@ class LLMConfig:
     verify_tls: bool = True
     ca_bundle: str = ""
     proxy_url: str = ""
+    kind: str = "chat"  # chat | embeddings: what the model answers, and so its URL and body
 
     def secrets(self) -> list[str]:
-        """Return every secret value this configuration may send."""
+        """Return every secret value this configuration may send: the auth's, the secret
+        headers', and the proxy's credentials (sent as Proxy-Authorization: Basic)."""
         values = self.auth.secrets() + [h.value for h in self.headers if h.secret and h.value]
+        values += proxy_credentials(self.proxy_url)
         # Longest first so that a secret containing another is scrubbed whole.
         return sorted(set(values), key=len, reverse=True)
 
@@ -109,6 +117,8 @@ class LLMConfig:
         data = asdict(self)
         # Bindings say where a secret may go, not what is sent: the route is in the endpoint.
         data["auth"].pop("bound")
+        if data["kind"] == "chat":  # as before kinds existed: saved proofs stay valid
+            data.pop("kind")
         for name in ("token", "password", "client_secret"):
             data["auth"][name] = digest(data["auth"][name]) if data["auth"][name] else ""
         data["headers"] = sorted(
@@ -120,26 +130,28 @@ class LLMConfig:
 
 
 @dataclass(frozen=True)
-class Prompt:
-    system: str = ""
-    user: str = ""
-    params: dict = field(default_factory=dict)  # max_tokens, temperature, top_p, stop, ...
-    # A conversation: user and assistant turns in order, ending with a user turn (`user`
-    # is then its last user turn, for templates that take one). None: just `user`.
-    turns: tuple | None = None
-    # Parameters the person set explicitly over a value fixed in the model's request
-    # body: they replace it there (None removes it). See protocols.fixed_params.
-    overrides: frozenset = frozenset()
+class Forward:
+    """A caller's body in the upstream's own format, sent as it is (the gateway does this
+    when the door and the upstream speak one format), with the protocol headers the
+    caller chose (anthropic-version, anthropic-beta) and a path under the protocol's own
+    (`/count_tokens`)."""
 
-    def conversation(self) -> list[dict]:
-        """Return the user and assistant turns (without the system prompt)."""
-        if self.turns:
-            return [{"role": t["role"], "content": t["content"]} for t in self.turns]
-        return [{"role": "user", "content": self.user}]
+    body: dict
+    headers: dict = field(default_factory=dict)
+    path: str = ""
 
-    def text(self) -> str:
-        """Everything the prompt says, for estimating its tokens."""
-        return "\n".join([self.system] + [t["content"] for t in self.conversation()])
+
+def proxy_credentials(proxy_url: str) -> list[str]:
+    """The secrets a proxy URL carries: its password, and user:password as Basic sends it."""
+    try:
+        parts = urlsplit(proxy_url) if proxy_url else None
+        user, password = (parts.username or "", parts.password or "") if parts else ("", "")
+    except ValueError:
+        return []
+    if not password:
+        return []
+    user, password = unquote(user), unquote(password)
+    return [password, f"{user}:{password}"]
 
 
 def estimate_tokens(text: str) -> int:
@@ -160,20 +172,11 @@ def counted(usage: Usage, prompt_text: str, reply: str) -> tuple[int, int, bool]
 
 
 @dataclass
-class Usage:
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-
-    @property
-    def reported(self) -> bool:
-        return any(
-            v is not None for v in (self.prompt_tokens, self.completion_tokens, self.total_tokens)
-        )
-
-
-@dataclass
 class CallResult:
+    """What happened to one call. `message` is the whole answer (text, tool calls,
+    thinking), `content` its text; `finish` the unified finish reason with the raw one
+    (None when a stream ended without one), and `finish_reason` the unified reason."""
+
     ok: bool
     content: str = ""
     finish_reason: str = ""
@@ -186,3 +189,7 @@ class CallResult:
     error: Any = None  # LLMError when not ok
     ttft_ms: int | None = None  # time to first token, when streamed
     streamed: bool = False
+    message: Message | None = None
+    finish: Finish | None = None
+    usage_estimated: bool = False  # set by whoever fills in counts the upstream did not report
+    vectors: Any = None  # an embeddings answer (integrations.llm.chat.Vectors)

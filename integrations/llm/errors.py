@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 
@@ -32,6 +36,7 @@ class ErrorKind(StrEnum):
     BAD_RESPONSE = "bad_response"
     OVERSIZED = "oversized"
     HTTP_ERROR = "http_error"
+    UNSUPPORTED = "unsupported"
 
 
 HINTS: dict[str, str] = {
@@ -65,6 +70,8 @@ HINTS: dict[str, str] = {
     "response paths of a custom template.",
     "oversized": "The answer exceeds the size cap. Lower max_tokens or raise LLM_MAX_RESPONSE_BYTES.",
     "http_error": "The endpoint answered with an error. Read its message above.",
+    "unsupported": "This model's protocol cannot carry that. Leave it out, or give the model "
+    "a custom request body that maps it.",
 }
 
 TITLES: dict[str, str] = {
@@ -91,6 +98,7 @@ TITLES: dict[str, str] = {
     "bad_response": "Unexpected response",
     "oversized": "Response too large",
     "http_error": "HTTP error",
+    "unsupported": "Not supported by this model",
 }
 
 
@@ -120,6 +128,8 @@ class LLMError(Exception):
     message: str
     status: int | None = None
     upstream_message: str = ""
+    param: str = ""  # the request field a refusal is about
+    retry_after: float | None = None  # seconds until the upstream says to try again
 
     def __post_init__(self) -> None:
         self.kind = ErrorKind(self.kind)
@@ -180,3 +190,55 @@ def classify_status(status: int, body_text: str, upstream_message: str) -> str:
     if status >= 500:
         return "server_error"
     return "http_error"
+
+
+# How long an upstream asks callers to wait, most precise first: OpenAI's and Azure's
+# retry-after-ms, the standard Retry-After (seconds or an HTTP date), then the reset
+# times of OpenAI's (`6m0s`, `20ms`) and Anthropic's (RFC 3339) rate-limit headers.
+MAX_RETRY_AFTER = 3600.0
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def retry_after(headers, now: float | None = None) -> float | None:
+    """Seconds to wait before calling again, as the reply's headers say, or None."""
+    now = time.time() if now is None else now
+    waits = []
+    for name in ("retry-after-ms", "retry-after"):
+        value = (headers.get(name) or "").strip()
+        if value:
+            waits.append(_seconds(value, now, millis=name.endswith("-ms")))
+            break
+    if not waits or waits[0] is None:
+        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens",
+                     "anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset"):  # fmt: skip
+            value = (headers.get(name) or "").strip()
+            if value:
+                waits.append(_seconds(value, now))
+    found = [w for w in waits if w is not None]
+    return min(max(found), MAX_RETRY_AFTER) if found else None
+
+
+def _seconds(value: str, now: float, millis: bool = False) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if number != number or number < 0:  # NaN or negative: not a wait
+            return None
+        return number / 1000 if millis else number
+    if (parts := _DURATION.findall(value)) and "".join(n + u for n, u in parts) == value:
+        return sum(float(n) * _UNITS[u] for n, u in parts)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        when = None
+    if when is None:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)

@@ -7,6 +7,7 @@ rule raises `InputError(message)`: a sentence fit to show next to the field.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -73,8 +74,10 @@ def clean_text(value: str, what: str = "This field") -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_url(text: str, what: str = "URL", allow_credentials: bool = False) -> ParsedURL:
-    """Parse an http(s) URL once, the same way for every caller; raise InputError."""
+    """Parse an http(s) URL once, the same way for every caller; raise InputError.
+    (Every call checks its URL, and the same few URLs come back: the answer is kept.)"""
     text = (text or "").strip()
     if not text:
         raise InputError(f"Enter the {what}.")
@@ -153,6 +156,22 @@ def without_credentials(url: str) -> str:
     except ValueError:
         return "••••"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_ca_bundle(text: str) -> str:
+    """A CA bundle as PEM text: ASCII certificates that TLS can load."""
+    import ssl
+
+    text = (text or "").strip()
+    if not text:
+        return ""
+    if not text.isascii() or "-----BEGIN CERTIFICATE-----" not in text:
+        raise InputError("Paste PEM certificates: -----BEGIN CERTIFICATE----- … (ASCII only).")
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InputError("The CA bundle is not valid PEM: a certificate does not load.") from exc
+    return text
 
 
 def check_header_name(name: str) -> str:

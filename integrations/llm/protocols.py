@@ -1,235 +1,53 @@
-"""One adapter per wire format: normalize the endpoint, build the request, parse the reply."""
+"""How to reach a server of each protocol: its URL, headers and model list, and the wire
+format it speaks (integrations/llm/wires/, one module per format, both directions).
+
+A model may replace its protocol's request body with a template of its own
+(wires/template.py); the answer is still read in the protocol's format, except for the
+custom protocol, whose answer is found by its response paths.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from integrations.llm import inputs
-from integrations.llm.config import LLMConfig, Prompt, ResponsePaths, Usage
+from integrations.llm.chat import EmbeddingsInput, Prompt
+from integrations.llm.config import LLMConfig
 from integrations.llm.errors import LLMError
-
-PLACEHOLDERS = (
-    "model",
-    "system_prompt",
-    "user_prompt",
-    "messages",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "stop",
+from integrations.llm.wires import (
+    anthropic,
+    openai_chat,
+    openai_completions,
+    openai_embeddings,
+    template,
 )
-_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-_BARE_PLACEHOLDER = re.compile(r'(?<!")\{\{\s*(\w+)\s*\}\}(?!")')
+from integrations.llm.wires.anthropic import door as anthropic_door
+from integrations.llm.wires.common import Unsupported, count, merged_params
+
 _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)")
 
 
-def messages_for(prompt: Prompt) -> list[dict]:
-    messages = []
-    if prompt.system:
-        messages.append({"role": "system", "content": prompt.system})
-    return messages + prompt.conversation()
-
-
-def transcript(prompt: Prompt) -> str:
-    """A conversation as one text, for protocols that take a single prompt."""
-    turns = prompt.conversation()
-    if len(turns) == 1:
-        text = turns[0]["content"]
+def max_tokens_sent(config: LLMConfig, prompt: Prompt) -> int | None:
+    """The max_tokens the upstream will receive for this prompt (None: it gets none and
+    may answer up to the model's context). Read as the request body is built: a body's
+    literal value wins unless overridden; else the caller's value, else the model's
+    default, else what the protocol must send (Anthropic requires one)."""
+    adapter = adapter_for(config.protocol)
+    body = config.request_template
+    if body is None and config.protocol == "custom":
+        body = template.DEFAULT_TEMPLATE
+    if body is None:
+        value = merged_params(config, prompt).get("max_tokens", adapter.default_max_tokens)
+    elif "max_tokens" in prompt.overrides:
+        value = prompt.params.get("max_tokens")
+    elif "max_tokens" in template.fixed_params(body):
+        value = template.fixed_params(body)["max_tokens"]
+    elif "max_tokens" in template.placeholders(body):
+        value = merged_params(config, prompt).get("max_tokens")
     else:
-        text = "\n\n".join(f"{t['role'].capitalize()}: {t['content']}" for t in turns)
-        text += "\n\nAssistant:"
-    return f"{prompt.system}\n\n{text}" if prompt.system else text
-
-
-# Where a request body may fix a parameter: the names each protocol uses for it.
-PARAM_KEYS = {
-    "temperature": ("temperature",),
-    "max_tokens": ("max_tokens", "max_completion_tokens"),
-    "top_p": ("top_p",),
-    "stop": ("stop", "stop_sequences"),
-}
-
-
-def fixed_params(template: Any) -> dict[str, Any]:
-    """Return the parameters a custom request body sets to a literal value.
-
-    Such a value wins over what a caller passes (the body is sent as saved), so the
-    Sandbox shows it as "set by the model's request body" until it is overridden.
-    """
-    if not isinstance(template, dict):
-        return {}
-    fixed = {}
-    for param, keys in PARAM_KEYS.items():
-        for key in keys:
-            value = template.get(key)
-            if key in template and not _PLACEHOLDER.fullmatch(str(value).strip()):
-                fixed[param] = value
-                break
-    return fixed
-
-
-def apply_overrides(body: Any, prompt: Prompt) -> Any:
-    """Replace (or, for None, remove) the body's literal values the person overrode."""
-    if not prompt.overrides or not isinstance(body, dict):
-        return body
-    for param in prompt.overrides:
-        value = prompt.params.get(param)
-        keys = [k for k in PARAM_KEYS.get(param, (param,)) if k in body] or [param]
-        for key in keys:
-            body.pop(key, None)
-            if value is not None:
-                body[key] = value
-    return body
-
-
-def merged_params(config: LLMConfig, prompt: Prompt) -> dict:
-    """Return the model's defaults overlaid by the prompt's parameters, without blanks."""
-    params = {k: v for k, v in config.default_params.items() if v not in (None, "", [])}
-    params.update({k: v for k, v in prompt.params.items() if v not in (None, "", [])})
-    return params
-
-
-# --- custom JSON templates ----------------------------------------------------------
-
-
-def parse_template(text: str) -> Any:
-    """Parse a request template; bare placeholders like `"n": {{max_tokens}}` are allowed."""
-    try:
-        return inputs.parse_json_text(_BARE_PLACEHOLDER.sub(r'"{{\1}}"', text), "The body")
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
-        ) from exc
-    except inputs.InputError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def unknown_placeholders(template: Any) -> set[str]:
-    text = json.dumps(template)
-    return {name for name in _PLACEHOLDER.findall(text) if name not in PLACEHOLDERS}
-
-
-_DROP = object()
-
-
-def render_template(template: Any, values: dict[str, Any]) -> Any:
-    """Fill placeholders. A string that is only a placeholder takes the value's JSON type;
-    a placeholder inside a longer string is inserted as text. Keys whose whole value is
-    a placeholder with no value (e.g. no temperature given) are left out."""
-
-    def fill(node: Any) -> Any:
-        if isinstance(node, str):
-            whole = _PLACEHOLDER.fullmatch(node.strip())
-            if whole and whole.group(1) in values:
-                value = values[whole.group(1)]
-                return _DROP if value is None else value
-            return _PLACEHOLDER.sub(lambda m: _as_text(values.get(m.group(1), m.group(0))), node)
-        if isinstance(node, list):
-            return [v for v in (fill(item) for item in node) if v is not _DROP]
-        if isinstance(node, dict):
-            return {k: v for k, v in ((k, fill(v)) for k, v in node.items()) if v is not _DROP}
-        return node
-
-    result = fill(template)
-    return None if result is _DROP else result
-
-
-def _as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def template_values(config: LLMConfig, prompt: Prompt) -> dict[str, Any]:
-    params = merged_params(config, prompt)
-    return {
-        "model": config.model_id,
-        "system_prompt": prompt.system,
-        "user_prompt": prompt.user,
-        "messages": messages_for(prompt),
-        "max_tokens": params.get("max_tokens"),
-        "temperature": params.get("temperature"),
-        "top_p": params.get("top_p"),
-        "stop": params.get("stop"),
-    }
-
-
-# --- reading replies ----------------------------------------------------------------
-
-
-def get_path(data: Any, path: str) -> Any:
-    """Return data at a dotted path such as `choices.0.message.content` or `choices[0].text`."""
-    if not path:
-        return None
-    node = data
-    for part in re.sub(r"\[(\d+)\]", r".\1", path).strip(".").split("."):
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.lstrip("-").isdigit():
-            index = int(part)
-            node = node[index] if -len(node) <= index < len(node) else None
-        else:
-            return None
-        if node is None:
-            return None
-    return node
-
-
-MAX_COUNT = 2**31 - 1  # what an integer column holds; a larger count is not believed
-
-
-def _int_or_none(value: Any) -> int | None:
-    """Return a token count an upstream reported, or None for anything that is not one."""
-    if isinstance(value, bool):
-        return None
-    if (
-        isinstance(value, float)
-        and value.is_integer()
-        and abs(value) <= MAX_COUNT
-        or isinstance(value, str)
-        and value.isascii()
-        and value.isdigit()
-        and len(value) < 11
-    ):
-        value = int(value)
-    if isinstance(value, int) and 0 <= value <= MAX_COUNT:
-        return value
-    return None
-
-
-def make_usage(prompt: Any, completion: Any, total: Any) -> Usage:
-    usage = Usage(_int_or_none(prompt), _int_or_none(completion), _int_or_none(total))
-    if usage.total_tokens is None and None not in (usage.prompt_tokens, usage.completion_tokens):
-        usage.total_tokens = _int_or_none(usage.prompt_tokens + usage.completion_tokens)
-    return usage
-
-
-def _dict(value: Any) -> dict:
-    """Return value if it is an object; upstreams send "usage": "lots" too."""
-    return value if isinstance(value, dict) else {}
-
-
-def openai_usage(data: dict) -> Usage:
-    """Return the usage block of an OpenAI-shaped reply or stream chunk."""
-    usage = _dict(data.get("usage")) if isinstance(data, dict) else {}
-    return make_usage(
-        usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
-    )
-
-
-def _text_of(content: Any) -> str | None:
-    """Return message content as text; OpenAI may send a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict)]
-        return "".join(p for p in parts if isinstance(p, str))
-    return None
+        value = None
+    return count(value) or None
 
 
 # --- endpoint normalization -----------------------------------------------------------
@@ -264,6 +82,10 @@ class Adapter:
     label = ""
     suffixes: tuple[str, ...] = ()
     path = ""
+    wire: Any = openai_chat  # the module that reads and writes this protocol's format
+    streams = False  # may a request ask for an event stream
+    # What the protocol sends when nobody gives max_tokens (None: nothing is sent).
+    default_max_tokens: int | None = None
 
     def normalize(self, endpoint: str) -> tuple[str, list[str]]:
         base, warnings = normalize_endpoint(endpoint, self.suffixes)
@@ -274,7 +96,15 @@ class Adapter:
             )
         return base, warnings
 
+    embeddings_path = "/embeddings"  # where an embeddings model of this protocol is asked
+
     def url(self, config: LLMConfig) -> str:
+        if config.kind == "embeddings":
+            if not self.embeddings_path:
+                raise LLMError("config", f"The {self.label} protocol has no embeddings models.")
+            return config.endpoint.rstrip("/") + self.embeddings_path
+        if not self.path:
+            raise LLMError("config", f"The {self.label} protocol serves embeddings models only.")
         return config.endpoint.rstrip("/") + self.path
 
     def models_url(self, config: LLMConfig) -> str | None:
@@ -283,56 +113,46 @@ class Adapter:
     def headers(self, config: LLMConfig) -> dict[str, str]:
         return {}
 
-    def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
-        raise NotImplementedError
-
     def default_template(self) -> dict:
         """Return the body this protocol sends, as an editable template."""
-        return {
-            "model": "{{model}}",
-            "messages": "{{messages}}",
-            "max_tokens": "{{max_tokens}}",
-            "temperature": "{{temperature}}",
-        }
+        return dict(template.DEFAULT_TEMPLATE)
 
-    def body(self, config: LLMConfig, prompt: Prompt) -> Any:
+    def write(self, config: LLMConfig, prompt: Prompt | EmbeddingsInput) -> Any:
+        """The request body (raises wires.common.Unsupported for what it cannot carry)."""
+        _check_kind(config, prompt)
         if config.request_template is not None:
-            body = render_template(config.request_template, template_values(config, prompt))
-            return apply_overrides(body, prompt)
-        return self.default_body(config, prompt)
+            return template.write_request(config, prompt)
+        if isinstance(prompt, EmbeddingsInput):
+            return openai_embeddings.write_request(config, prompt)
+        return self.wire.write_request(config, prompt)
 
-    def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
-        raise NotImplementedError
+    def read(self, data: Any, config: LLMConfig, prompt: Prompt | EmbeddingsInput):
+        if isinstance(prompt, EmbeddingsInput):
+            return openai_embeddings.read_reply(data, config, prompt)
+        return self.wire.read_reply(data, config, prompt)
 
-    # Streaming: adapters that stream turn `stream` on and read one SSE data object at a time.
-    streams = False
+    def stream_reader(self, prompt: Prompt):
+        return self.wire.StreamReader()
 
     def stream_body(self, body: Any) -> Any:
         return body
 
-    def parse_event(self, data: Any, state: dict) -> str:
-        """Return the text delta of one stream event; keep finish reason and usage in state."""
-        return ""
+    def tap(self, scrubber, model: str):
+        """What reads a forwarded stream in this protocol's own format, scrubbing it."""
+        return openai_chat.ChunkTap(scrubber, model)
 
 
-def _require(value: Any, what: str) -> Any:
-    if value is None:
-        raise LLMError("bad_response", f"The answer has no {what}.")
-    return value
-
-
-def _openai_event(data: Any, state: dict, text_of_choice) -> str:
-    if not isinstance(data, dict):
-        return ""
-    if isinstance(data.get("usage"), dict):
-        state["usage"] = openai_usage(data)
-    choice = get_path(data, "choices.0")
-    if not isinstance(choice, dict):
-        return ""
-    if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
-        state["finish_reason"] = choice["finish_reason"]
-    text = text_of_choice(choice)
-    return text if isinstance(text, str) else ""
+def _check_kind(config: LLMConfig, prompt: Any) -> None:
+    """A chat model is sent conversations, an embeddings model texts to embed."""
+    embeds = isinstance(prompt, EmbeddingsInput)
+    if embeds and config.kind != "embeddings":
+        raise Unsupported(
+            "model", "This is a chat model: call it with a conversation, not texts to embed."
+        )
+    if not embeds and config.kind == "embeddings":
+        raise Unsupported(
+            "model", "This is an embeddings model: it embeds texts and does not chat."
+        )
 
 
 class OpenAIChat(Adapter):
@@ -348,37 +168,13 @@ class OpenAIChat(Adapter):
             body.setdefault("stream_options", {"include_usage": True})
         return body
 
-    def parse_event(self, data: Any, state: dict) -> str:
-        return _openai_event(data, state, lambda c: _text_of(_dict(c.get("delta")).get("content")))
-
-    def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
-        return {"model": config.model_id, "messages": messages_for(prompt)} | merged_params(
-            config, prompt
-        )
-
-    def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
-        choice = _require(get_path(data, "choices.0"), "choices[0]")
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
-            # Some servers answer chat requests in the completions shape.
-            text = choice.get("text") if isinstance(choice, dict) else None
-            content = _require(text, "choices[0].message")
-        else:
-            content = _text_of(message.get("content"))
-            if content is None:
-                content = ""  # a tool call or a refusal without text
-        return content, _reason(choice.get("finish_reason")), openai_usage(data)
-
-
-def _reason(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
 
 class OpenAICompletions(OpenAIChat):
     key = "openai-completions"
     label = "OpenAI completions (legacy)"
     suffixes = ("/completions",)
     path = "/completions"
+    wire = openai_completions
 
     def default_template(self) -> dict:
         return {
@@ -388,20 +184,18 @@ class OpenAICompletions(OpenAIChat):
             "temperature": "{{temperature}}",
         }
 
-    def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
-        return {"model": config.model_id, "prompt": transcript(prompt)} | merged_params(
-            config, prompt
-        )
 
-    def parse_event(self, data: Any, state: dict) -> str:
-        return _openai_event(data, state, lambda c: c.get("text") or "")
+class OpenAIEmbeddings(OpenAIChat):
+    """An endpoint that serves embeddings only (its models are embeddings models)."""
 
-    def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
-        choice = _require(get_path(data, "choices.0"), "choices[0]")
-        text = _require(choice.get("text") if isinstance(choice, dict) else None, "choices[0].text")
-        if not isinstance(text, str):
-            raise LLMError("bad_response", "The answer's choices[0].text is not text.")
-        return text, _reason(choice.get("finish_reason")), openai_usage(data)
+    key = "openai-embeddings"
+    label = "OpenAI embeddings"
+    suffixes = ("/embeddings",)
+    path = ""
+    streams = False
+
+    def default_template(self) -> dict:
+        return {"model": "{{model}}", "input": "{{input}}"}
 
 
 class AnthropicMessages(Adapter):
@@ -409,39 +203,23 @@ class AnthropicMessages(Adapter):
     label = "Anthropic messages"
     suffixes = ("/messages",)
     path = "/messages"
+    embeddings_path = ""
     VERSION = "2023-06-01"
+    wire = anthropic
     streams = True
+    default_max_tokens = anthropic.DEFAULT_MAX_TOKENS
 
     def stream_body(self, body: Any) -> Any:
         return dict(body, stream=True) if isinstance(body, dict) else body
 
-    def parse_event(self, data: Any, state: dict) -> str:
-        if not isinstance(data, dict):
-            return ""
-        kind = data.get("type")
-        usage = state.setdefault("usage", Usage())
-        if kind == "message_start":
-            start = _dict(get_path(data, "message.usage"))
-            usage.prompt_tokens = _int_or_none(start.get("input_tokens"))
-        elif kind == "content_block_delta":
-            text = get_path(data, "delta.text")
-            return text if isinstance(text, str) else ""
-        elif kind == "message_delta":
-            # message_delta's usage is cumulative: proxies such as LiteLLM put the input
-            # tokens here and send 0 in message_start.
-            delta_usage = _dict(data.get("usage"))
-            if _int_or_none(delta_usage.get("input_tokens")):
-                usage.prompt_tokens = _int_or_none(delta_usage.get("input_tokens"))
-            usage.completion_tokens = _int_or_none(delta_usage.get("output_tokens"))
-            state["finish_reason"] = _reason(get_path(data, "delta.stop_reason"))
-            if None not in (usage.prompt_tokens, usage.completion_tokens):
-                usage.total_tokens = _int_or_none(usage.prompt_tokens + usage.completion_tokens)
-        elif kind == "error":
-            state["error"] = get_path(data, "error.message") or "stream error"
-        return ""
+    def stream_reader(self, prompt: Prompt):
+        return anthropic.StreamReader(prompt)
 
     def headers(self, config: LLMConfig) -> dict[str, str]:
         return {"anthropic-version": self.VERSION}
+
+    def tap(self, scrubber, model: str):
+        return anthropic_door.Tap(scrubber, model)
 
     def default_template(self) -> dict:
         return {
@@ -451,33 +229,6 @@ class AnthropicMessages(Adapter):
             "max_tokens": "{{max_tokens}}",
             "temperature": "{{temperature}}",
         }
-
-    def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
-        params = merged_params(config, prompt)
-        if "stop" in params:
-            stop = params.pop("stop")
-            params["stop_sequences"] = [stop] if isinstance(stop, str) else stop
-        body: dict[str, Any] = {"model": config.model_id, "max_tokens": 1024}
-        if prompt.system:
-            body["system"] = prompt.system
-        body["messages"] = prompt.conversation()
-        return body | params
-
-    def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
-        blocks = _require(data.get("content") if isinstance(data, dict) else None, "content")
-        if not isinstance(blocks, list):
-            raise LLMError("bad_response", "The answer's content is not a list of blocks.")
-        text = "".join(
-            b["text"]
-            for b in blocks
-            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
-        )
-        usage = _dict(data.get("usage"))
-        return (
-            text,
-            _reason(data.get("stop_reason")),
-            make_usage(usage.get("input_tokens"), usage.get("output_tokens"), None),
-        )
 
 
 class AzureOpenAI(OpenAIChat):
@@ -500,7 +251,8 @@ class AzureOpenAI(OpenAIChat):
     def url(self, config: LLMConfig) -> str:
         query = urlencode({"api-version": config.api_version or self.DEFAULT_API_VERSION})
         deployment = config.deployment or config.model_id
-        return f"{config.endpoint.rstrip('/')}/openai/deployments/{deployment}/chat/completions?{query}"
+        what = "embeddings" if config.kind == "embeddings" else "chat/completions"
+        return f"{config.endpoint.rstrip('/')}/openai/deployments/{deployment}/{what}?{query}"
 
     def models_url(self, config: LLMConfig) -> str | None:
         return None
@@ -512,35 +264,20 @@ class AzureOpenAI(OpenAIChat):
             "temperature": "{{temperature}}",
         }
 
-    def default_body(self, config: LLMConfig, prompt: Prompt) -> dict:
+    def write(self, config: LLMConfig, prompt: Prompt) -> Any:
         # Azure picks the model by deployment in the URL, not by a body field.
-        return {"messages": messages_for(prompt)} | merged_params(config, prompt)
+        if config.request_template is not None:
+            return template.write_request(config, prompt)
+        return openai_chat.write_request(config, prompt, azure=True)
 
 
 class CustomTemplate(Adapter):
     key = "custom"
     label = "Custom JSON template"
-
-    DEFAULT_PATHS = ResponsePaths(
-        content="choices.0.message.content",
-        finish_reason="choices.0.finish_reason",
-        prompt_tokens="usage.prompt_tokens",
-        completion_tokens="usage.completion_tokens",
-        total_tokens="usage.total_tokens",
-    )
-    DEFAULT_TEMPLATE = {
-        "model": "{{model}}",
-        "messages": "{{messages}}",
-        "max_tokens": "{{max_tokens}}",
-        "temperature": "{{temperature}}",
-    }
-
-    def default_template(self) -> dict:
-        return dict(self.DEFAULT_TEMPLATE)
+    wire = template
 
     def normalize(self, endpoint: str) -> tuple[str, list[str]]:
-        url = endpoint.strip()
-        return url, []
+        return endpoint.strip(), []
 
     def url(self, config: LLMConfig) -> str:
         return config.endpoint
@@ -548,30 +285,9 @@ class CustomTemplate(Adapter):
     def models_url(self, config: LLMConfig) -> str | None:
         return None
 
-    def body(self, config: LLMConfig, prompt: Prompt) -> Any:
-        template = config.request_template
-        if template is None:
-            template = self.DEFAULT_TEMPLATE
-        return render_template(template, template_values(config, prompt))
-
-    def parse(self, data: Any, config: LLMConfig) -> tuple[str, str, Usage]:
-        paths = config.response_paths
-        defaults = self.DEFAULT_PATHS
-        content_path = paths.content or defaults.content
-        content = get_path(data, content_path)
-        if content is None:
-            raise LLMError("bad_response", f"Nothing at the content path {content_path!r}.")
-        if not isinstance(content, str):
-            content = _text_of(content) if isinstance(content, list) else json.dumps(content)
-        return (
-            content,
-            _reason(get_path(data, paths.finish_reason or defaults.finish_reason)),
-            make_usage(
-                get_path(data, paths.prompt_tokens or defaults.prompt_tokens),
-                get_path(data, paths.completion_tokens or defaults.completion_tokens),
-                get_path(data, paths.total_tokens or defaults.total_tokens),
-            ),
-        )
+    def write(self, config: LLMConfig, prompt: Prompt | EmbeddingsInput) -> Any:
+        _check_kind(config, prompt)
+        return template.write_request(config, prompt)
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -579,11 +295,16 @@ ADAPTERS: dict[str, Adapter] = {
     for a in (
         OpenAIChat(),
         OpenAICompletions(),
+        OpenAIEmbeddings(),
         AnthropicMessages(),
         AzureOpenAI(),
         CustomTemplate(),
     )
 }
+# Protocols whose servers speak OpenAI's chat format: a call in that format is forwarded.
+OPENAI_SHAPED = {"openai-chat", "azure-openai"}
+# Protocols an embeddings model may use (besides a custom template).
+EMBEDDINGS_PROTOCOLS = ("openai-embeddings", "openai-chat", "azure-openai", "custom")
 
 
 def adapter_for(protocol: str) -> Adapter:

@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,22 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+# A route's first-token timeout: reads before a stream's first token must also end by
+# it (a slow first token fails over while nothing has reached the caller); cleared by
+# first_token_seen() once the first token is in.
+_first_token: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "first_token", default=None
+)
+
+
+def expect_first_token(seconds: float | None) -> None:
+    """In the current context, a stream's first token must come within `seconds`."""
+    _first_token.set(None if seconds is None else time.monotonic() + seconds)
+
+
+def first_token_seen() -> None:
+    if _first_token.get() is not None:
+        _first_token.set(None)
 
 
 def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
@@ -131,7 +148,11 @@ def resolve_checked(host: str, port: int) -> list[str]:
 
 
 def _remaining(timeout: float | None, exc: type[Exception]) -> float | None:
-    deadline = _deadline.get()
+    deadline, first = _deadline.get(), _first_token.get()
+    if first is not None and (deadline is None or first < deadline):
+        if first - time.monotonic() <= 0:
+            raise exc("first token deadline reached")
+        deadline = first
     if deadline is None:
         return timeout
     remaining = deadline - time.monotonic()
@@ -329,7 +350,7 @@ def _ssl_context(options: ClientOptions) -> ssl.SSLContext:
     if options.ca_bundle.strip():
         try:
             context.load_verify_locations(cadata=options.ca_bundle)
-        except (ssl.SSLError, ValueError) as exc:
+        except (ssl.SSLError, ValueError, TypeError) as exc:  # TypeError: not ASCII
             raise LLMError("config", "The CA bundle is not valid PEM.") from exc
     if not options.verify_tls:
         context.check_hostname = False
@@ -355,7 +376,8 @@ def _client_settings() -> dict:
         "follow_redirects": False,
         "trust_env": False,
         "cookies": CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        "headers": {"User-Agent": USER_AGENT},
+        # Compressed answers are refused or inflated under the cap (_Body): ask for none.
+        "headers": {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
     }
 
 
@@ -417,6 +439,11 @@ def _classify_transport_error(exc: Exception) -> LLMError:
         current = current.__cause__ or current.__context__
     text = " ".join(str(e) for e in chain)
     if isinstance(exc, httpx.TimeoutException):
+        first = _first_token.get()
+        if first is not None and time.monotonic() >= first - 0.01:
+            return LLMError(
+                "timeout", "No first token came within the route's first-token timeout."
+            )
         phase = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for the answer"
         return LLMError("timeout", f"Timed out while {phase}.")
     if any(isinstance(e, ssl.SSLError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in text:
@@ -585,35 +612,97 @@ async def finish_async(lines: AsyncIterator[str]) -> None:
                 break
 
 
-def _cap(response: httpx.Response, limit: int | None) -> int:
-    limit = limit or settings.LLM_MAX_RESPONSE_BYTES
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise LLMError("oversized", f"The answer is {int(declared)} bytes, over the {limit} cap.")
-    return limit
+class _Body:
+    """A response body as it arrives: decoded, every byte counted against the cap before
+    anything is kept, on the wire and once decompressed (a small gzip body can inflate to
+    gigabytes). Only gzip and deflate are undone; the client asks for neither."""
+
+    def __init__(self, response: httpx.Response, limit: int | None):
+        self.limit = limit or settings.LLM_MAX_RESPONSE_BYTES
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            raise LLMError(
+                "oversized", f"The answer is {int(declared)} bytes, over the {self.limit} cap."
+            )
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding in ("", "identity"):
+            self.inflate = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            self.inflate = zlib.decompressobj(47)  # gzip or zlib, told apart by the header
+        else:
+            raise LLMError(
+                "bad_response", f"The answer is compressed as {encoding[:40]}, which is refused."
+            )
+        self.wire = self.size = 0
+
+    def decode(self, chunk: bytes) -> bytes:
+        self.wire += len(chunk)
+        if self.wire > self.limit:
+            raise LLMError("oversized", f"The answer exceeds the {self.limit} byte cap.")
+        if self.inflate is not None:
+            try:
+                chunk = self.inflate.decompress(chunk, self.limit - self.size + 1)
+            except zlib.error as exc:
+                raise LLMError("bad_response", "The compressed answer is corrupt.") from exc
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise LLMError("oversized", f"The answer exceeds the {self.limit} byte cap.")
+        return chunk
 
 
-def _add_capped(body: bytearray, chunk: bytes, limit: int) -> None:
-    body += chunk
-    if len(body) > limit:
-        raise LLMError("oversized", f"The answer exceeds the {limit} byte cap.")
+class _Lines:
+    """Split decoded bytes into text lines (LF or CRLF), refusing a line longer than the
+    cap at once rather than assembling it first."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pending = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        if len(self.pending) > self.limit:
+            raise LLMError(
+                "bad_response", f"A line of the answer is over the {self.limit} byte cap."
+            )
+        # A line ends at a newline, which no multi-byte UTF-8 character holds.
+        return [line.removesuffix(b"\r").decode("utf-8", "replace") for line in lines]
+
+    def end(self) -> list[str]:
+        rest, self.pending = self.pending, b""
+        return [rest.removesuffix(b"\r").decode("utf-8", "replace")] if rest else []
 
 
 def read_capped(response: httpx.Response, limit: int | None = None) -> bytes:
-    """Read the whole body, refusing more than the size cap."""
-    limit = _cap(response, limit)
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        _add_capped(body, chunk, limit)
-    return bytes(body)
+    """Read the whole body, refusing more than the size cap (on the wire and decoded)."""
+    body = _Body(response, limit)
+    return b"".join(body.decode(chunk) for chunk in response.iter_raw())
 
 
 async def read_capped_async(response: httpx.Response, limit: int | None = None) -> bytes:
-    limit = _cap(response, limit)
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        _add_capped(body, chunk, limit)
-    return bytes(body)
+    body, parts = _Body(response, limit), []
+    async for chunk in response.aiter_raw():
+        parts.append(body.decode(chunk))
+    return b"".join(parts)
+
+
+def lines(response: httpx.Response) -> Iterator[str]:
+    """The body's lines as they arrive, within the size cap."""
+    body = _Body(response, None)
+    split = _Lines(body.limit)
+    for chunk in response.iter_raw():
+        yield from split.feed(body.decode(chunk))
+    yield from split.end()
+
+
+async def alines(response: httpx.Response) -> AsyncIterator[str]:
+    body = _Body(response, None)
+    split = _Lines(body.limit)
+    async for chunk in response.aiter_raw():
+        for line in split.feed(body.decode(chunk)):
+            yield line
+    for line in split.end():
+        yield line
 
 
 def send(

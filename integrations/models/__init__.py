@@ -8,12 +8,20 @@ from integrations.models.configuration import (
     CustomModel,
     Integration,
     IntegrationHeader,
+    ModelKind,
     Protocol,
     StoredSecret,
     TestStatus,
     Timestamped,
 )
-from integrations.models.gateway import GatewayKey, UsageDaily, UsageRecord, UsageSource
+from integrations.models.gateway import (
+    GatewayKey,
+    StoredResponse,
+    UsageDaily,
+    UsageRecord,
+    UsageSource,
+)
+from integrations.models.routes import Route, RouteStrategy, RouteTarget, TargetRole
 from integrations.models.team import ApiToken
 
 __all__ = [
@@ -27,8 +35,14 @@ __all__ = [
     "GatewayKey",
     "Integration",
     "IntegrationHeader",
+    "ModelKind",
     "Protocol",
+    "Route",
+    "RouteStrategy",
+    "RouteTarget",
+    "StoredResponse",
     "StoredSecret",
+    "TargetRole",
     "TestStatus",
     "Timestamped",
     "UsageDaily",

@@ -106,6 +106,9 @@ class Integration(Timestamped):
     prompt_tokens_path = models.CharField(max_length=200, blank=True)
     completion_tokens_path = models.CharField(max_length=200, blank=True)
     total_tokens_path = models.CharField(max_length=200, blank=True)
+    tool_calls_path = models.CharField(
+        max_length=200, blank=True, help_text="An OpenAI-shaped list of tool calls"
+    )
     timeout_seconds = models.FloatField(
         default=60, validators=[MinValueValidator(1), MaxValueValidator(600)]
     )
@@ -153,17 +156,28 @@ class TestStatus(models.TextChoices):
     FAILING = "failing", "Failing"
 
 
+class ModelKind(models.TextChoices):
+    CHAT = "chat", "Chat"
+    EMBEDDINGS = "embeddings", "Embeddings"
+
+
 class CustomModel(Timestamped):
     """A model served behind an integration; `model_id` is what is sent upstream."""
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="models")
     name = models.CharField("Model name", max_length=100)
     model_id = models.CharField("Model ID", max_length=200)
+    # What it answers: a conversation (chat) or vectors (embeddings). It sets the URL and
+    # body its calls use, the gateway door that serves it and the Sandbox tab it is in.
+    kind = models.CharField(max_length=12, choices=ModelKind.choices, default=ModelKind.CHAT)
     # What apps pass as `model` to the gateway instead of the catalog name, if set.
     gateway_alias = models.CharField("Gateway alias", max_length=100, blank=True)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # How many tokens the model takes in all (prompt and answer): what a budget reserves
+    # for a call that names no max_tokens. Information only: never sent upstream.
+    context_window = models.PositiveIntegerField(null=True, blank=True)
     temperature = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)]
     )

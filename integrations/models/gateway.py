@@ -27,6 +27,7 @@ class GatewayKey(models.Model):
     allowed = models.ManyToManyField(
         "integrations.CustomModel", blank=True, related_name="+", verbose_name="Models"
     )
+    routes = models.ManyToManyField("integrations.Route", blank=True, related_name="keys")
     rpm = models.PositiveIntegerField("Requests per minute", null=True, blank=True)
     tpm = models.PositiveIntegerField("Tokens per minute", null=True, blank=True)
     monthly_budget = models.DecimalField(
@@ -73,14 +74,26 @@ class UsageRecord(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     estimated = models.BooleanField(default=False)  # the upstream reported no usage
-    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    # Wide enough for the largest price (999,999.999999 per Mtok) times the largest counts.
+    cost = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     ok = models.BooleanField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error_kind = models.CharField(max_length=40, blank=True)
     streamed = models.BooleanField(default=False)
+    # The gateway door it came in by (openai-chat, anthropic-messages, responses,
+    # embeddings); blank for a Sandbox run.
+    door = models.CharField(max_length=24, blank=True)
+    # A call by a route: its name, each attempt ({model, error_kind, status}) and how
+    # many times it moved to another target. `model` is the target that answered.
+    route = models.CharField(max_length=100, blank=True)
+    attempts = models.JSONField(null=True, blank=True)
+    fallbacks = models.PositiveSmallIntegerField(default=0)
     prompt = models.JSONField(null=True, blank=True)  # only when the key asks for it
+    # The row's id in its worker's spool (integrations.gateway.spool): a row a dead worker
+    # left on disk is written once, whoever replays it.
+    spool_id = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -117,7 +130,7 @@ class UsageDaily(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     estimated = models.PositiveIntegerField(default=0)  # calls whose tokens are estimates
-    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    cost = models.DecimalField(max_digits=28, decimal_places=8, default=0)
     h0 = models.PositiveIntegerField(default=0)
     h1 = models.PositiveIntegerField(default=0)
     h2 = models.PositiveIntegerField(default=0)
@@ -136,3 +149,23 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return self.slot
+
+
+class StoredResponse(models.Model):
+    """A /v1/responses answer kept for its key (`store`, the default): fetched or deleted
+    by id, and continued from with `previous_response_id`, until it expires
+    (RESPONSES_RETENTION_DAYS). What it holds was scrubbed like any reply."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    key = models.ForeignKey(GatewayKey, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    # The conversation up to and including this answer, as Responses input items.
+    history = models.JSONField(default=list)
+    response = models.JSONField()  # as its caller received it
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.id

@@ -16,10 +16,9 @@ def pretty_json(value) -> str:
 @register.filter
 def held_handle(bound_field) -> str:
     """Return a handle under which a typed secret row value is held for the next post."""
-    from integrations.held import held_handle as hold
+    from integrations.held import held_handle as handle
 
-    value = bound_field.value()
-    return hold(value if isinstance(value, str) else "", bound_field.field.widget.user)
+    return handle(bound_field)
 
 
 @register.filter

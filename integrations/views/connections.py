@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations import receipts, services, writes
 from integrations.forms import NEW, ConnectionPage, default_template_text
-from integrations.llm import client, inputs
+from integrations.llm import inputs, preview
 from integrations.llm.errors import LLMError
 from integrations.llm.presets import PRESETS
 from integrations.models import (
@@ -54,9 +54,9 @@ def _page_ctx(form: ConnectionPage, title: str, cancel_url: str) -> dict:
 
 
 def _run_test(request, form: ConnectionPage, ctx: dict) -> None:
-    prompt = services.test_prompt(form.test_params)
-    ctx["curl"] = client.curl_command(form.config, prompt)
-    ctx["preview"] = client.preview_request(form.config, prompt)
+    prompt = services.test_prompt(form.test_params, form.config.kind)
+    ctx["curl"] = preview.curl_command(form.config, prompt)
+    ctx["preview"] = preview.preview_request(form.config, prompt)
     if request.POST.get("action") == "preview":
         return
     # Recorded against the integration only: a test of an unsaved change moves no badge.

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from integrations import services
-from integrations.llm import client, inputs
+from integrations.llm import inputs, preview
 from integrations.llm.config import LLMConfig
 from integrations.llm.errors import LLMError
 from integrations.llm.protocols import ADAPTERS
@@ -35,8 +35,12 @@ def endpoint_preview(request):
                 model_id=request.GET.get("model_id", "") or "MODEL",
                 deployment=request.GET.get("deployment", ""),
                 api_version=request.GET.get("api_version", ""),
+                kind="embeddings" if request.GET.get("kind") == "embeddings" else "chat",
             )
-            ctx.update(resolved=adapter.url(config), warnings=warnings)
+            try:
+                ctx.update(resolved=adapter.url(config), warnings=warnings)
+            except LLMError as exc:  # e.g. an embeddings model on Anthropic's protocol
+                ctx["error"] = exc.message
     return render(request, "integrations/connection_form.html#url-preview", ctx)
 
 
@@ -49,7 +53,7 @@ def fetch_models(request, pk):
     existing = set(integration.models.values_list("model_id", flat=True))
     ctx: dict = {"integration": integration}
     try:
-        ids = client.list_models(services.config_for(integration))
+        ids = preview.list_models(services.config_for(integration))
         ctx["available"] = [{"id": i, "added": i in existing} for i in ids]
     except LLMError as exc:
         ctx["error"] = exc

@@ -96,6 +96,10 @@
       if (e.target.name === "preset") applyPreset();
       if (e.target.name === "protocol") { swapTemplate(lastProtocol, value("protocol")); }
       lastProtocol = value("protocol");
+      // Where requests go depends on the protocol and the model's kind: show it again.
+      if (e.target.name === "protocol" || e.target.name === "kind") {
+        form().elements["endpoint"].dispatchEvent(new Event("change", { bubbles: true }));
+      }
       if (e.target.name === "secret" || /-secret$/.test(e.target.name)) {
         const input = e.target.closest(".header-row").querySelector("input[name$='-value']");
         input.type = e.target.checked ? "password" : "text";

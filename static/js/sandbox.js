@@ -38,14 +38,46 @@
     });
   }
 
-  function addTurn(role, content) {
+  function addTurn(role, content, extra) {
     const template = document.getElementById("turn-template");
     const turn = template.content.firstElementChild.cloneNode(true);
     turn.querySelector("select").value = role;
     turn.querySelector("textarea").value = content || "";
+    if (extra && extra.calls) {
+      turn.querySelector("[name=turn_tool_calls]").value = JSON.stringify(extra.calls);
+      const list = el("ul", "tool-calls");
+      extra.calls.forEach(function (call) {
+        const item = el("li");
+        item.appendChild(el("code", "", call.name + "(" + call.arguments + ")"));
+        list.appendChild(item);
+      });
+      turn.querySelector(".turn-body").prepend(list);
+    }
+    if (extra && extra.callId) {
+      turn.querySelector("[name=turn_tool_call_id]").value = extra.callId;
+      turn.classList.add("tool-turn");
+      const note = el("small", "muted", "Result for call " + extra.callId);
+      turn.querySelector(".turn-body").prepend(note);
+    }
     document.getElementById("turns").appendChild(turn);
     renumber();
     return turn;
+  }
+
+  function sendToolResults(panel) {
+    // The message sent, the reply with its tool calls, then one result per call; run again.
+    const f = form();
+    const draft = f.elements["user_prompt"];
+    if (draft.value.trim()) addTurn("user", draft.value);
+    draft.value = "";
+    const calls = JSON.parse(panel.dataset.toolCalls);
+    addTurn("assistant", panel.dataset.reply, { calls: calls });
+    calls.forEach(function (call) {
+      const input = panel.querySelector('[data-tool-result="' + CSS.escape(call.id) + '"]');
+      addTurn("tool", input ? input.value : "", { callId: call.id });
+    });
+    syncVariables();
+    f.requestSubmit(document.getElementById("run-button"));
   }
 
   function lastRole() {
@@ -285,6 +317,8 @@
       syncVariables();
     } else if (target.matches("[data-continue]")) {
       continueFrom(target.closest("article"));
+    } else if (target.matches("[data-send-tool-results]")) {
+      sendToolResults(target.closest("[data-tool-calls]"));
     } else if (target.matches("[data-add-column]")) {
       addColumn(target);
     } else if (target.matches("[data-remove-column]")) {

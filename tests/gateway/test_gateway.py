@@ -4,7 +4,6 @@ keys and their scopes, limits under concurrency, streams, translation, metering.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -17,6 +16,7 @@ from django.utils import timezone
 from integrations.gateway import keys
 from integrations.models import CustomModel, UsageRecord
 from tests.conftest import CANARY, CANARY_HEADER
+from tests.gateway.crowd import burst
 from tests.upstream import openai_reply, reply_json, reply_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -162,12 +162,10 @@ def test_bad_requests_answer_400_naming_the_parameter(gateway, make_integration,
         ({"messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
         ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
         (
-            {
-                "messages": [{"role": "user", "content": "x"}],
-                "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
-            },
-            "tools",
+            {"messages": [{"role": "user", "content": "x"}], "presence_penalty": 0.5},
+            "presence_penalty",
         ),
+        ({"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
     ]
     for body, param in cases:
         with pytest.raises(openai.BadRequestError) as refused:
@@ -234,27 +232,7 @@ def shared(request):
     return request.param
 
 
-def _burst(sdk, count: int) -> list:
-    outcomes: list = []
-
-    def one():
-        try:
-            sdk.chat.completions.create(
-                # 48 characters: estimated at the 12 tokens the upstream reports
-                model="Model A",
-                messages=[{"role": "user", "content": "h" * 48}],
-                max_tokens=3,
-            )
-            outcomes.append("ok")
-        except openai.RateLimitError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return outcomes
+TWELVE_TOKENS = "h" * 48  # estimated at the 12 tokens the upstream reports
 
 
 def test_requests_per_minute_hold_under_twenty_concurrent_callers(
@@ -262,7 +240,7 @@ def test_requests_per_minute_hold_under_twenty_concurrent_callers(
 ):
     make_integration()
     _, raw = keys.create(bob, "app", rpm=5)
-    outcomes = _burst(gateway(raw), 20)
+    outcomes = burst(gateway(raw), 20, TWELVE_TOKENS, max_tokens=3)
     assert outcomes.count("ok") == 5
     refused = [o for o in outcomes if o != "ok"]
     assert len(refused) == 15
@@ -276,7 +254,7 @@ def test_the_budget_holds_under_twenty_concurrent_callers(
     # Each call: 12 prompt + 3 completion tokens at $100,000/M each = $1.50; budget $5.
     make_integration(price_input_per_mtok="100000", price_output_per_mtok="100000")
     key, raw = keys.create(bob, "app", monthly_budget=Decimal("5"))
-    outcomes = _burst(gateway(raw), 20)
+    outcomes = burst(gateway(raw), 20, TWELVE_TOKENS, max_tokens=3)
     usage_rows(outcomes.count("ok"))
     spent = sum(r.cost for r in UsageRecord.objects.filter(key=key))
     assert 1 <= outcomes.count("ok") <= 4
@@ -407,7 +385,7 @@ def test_the_background_writer_batches_rows_and_totals(
 
 
 def test_unknown_gateway_paths_answer_in_openais_shape(client):
-    response = client.get("/v1/embeddings")
+    response = client.get("/v1/no-such-door")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_url"
     wrong = client.get("/v1/chat/completions")

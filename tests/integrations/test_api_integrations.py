@@ -40,6 +40,9 @@ def polyglot(rec, h):
         return answer(h, 200, ANTHROPIC)
     if path.endswith("/v1/completions"):
         return answer(h, 200, {"choices": [{"text": "pong", "finish_reason": "stop"}]})
+    if path.endswith("/v1/embeddings"):
+        vector = {"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}
+        return answer(h, 200, {"data": [vector], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
     return answer(h, 200, openai_reply())
 
 
@@ -93,6 +96,8 @@ def test_the_api_creates_every_protocol_with_every_auth_kind(editor_api, upstrea
     }
     if protocol == "custom":
         payload["request_template"] = {"model": "{{model}}", "messages": "{{messages}}"}
+    if protocol == "openai-embeddings":  # an endpoint that serves embeddings models only
+        payload["models"][0]["kind"] = "embeddings"
     status, body = editor_api.call("post", "integrations", payload)
     assert status == 201, body
     sent = [r for r in upstream.requests if not r.path.endswith("/token")][-1]

@@ -3,7 +3,9 @@
 The key is stored as the README's example does it: a header auth named Authorization
 holding "Bearer K", so an upstream that says "Incorrect API key provided: K" echoes
 only a part of the stored secret. Every surface a person, a script or a log can see is
-then searched for any 8-character run of a secret, also after decoding.
+then searched, also after decoding, for each secret whole and for any run of it that
+holds 64 bits beyond its public prefix (the scrubber's rule: a shorter run may show,
+so that masking teaches a caller nothing; see test_scrubber_oracle.py).
 """
 
 from __future__ import annotations
@@ -44,16 +46,22 @@ def encodings(secret: str) -> list[str]:
 ECHO = " | ".join(e for s in SECRETS for e in encodings(s))
 
 
+# Both canaries end in 20 hex digits after a public "xx-canary-": 64 bits are 16 of them.
+RUN = 16
+
+
 def leaks(text: str) -> list[str]:
-    """Return every 8-character run of a secret found in text, as sent or decoded."""
+    """Return each secret, or run of RUN characters of its body, found in text as sent or
+    decoded, and a base64 spelling that holds as much."""
     found = []
     decoded = unquote(text.encode().decode("unicode_escape", "ignore")).replace("\\/", "/")
     for view in (text, decoded):
         for secret in SECRETS:
-            for i in range(len(secret) - 7):
-                if secret[i : i + 8] in view:
-                    found.append(secret[i : i + 8])
-            if base64.b64encode(secret.encode()).decode()[:16] in view:
+            body = secret[secret.index("canary-") + 7 :]
+            found += [
+                body[i : i + RUN] for i in range(len(body) - RUN + 1) if body[i : i + RUN] in view
+            ]
+            if base64.b64encode(secret.encode()).decode()[:36] in view:
                 found.append("base64")
     return found
 

@@ -24,7 +24,9 @@ LITELLM_INVALID_MODEL = {
 
 
 def _call(url: str):
-    return client.call(typed(LLMConfig(endpoint=url + "/v1", model_id="gpt-5")), Prompt(user="hi"))
+    return client.call(
+        typed(LLMConfig(endpoint=url + "/v1", model_id="gpt-5")), Prompt.of(user="hi")
+    )
 
 
 def test_litellms_invalid_model_name_is_an_unknown_model(upstream):

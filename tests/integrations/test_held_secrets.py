@@ -36,10 +36,10 @@ def test_a_typed_secret_survives_an_error_re_render_and_is_saved(client, bob, up
 
 
 def test_a_handle_is_useless_to_anyone_else(bob, charlie):
-    handle = held.hold(CANARY, bob)
-    assert held.take(handle, charlie) == ""
-    assert held.take(handle, bob) == CANARY
-    assert held.take("made-up", bob) == ""
+    handle = held.hold(CANARY, bob, "add", "new_auth_token")
+    assert held.take(handle, charlie, "add", "new_auth_token") == ""
+    assert held.take(handle, bob, "add", "new_auth_token") == CANARY
+    assert held.take("made-up", bob, "add", "new_auth_token") == ""
 
 
 def test_save_and_disable_after_a_refused_change_saves_the_typed_key(

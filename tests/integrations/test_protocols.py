@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.llm.client import build_request, preview_request
 from integrations.llm.config import AuthConfig, Header, LLMConfig, Prompt, ResponsePaths
-from integrations.llm.errors import LLMError
-from integrations.llm.protocols import adapter_for, parse_template, render_template
+from integrations.llm.preview import build_request, preview_request
+from integrations.llm.protocols import adapter_for
+from integrations.llm.wires.template import parse as parse_template
+from integrations.llm.wires.template import render as render_template
 from tests.conftest import typed
 
-PROMPT = Prompt(system="Be brief.", user="Hi", params={"max_tokens": 50, "temperature": 0.2})
+PROMPT = Prompt.of(system="Be brief.", user="Hi", params={"max_tokens": 50, "temperature": 0.2})
 
 OPENAI_REPLY = {
     "id": "chatcmpl-abc",
@@ -84,8 +85,15 @@ def config(**kwargs) -> LLMConfig:
     return typed(LLMConfig(**base))
 
 
+def parse(protocol: str, data, cfg):
+    """Read a reply the way the client does: (text, unified finish reason, usage)."""
+    completion = adapter_for(protocol).read(data, cfg, PROMPT)
+    finish = completion.finish.reason if completion.finish else ""
+    return completion.message.text(), finish, completion.usage
+
+
 def test_it_parses_openai_chat_reply_and_usage():
-    content, finish, usage = adapter_for("openai-chat").parse(OPENAI_REPLY, config())
+    content, finish, usage = parse("openai-chat", OPENAI_REPLY, config())
     assert content == "Hello there!"
     assert finish == "stop"
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (30, 55, 85)
@@ -93,14 +101,14 @@ def test_it_parses_openai_chat_reply_and_usage():
 
 def test_it_reports_usage_as_not_reported_when_missing():
     reply = {k: v for k, v in OPENAI_REPLY.items() if k != "usage"}
-    _, _, usage = adapter_for("openai-chat").parse(reply, config())
+    _, _, usage = parse("openai-chat", reply, config())
     assert usage.reported is False
 
 
 def test_it_parses_anthropic_input_and_output_tokens():
-    content, finish, usage = adapter_for("anthropic-messages").parse(ANTHROPIC_REPLY, config())
+    content, finish, usage = parse("anthropic-messages", ANTHROPIC_REPLY, config())
     assert content == "Hello! How can I help?"
-    assert finish == "end_turn"
+    assert finish == "stop"
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (12, 6, 18)
 
 
@@ -110,7 +118,7 @@ def test_it_builds_anthropic_request_with_system_and_version_header():
         endpoint="https://api.anthropic.com/v1",
         auth=AuthConfig(kind="header", header_name="x-api-key", token="sk-ant-xyz123456789"),
     )
-    url, headers, body, _ = build_request(cfg, Prompt("sys", "hello", {"stop": "END"}))
+    url, headers, body, _ = build_request(cfg, Prompt.of("sys", "hello", {"stop": "END"}))
     assert url == "https://api.anthropic.com/v1/messages"
     assert headers["anthropic-version"] == "2023-06-01"
     assert headers["x-api-key"] == "sk-ant-xyz123456789"
@@ -135,7 +143,7 @@ def test_it_builds_azure_url_with_deployment_api_version_and_api_key_header():
     )
     assert headers["api-key"] == "azure-key-abcdef123456"
     assert "model" not in body
-    content, finish, usage = adapter_for("azure-openai").parse(AZURE_REPLY, cfg)
+    content, finish, usage = parse("azure-openai", AZURE_REPLY, cfg)
     assert (content, finish, usage.total_tokens) == ("Azure says hi", "length", 30)
 
 
@@ -151,7 +159,7 @@ def test_it_parses_gemini_openai_compatible_reply():
     cfg = config(endpoint="https://generativelanguage.googleapis.com/v1beta/openai")
     url, _, _, _ = build_request(cfg, PROMPT)
     assert url == "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
-    content, _, usage = adapter_for("openai-chat").parse(GEMINI_REPLY, cfg)
+    content, _, usage = parse("openai-chat", GEMINI_REPLY, cfg)
     assert content == "Gemini here" and usage.total_tokens == 13
 
 
@@ -160,14 +168,13 @@ def test_it_builds_and_parses_legacy_completions():
     url, _, body, _ = build_request(cfg, PROMPT)
     assert url.endswith("/v1/completions")
     assert body["prompt"] == "Be brief.\n\nHi"
-    content, finish, usage = adapter_for("openai-completions").parse(COMPLETIONS_REPLY, cfg)
+    content, finish, usage = parse("openai-completions", COMPLETIONS_REPLY, cfg)
     assert (content, finish, usage.total_tokens) == ("legacy text", "length", 12)
 
 
-def test_it_fails_with_bad_response_when_choices_are_missing():
-    with pytest.raises(LLMError) as exc:
-        adapter_for("openai-chat").parse({"id": "x", "usage": {}}, config())
-    assert exc.value.kind == "bad_response"
+def test_a_reply_without_choices_is_refused_as_a_wrong_shape():
+    with pytest.raises(ValueError, match="no choices"):  # the client calls it bad_response
+        parse("openai-chat", {"id": "x", "usage": {}}, config())
 
 
 CUSTOM_TEMPLATE_TEXT = """{
@@ -195,7 +202,7 @@ def test_it_renders_a_custom_template_with_typed_placeholders():
             completion_tokens="meta.tokens.out",
         ),
     )
-    url, _, body, _ = build_request(cfg, Prompt("sys", 'say "hi"', {"max_tokens": 20}))
+    url, _, body, _ = build_request(cfg, Prompt.of("sys", 'say "hi"', {"max_tokens": 20}))
     assert url == "https://llm.internal/generate"
     assert body["input"] == {"instruction": "sys", "question": 'Q: say "hi"'}
     assert body["model_name"] == "m-1"
@@ -205,22 +212,21 @@ def test_it_renders_a_custom_template_with_typed_placeholders():
     ]
     # A number stays a number; a placeholder with no value drops its key.
     assert body["params"] == {"limit": 20}
-    content, finish, usage = adapter_for("custom").parse(CUSTOM_REPLY, cfg)
-    assert (content, finish) == ("custom answer", "done")
+    content, finish, usage = parse("custom", CUSTOM_REPLY, cfg)
+    assert (content, finish) == ("custom answer", "other")  # "done" is no reason we know
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (11, 4, 15)
 
 
 def test_it_reads_custom_reply_paths_with_list_indices():
     cfg = config(protocol="custom", response_paths=ResponsePaths(content="results[0].generated"))
-    content, _, usage = adapter_for("custom").parse({"results": [{"generated": "x"}]}, cfg)
+    content, _, usage = parse("custom", {"results": [{"generated": "x"}]}, cfg)
     assert content == "x" and not usage.reported
 
 
 def test_it_fails_with_bad_response_when_the_custom_content_path_is_empty():
     cfg = config(protocol="custom", response_paths=ResponsePaths(content="output.text"))
-    with pytest.raises(LLMError) as exc:
-        adapter_for("custom").parse({"output": {}}, cfg)
-    assert exc.value.kind == "bad_response" and "output.text" in exc.value.message
+    with pytest.raises(ValueError, match="output.text"):  # the client calls it bad_response
+        parse("custom", {"output": {}}, cfg)
 
 
 def test_it_rejects_an_invalid_template_with_a_clear_message():
@@ -326,11 +332,16 @@ LITELLM_ANTHROPIC_STREAM = [
 
 
 def test_anthropic_stream_usage_is_read_cumulatively_as_litellm_sends_it():
-    adapter = adapter_for("anthropic-messages")
-    state: dict = {}
-    text = "".join(adapter.parse_event(event, state) for event in LITELLM_ANTHROPIC_STREAM)
-    usage = state["usage"]
-    assert text == "Hi" and state["finish_reason"] == "end_turn"
+    from integrations.llm.chat import Accumulator
+
+    reader, folded = adapter_for("anthropic-messages").stream_reader(PROMPT), Accumulator()
+    for event in LITELLM_ANTHROPIC_STREAM:
+        for neutral in reader.feed(event):
+            folded.feed(neutral)
+    usage = folded.usage
+    assert (
+        folded.text == "Hi" and folded.finish.raw == "end_turn" and folded.finish.reason == "stop"
+    )
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (19, 3, 22)
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 
 from integrations import services
-from integrations.llm import client, inputs
+from integrations.llm import client, inputs, preview
 from integrations.models import AuthKind, AuthProfile, Integration, StoredSecret
 from tests.conftest import CANARY, CANARY_HEADER
 from tests.integrations.test_api import Api
@@ -251,7 +251,7 @@ def test_the_curl_preview_hides_a_query_key_that_url_encoding_changes(upstream):
             auth=AuthConfig(kind="query", query_param="key", token=key),
         )
     )
-    curl = client.curl_command(config, services.test_prompt(None))
+    curl = preview.curl_command(config, services.test_prompt(None))
     assert "${API_KEY}" in curl
     for form in (key, "qk%2B%2F%3Dabc123XYZ987", "abc123XYZ987"):
         assert form not in curl

@@ -25,7 +25,7 @@ from tests.upstream import (
     reply_trickle,
 )
 
-PROMPT = Prompt(system="sys", user="hello", params={"max_tokens": 8})
+PROMPT = Prompt.of(system="sys", user="hello", params={"max_tokens": 8})
 SECRET = "sk-live-secret-abcdef0123456789"
 
 

@@ -13,6 +13,7 @@ import pytest
 from django.test import override_settings
 
 from integrations.llm import transport
+from integrations.llm.chat import BlockDelta
 from integrations.llm.client import acall, astream
 from integrations.llm.config import CallResult, LLMConfig
 from tests.integrations.test_transport import PROMPT, SECRET, cfg
@@ -37,7 +38,8 @@ def run(coroutine):
 def streamed(config) -> tuple[list[str], CallResult]:
     async def collect():
         parts = [item async for item in astream(config, PROMPT)]
-        return parts[:-1], parts[-1]
+        texts = [p.text for p in parts[:-1] if isinstance(p, BlockDelta) and p.kind == "text"]
+        return [t for t in texts if t], parts[-1]
 
     return run(collect())
 

@@ -233,11 +233,11 @@ def test_anthropic_and_completions_protocols_carry_the_conversation():
         {"role": "assistant", "content": "Hello"},
         {"role": "user", "content": "Again"},
     )
-    prompt = Prompt(system="S", user="Again", turns=turns)
+    prompt = Prompt.of(system="S", user="Again", turns=turns)
     config = LLMConfig(endpoint="http://h/v1", model_id="m")
-    anthropic = adapter_for("anthropic-messages").body(config, prompt)
+    anthropic = adapter_for("anthropic-messages").write(config, prompt)
     assert anthropic["system"] == "S" and anthropic["messages"] == list(turns)
-    legacy = adapter_for("openai-completions").body(config, prompt)
+    legacy = adapter_for("openai-completions").write(config, prompt)
     assert legacy["prompt"] == "S\n\nUser: Hi\n\nAssistant: Hello\n\nUser: Again\n\nAssistant:"
 
 

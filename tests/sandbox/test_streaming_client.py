@@ -6,12 +6,13 @@ import json
 import time
 
 from integrations.llm import transport
+from integrations.llm.chat import BlockDelta, BlockStarted
 from integrations.llm.client import stream
 from integrations.llm.config import AuthConfig, CallResult, LLMConfig, Prompt
 from tests.conftest import typed
 from tests.upstream import openai_reply, reply_anthropic_sse, reply_json, reply_sse
 
-PROMPT = Prompt("sys", "hi", {"max_tokens": 20})
+PROMPT = Prompt.of("sys", "hi", {"max_tokens": 20})
 
 
 def cfg(upstream, **kwargs):
@@ -19,8 +20,10 @@ def cfg(upstream, **kwargs):
 
 
 def collect(gen):
+    """The text deltas a stream yielded, and its final result."""
     items = list(gen)
-    return [i for i in items if isinstance(i, str)], items[-1]
+    texts = [i.text for i in items if isinstance(i, BlockDelta) and i.kind == "text" and i.text]
+    return texts, items[-1]
 
 
 def test_it_streams_tokens_and_reads_the_final_usage(upstream):
@@ -83,7 +86,8 @@ def test_a_stream_that_breaks_midway_fails_and_keeps_the_partial_text(upstream):
 def test_an_endpoint_that_answers_json_falls_back_cleanly(upstream):
     upstream.handler = reply_json(openai_reply("plain answer"))
     tokens, result = collect(stream(cfg(upstream), PROMPT))
-    assert tokens == [] and result.ok and result.content == "plain answer"
+    # Answered in one piece: the text still comes as a delta before the result.
+    assert tokens == ["plain answer"] and result.ok and result.content == "plain answer"
     assert not result.streamed and result.usage.total_tokens == 15
 
 
@@ -114,7 +118,7 @@ def test_anthropic_streams_with_input_and_output_tokens(upstream):
     upstream.handler = reply_anthropic_sse(["Hi", " there"], input_tokens=9, output_tokens=2)
     tokens, result = collect(stream(cfg(upstream, protocol="anthropic-messages"), PROMPT))
     assert tokens == ["Hi", " there"]
-    assert result.ok and result.finish_reason == "end_turn"
+    assert result.ok and result.finish_reason == "stop" and result.finish.raw == "end_turn"
     assert (
         result.usage.prompt_tokens,
         result.usage.completion_tokens,
@@ -125,7 +129,8 @@ def test_anthropic_streams_with_input_and_output_tokens(upstream):
 def test_closing_the_stream_early_closes_the_upstream_connection(upstream):
     upstream.handler = reply_sse([f"w{i} " for i in range(50)], delay=0.05)
     gen = stream(cfg(upstream), PROMPT)
-    assert next(gen) == "w0 "
+    assert next(gen) == BlockStarted(0, "text")
+    assert next(gen).text == "w0 "
     gen.close()
     import time
 
