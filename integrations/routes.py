@@ -73,21 +73,25 @@ def target_problem(targets: list[TargetSpec]) -> str:
     return ""
 
 
-def _test_one(route: Route, target: TargetSpec) -> CallResult:
+def _test_call(route: Route, target: TargetSpec):
+    """What testing a target calls with the route's settings, or the error that stops it.
+    Read here, in the request's thread: the calls run in a pool without the database."""
     model = target.model
     try:
         config = services.config_for(model.integration, model)
     except LLMError as exc:
-        return CallResult(ok=False, error=exc)
+        return lambda: CallResult(ok=False, error=exc)
     config = replace(config, timeout=min(config.timeout, float(route.deadline_seconds)))
     params = model.test_model_parameters or services.DEFAULT_TEST_PARAMETERS
-    return client.call(config, services.test_prompt(params, config.kind))
+    prompt = services.test_prompt(params, config.kind)
+    return lambda: client.call(config, prompt)
 
 
 def test_targets(route: Route, targets: list[TargetSpec], request=None) -> list[Tested]:
     """Call every target with the route's settings, at once, and record each test."""
+    calls = [_test_call(route, t) for t in targets]
     with ThreadPoolExecutor(max_workers=min(8, len(targets) or 1)) as pool:
-        results = list(pool.map(lambda t: _test_one(route, t), targets))
+        results = list(pool.map(lambda call: call(), calls))
     tested = []
     for target, result in zip(targets, results, strict=True):
         model = target.model

@@ -363,8 +363,13 @@ def objects(make_integration, users):
     from integrations.gateway import keys
 
     gateway_key, _ = keys.create(users["editor"], "app")
+    from integrations.models import Route, RouteTarget
+
+    route = Route.objects.create(name="Steady", created_by=users["editor"])
+    RouteTarget.objects.create(route=route, model=model, position=0)
     return {
         "gateway_key": gateway_key,
+        "route": route,
         "model": model,
         "integration": model.integration,
         "profile": model.integration.auth_profile,

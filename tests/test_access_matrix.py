@@ -62,6 +62,11 @@ PAGES = {
     "team-user-link": ("post", ADMIN),
     "audit": ("get", ADMIN),
     "export-import": ("get", ADMIN),
+    "routes": ("get", LOGIN),
+    "route-detail": ("get", LOGIN),
+    "route-add": ("get", EDITOR),
+    "route-edit": ("get", EDITOR),
+    "route-delete": ("get", EDITOR),
     "gateway-keys": ("get", EDITOR),
     "gateway-key-revoke": ("post", EDITOR),
     "usage": ("get", LOGIN),
@@ -103,6 +108,11 @@ API = {
     ("delete", "/api/v2/integrations/{integration_id}"): EDITOR,
     ("post", "/api/v2/integrations/{integration_id}/models"): EDITOR,
     ("post", "/api/v2/llm_configurations"): EDITOR,
+    ("get", "/api/v2/routes"): LOGIN,
+    ("post", "/api/v2/routes"): EDITOR,
+    ("get", "/api/v2/routes/{route_id}"): LOGIN,
+    ("put", "/api/v2/routes/{route_id}"): EDITOR,
+    ("delete", "/api/v2/routes/{route_id}"): EDITOR,
 }
 ALLOWED = {
     PUBLIC: {"admin", "editor", "member", "anonymous", "deactivated"},
@@ -153,6 +163,9 @@ def args_for(name: str, o: dict) -> list:
         "sandbox-rerun": [o["run"].pk],
         "sandbox-prompt-delete": [o["prompt"].pk],
         "gateway-key-revoke": [o["gateway_key"].pk],
+        "route-detail": [o["route"].pk],
+        "route-edit": [o["route"].pk],
+        "route-delete": [o["route"].pk],
         "gateway-model": ["Model A"],
         "gateway-response": ["resp_none"],
         "api-token-revoke": [o["token"].pk],
@@ -210,6 +223,8 @@ def api_body(method: str, path: str, upstream, o: dict) -> dict | None:
         return {"name": "p", "type": "bearer", "token": "t"}
     if (method, path) == ("post", "/api/v2/gateway-keys"):
         return {"name": "app", "models": [str(o["model"].pk)], "rpm": 10}
+    if method in ("post", "put") and path.startswith("/api/v2/routes"):
+        return {"name": f"matrix-{method}", "targets": [{"model": str(o["model"].pk)}]}
     if (method, path) == ("post", "/api/v2/chat"):
         return {"model": str(o["model"].pk), "user": "hi"}
     if (method, path) == ("post", "/api/v2/integrations"):
@@ -264,6 +279,7 @@ def test_the_api_answers_each_caller_as_the_matrix_says(
             profile_id=objects["profile"].pk,
             integration_id=objects["model"].integration_id,
             key_id=objects["gateway_key"].pk,
+            route_id=objects["route"].pk,
         )
         body = api_body(method, path, upstream, objects)
         response = getattr(client, method)(

@@ -29,13 +29,13 @@ def test_a_target_cools_down_after_the_failures_the_route_allows(store):
     health = cooldowns.read(["m1"])[0]["m1"]
     assert health.recorded and not health.cooling(time.time()) and "500" in health.error
     until = cooldowns.failed("m1", "server_error: 500", **RULES)
-    assert 29 < until - time.time() <= 30
+    assert 29 < until - time.time() <= 30.001  # to the millisecond, as Redis keeps it
     assert cooldowns.read(["m1"])[0]["m1"].cooling(time.time())
 
 
 def test_retry_after_cools_at_once_and_a_later_failure_never_shortens_it(store):
     until = cooldowns.failed("m2", "rate_limited: 429", **(RULES | {"retry_after": 120}))
-    assert 119 < until - time.time() <= 120
+    assert 119 < until - time.time() <= 120.001
     for _ in range(5):  # short cooldowns counted after it must not bring it closer
         assert cooldowns.failed("m2", "server_error: 500", **(RULES | {"cooldown": 1})) >= until
 
