@@ -80,7 +80,8 @@ def _test_call(route: Route, target: TargetSpec):
     try:
         config = services.config_for(model.integration, model)
     except LLMError as exc:
-        return lambda: CallResult(ok=False, error=exc)
+        refused = CallResult(ok=False, error=exc)
+        return lambda: refused
     config = replace(config, timeout=min(config.timeout, float(route.deadline_seconds)))
     params = model.test_model_parameters or services.DEFAULT_TEST_PARAMETERS
     prompt = services.test_prompt(params, config.kind)

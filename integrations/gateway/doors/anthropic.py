@@ -48,10 +48,7 @@ class AnthropicDoor(Door):
         status = wire.STATUS.get(type_, status)
         if param and status == 400:
             message = f"{param}: {message}"
-        response = JsonResponse(wire.error_body(message, type_), status=status)
-        for name, value in (headers or {}).items():
-            response[name] = value
-        return response
+        return self.error_response(wire.error_body(message, type_), status, headers)
 
     def read(self, body):
         return wire.read_request(body)

@@ -44,6 +44,14 @@ class Door:
     def error(self, status, message, type_, code=None, param=None, headers=None) -> JsonResponse:
         raise NotImplementedError
 
+    @staticmethod
+    def error_response(body: dict, status: int, headers: dict | None) -> JsonResponse:
+        """An error body with its status and headers (Retry-After, for one)."""
+        response = JsonResponse(body, status=status)
+        for name, value in (headers or {}).items():
+            response[name] = value
+        return response
+
     def unauthorized(self) -> JsonResponse:
         return self.error(
             401,

@@ -20,10 +20,9 @@ class OpenAIDoor(Door):
     def error(self, status, message, type_, code=None, param=None, headers=None) -> JsonResponse:
         type_ = {"authentication_error": "invalid_request_error", "not_found_error": "invalid_request_error",
                  "request_too_large": "invalid_request_error", "overloaded_error": "api_error"}.get(type_, type_)  # fmt: skip
-        response = JsonResponse(openai_chat.error_body(message, type_, code, param), status=status)
-        for name, value in (headers or {}).items():
-            response[name] = value
-        return response
+        return self.error_response(
+            openai_chat.error_body(message, type_, code, param), status, headers
+        )
 
     def read(self, body):
         return openai_chat.read_request(body)

@@ -31,6 +31,22 @@ class WireError(ValueError):
         self.message, self.param, self.code = message, param, code
 
 
+def requested_model(body: Any) -> str:
+    """The `model` of a caller's body (a JSON object), checked as every door checks it."""
+    from integrations.llm import inputs
+
+    if not isinstance(body, dict):
+        raise WireError("The body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise WireError("`model` is required.", "model")
+    try:
+        inputs.clean_text(model, "`model`")
+    except inputs.InputError as exc:
+        raise WireError(str(exc), "model") from exc
+    return model
+
+
 def get_path(data: Any, path: str) -> Any:
     """Return data at a dotted path such as `choices.0.message.content` or `choices[0].text`."""
     if not path:

@@ -48,6 +48,7 @@ from integrations.llm.wires.common import (
     make_usage,
     merged_params,
     number_field,
+    requested_model,
     stop_list,
 )
 
@@ -543,17 +544,8 @@ KNOWN = {
 
 def read_request(body: Any) -> ChatRequest:
     """Read a caller's chat-completions body into the neutral prompt, strictly."""
-    from integrations.llm import inputs
 
-    if not isinstance(body, dict):
-        raise WireError("The body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise WireError("`model` is required.", "model")
-    try:
-        inputs.clean_text(model, "`model`")
-    except inputs.InputError as exc:
-        raise WireError(str(exc), "model") from exc
+    model = requested_model(body)
     system, messages = messages_in(body.get("messages"))
     params: dict[str, Any] = {}
     for name in ("temperature", "top_p"):

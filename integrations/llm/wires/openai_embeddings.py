@@ -22,6 +22,7 @@ from integrations.llm.wires.common import (
     get_path,
     integer_field,
     make_usage,
+    requested_model,
 )
 
 MAX_INPUTS = 2048  # what OpenAI takes in one request
@@ -120,17 +121,8 @@ def _is_tokens(value: Any) -> bool:
 
 
 def read_request(body: Any) -> EmbeddingsRequest:
-    from integrations.llm import inputs
 
-    if not isinstance(body, dict):
-        raise WireError("The body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise WireError("`model` is required.", "model")
-    try:
-        inputs.clean_text(model, "`model`")
-    except inputs.InputError as exc:
-        raise WireError(str(exc), "model") from exc
+    model = requested_model(body)
     raw = body.get("input")
     if isinstance(raw, str) or _is_tokens(raw):
         texts = [raw]

@@ -40,6 +40,7 @@ from integrations.llm.wires.common import (
     as_dict,
     integer_field,
     number_field,
+    requested_model,
 )
 
 MAX_MESSAGES = 2000
@@ -242,17 +243,8 @@ def _thinking(raw: Any, openai: dict) -> dict:
 def read_request(body: Any, counting: bool = False) -> MessagesRequest:
     """Read a caller's Messages body into the neutral prompt. `counting`: a count_tokens
     body, which has no max_tokens and does not stream."""
-    from integrations.llm import inputs
 
-    if not isinstance(body, dict):
-        raise WireError("The body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise WireError("`model` is required.", "model")
-    try:
-        inputs.clean_text(model, "`model`")
-    except inputs.InputError as exc:
-        raise WireError(str(exc), "model") from exc
+    model = requested_model(body)
     params: dict[str, Any] = {}
     max_tokens = integer_field(body, "max_tokens", 1)
     if max_tokens is None and not counting:
