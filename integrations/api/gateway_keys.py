@@ -14,7 +14,7 @@ from ninja.errors import HttpError
 
 from integrations.api.common import require_editor
 from integrations.gateway import keys
-from integrations.models import CustomModel, GatewayKey
+from integrations.models import CustomModel, GatewayKey, Route
 from integrations.schemas import Input
 from integrations.team.roles import is_admin
 
@@ -26,7 +26,8 @@ class GatewayKeyOut(Schema):
     name: str
     prefix: str
     owner: str
-    models: list[str] | None  # None: every enabled model
+    models: list[str] | None  # None: every enabled model and route
+    routes: list[str]  # route ids, beside `models`
     rpm: int | None
     tpm: int | None
     monthly_budget: float | None
@@ -44,6 +45,9 @@ class GatewayKeyIn(Input):
     name: str = Field(min_length=1, max_length=100)
     owner: str | None = Field(None, description="Username; Admins only. Default: you.")
     models: list[str] | None = Field(None, max_length=500, description="Model ids; omit: all.")
+    routes: list[str] = Field(
+        [], max_length=500, description="Route ids it may call too (with `models`)."
+    )
     rpm: int | None = Field(None, ge=1, le=keys.MAX_PER_MINUTE)
     tpm: int | None = Field(None, ge=1, le=keys.MAX_PER_MINUTE)
     monthly_budget: Decimal | None = Field(None, ge=0, le=keys.MAX_BUDGET, decimal_places=4)
@@ -58,6 +62,7 @@ def _out(key: GatewayKey) -> dict:
         "prefix": key.prefix,
         "owner": key.owner.get_username(),
         "models": None if key.all_models else [str(m.pk) for m in key.allowed.all()],
+        "routes": [] if key.all_models else [str(r.pk) for r in key.routes.all()],
         "rpm": key.rpm,
         "tpm": key.tpm,
         "monthly_budget": float(key.monthly_budget) if key.monthly_budget is not None else None,
@@ -66,6 +71,19 @@ def _out(key: GatewayKey) -> dict:
         "revoked": key.revoked_at is not None,
         "last_used_at": key.last_used_at,
     }
+
+
+def _existing(model, values: list[str], field: str, noun: str) -> list:
+    ids = set()
+    for value in values:
+        try:
+            ids.add(uuid.UUID(value))
+        except ValueError:
+            raise HttpError(422, f"{field}: {value[:40]!r} is not a {noun} id.") from None
+    found = list(model.objects.filter(pk__in=ids))
+    if len(found) != len(ids):
+        raise HttpError(422, f"{field}: every id must be an existing {noun}.")
+    return found
 
 
 @router.get("gateway-keys", response=list[GatewayKeyOut], summary="List gateway keys")
@@ -84,22 +102,20 @@ def create_key(request, payload: GatewayKeyIn):
         owner = get_user_model().objects.filter(username=payload.owner, is_active=True).first()
         if owner is None:
             raise HttpError(422, f"No active user named {payload.owner!r}.")
-    allowed = None
+    allowed, scoped_routes = None, []
+    if payload.routes and payload.models is None:
+        raise HttpError(422, "routes: pass `models` too (an empty list for routes only).")
     if payload.models is not None:
-        ids = set()
-        for value in payload.models:
-            try:
-                ids.add(uuid.UUID(value))
-            except ValueError:
-                raise HttpError(422, f"models: {value[:40]!r} is not a model id.") from None
-        allowed = list(CustomModel.objects.filter(pk__in=ids))
-        if len(allowed) != len(ids) or not allowed:
-            raise HttpError(422, "models: every id must be an existing model (and at least one).")
+        allowed = _existing(CustomModel, payload.models, "models", "model")
+        scoped_routes = _existing(Route, payload.routes, "routes", "route")
+        if not allowed and not scoped_routes:
+            raise HttpError(422, "models: name at least one model or route (omit it: all).")
     days = payload.expires_in_days
     key, raw = keys.create(
         owner,
         payload.name,
         allowed=allowed,
+        routes=scoped_routes,
         request=request,
         rpm=payload.rpm,
         tpm=payload.tpm,

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from integrations.gateway import keys
-from integrations.models import CustomModel
+from integrations.models import CustomModel, Route
 from integrations.team.roles import is_admin
 
 
@@ -19,14 +19,20 @@ class GatewayKeyForm(forms.Form):
         queryset=get_user_model().objects.none(), help_text="Sees the key's usage."
     )
     all_models = forms.BooleanField(
-        label="All enabled models", required=False, initial=True,
-        help_text="Untick to pick the models it may call.",
+        label="All enabled models and routes", required=False, initial=True,
+        help_text="Untick to pick the models and routes it may call.",
     )  # fmt: skip
     allowed = forms.ModelMultipleChoiceField(
         label="Models it may call",
         queryset=CustomModel.objects.none(),
         required=False,
         widget=forms.SelectMultiple(attrs={"size": 6}),
+    )
+    routes = forms.ModelMultipleChoiceField(
+        label="Routes it may call",
+        queryset=Route.objects.none(),
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 4}),
     )
     rpm = forms.IntegerField(
         label="Requests per minute", required=False, min_value=1, max_value=keys.MAX_PER_MINUTE
@@ -56,11 +62,14 @@ class GatewayKeyForm(forms.Form):
         self.fields["allowed"].queryset = CustomModel.objects.select_related(
             "integration"
         ).order_by("integration__name", "name")
+        self.fields["routes"].queryset = Route.objects.order_by("name")
 
     def clean(self):
         cleaned = super().clean()
-        if not cleaned.get("all_models") and not cleaned.get("allowed"):
-            self.add_error("allowed", "Pick the models it may call, or tick All enabled models.")
+        if not cleaned.get("all_models") and not (cleaned.get("allowed") or cleaned.get("routes")):
+            self.add_error(
+                "allowed", "Pick the models or routes it may call, or tick All enabled models."
+            )
         return cleaned
 
     def create(self, request):
@@ -70,6 +79,7 @@ class GatewayKeyForm(forms.Form):
             data["owner"],
             data["name"],
             allowed=None if data["all_models"] else list(data["allowed"]),
+            routes=list(data.get("routes") or []),
             request=request,
             rpm=data.get("rpm"),
             tpm=data.get("tpm"),

@@ -24,10 +24,13 @@ def digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create(owner, name: str, allowed=None, request=None, **limits) -> tuple[GatewayKey, str]:
+def create(
+    owner, name: str, allowed=None, request=None, routes=(), **limits
+) -> tuple[GatewayKey, str]:
     """Return the new key and its plaintext, shown once and never again.
 
-    `allowed`: None for every enabled model, else the models the key may call.
+    `allowed`: None for every enabled model and route, else the models the key may call;
+    `routes`: with `allowed`, the routes it may call too.
     `limits`: rpm, tpm, monthly_budget, expires_at, store_prompts.
     """
     from integrations import audit
@@ -44,7 +47,12 @@ def create(owner, name: str, allowed=None, request=None, **limits) -> tuple[Gate
     )
     if allowed is not None:
         key.allowed.set(allowed)
-    scope = "all models" if allowed is None else f"{len(allowed)} model(s)"
+        key.routes.set(routes)
+    scope = (
+        "all models"
+        if allowed is None
+        else f"{len(allowed)} model(s)" + (f", {len(routes)} route(s)" if routes else "")
+    )
     audit.record(request, AuditAction.GATEWAY_KEY_CREATE, key, detail=f"for {owner}: {scope}")
     return key, raw
 
@@ -187,5 +195,5 @@ def visible(user):
     """Admins see every key; anyone else the keys they own."""
     from integrations.team.roles import is_admin
 
-    found = GatewayKey.objects.select_related("owner").prefetch_related("allowed")
+    found = GatewayKey.objects.select_related("owner").prefetch_related("allowed", "routes")
     return found if is_admin(user) else found.filter(owner=user)

@@ -45,3 +45,52 @@ def test_a_cut_stream_is_metered_as_failed_with_both_what_it_said(world):
     (row,) = usage_rows(1)
     assert not row.ok and row.route == failover.ROUTE and row.completion_tokens > 0
     assert row.attempts[-1]["ok"] is False
+
+
+def test_models_lists_the_route_beside_models(world):
+    listed = {m.id: m.owned_by for m in world.client().models.list()}
+    assert listed[failover.ROUTE] == "route"
+    assert "Target A" in listed and "Target B" in listed
+
+
+def test_the_messages_door_fails_over_on_a_route(world):
+    import anthropic
+
+    world.targets("A", "B")
+    world.a.handler = failover.error(503)
+    claude = anthropic.Anthropic(base_url=world.url, api_key=world.key, max_retries=0)
+    reply = claude.messages.create(
+        model=failover.ROUTE, max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.content[0].text == "from model-b"
+    with claude.messages.stream(
+        model=failover.ROUTE, max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        assert "".join(stream.text_stream) == "from model-b"
+
+
+def test_the_responses_door_fails_over_on_a_route(world):
+    world.targets("A", "B")
+    world.a.handler = failover.error(503)
+    reply = world.client().responses.create(model=failover.ROUTE, input="hi")
+    assert reply.output_text == "from model-b"
+
+
+def test_a_key_scoped_to_other_models_cannot_call_the_route(world):
+    from integrations.models import GatewayKey
+
+    world.targets("A", "B")
+    world.a.handler = failover.error(503)
+    key = GatewayKey.objects.get(name="failover")
+    GatewayKey.objects.filter(pk=key.pk).update(all_models=False)
+    key.allowed.set([world.models["B"]])
+    from integrations import callcache
+
+    callcache.bump()
+    import openai
+
+    with pytest.raises(openai.NotFoundError):
+        world.ask()
+    key.routes.set([world.route])
+    callcache.bump()
+    assert world.ask() == "from model-b"

@@ -48,7 +48,7 @@ def test_an_editor_cannot_make_a_key_for_someone_else(client, bob, charlie):
 def test_a_key_needs_models_or_all(client, bob):
     client.force_login(bob)
     html = client.post(reverse("gateway-keys"), {"name": "x", "owner": bob.pk}).content.decode()
-    assert "Pick the models it may call" in html and not GatewayKey.objects.exists()
+    assert "Pick the models or routes it may call" in html and not GatewayKey.objects.exists()
 
 
 def test_the_api_creates_lists_and_revokes_keys(
