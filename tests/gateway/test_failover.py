@@ -94,3 +94,51 @@ def test_a_key_scoped_to_other_models_cannot_call_the_route(world):
     key.routes.set([world.route])
     callcache.bump()
     assert world.ask() == "from model-b"
+
+
+def test_a_fallback_is_one_request_against_the_keys_rpm_and_its_whole_cost_is_budgeted(
+    console_server, upstream, bob
+):
+    import openai
+
+    from integrations.models import GatewayKey
+
+    backup = Upstream().start()
+    try:
+        world = failover.build(console_server.url, bob, upstream, backup, rpm=2)
+        world.targets("A", "B")
+        world.a.handler = failover.error(503)
+        assert world.ask() == "from model-b"
+        assert world.ask() == "from model-b"  # two calls, four attempts: two requests
+        with pytest.raises(openai.RateLimitError):
+            world.ask()
+        rows = usage_rows(2)  # refusals are not metered yet (the metrics issue)
+        assert all(r.ok and r.route == failover.ROUTE and r.fallbacks == 1 for r in rows)
+        GatewayKey.objects.filter(name="failover").update(rpm=None, monthly_budget=0)
+        from integrations import callcache
+
+        callcache.bump()
+        with pytest.raises(openai.RateLimitError) as refused:
+            world.ask()
+        assert "budget" in str(refused.value).lower()
+    finally:
+        backup.stop()
+
+
+def test_a_disabled_target_is_skipped_without_a_call_and_a_route_with_none_left_says_so(world):
+    import openai
+
+    from integrations import callcache
+    from integrations.models import CustomModel
+
+    world.targets("A", "B")
+    CustomModel.objects.filter(pk=world.models["A"].pk).update(enabled=False)
+    callcache.bump()
+    before = len(world.a.requests)
+    assert world.ask() == "from model-b"
+    assert len(world.a.requests) == before
+    world.targets("A")
+    with pytest.raises(openai.InternalServerError) as refused:
+        world.ask()
+    assert refused.value.status_code == 503
+    assert "has no enabled target" in refused.value.body["message"]
