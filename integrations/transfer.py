@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import services, writes
+from integrations import services, transfer_routes, writes
 from integrations.llm import inputs
 from integrations.llm.config import AuthConfig, Header, LLMConfig
 from integrations.llm.errors import LLMError
@@ -134,6 +134,7 @@ def export(include_secrets: bool = False, passphrase: str = "") -> dict:
             for m in sorted(integration.models.all(), key=lambda m: m.name)
         ]
         data["integrations"].append(entry)
+    data["routes"] = transfer_routes.export_routes()
     return data
 
 
@@ -210,6 +211,7 @@ def import_data(
         _import_profile(entry, unseal, routes, actor, report)
     for entry in data.get("integrations", []):
         _import_integration(entry, unseal, actor, report)
+    transfer_routes.import_routes(data.get("routes") or [], actor, report)
     return report
 
 

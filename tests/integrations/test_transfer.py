@@ -239,3 +239,33 @@ def test_stored_secrets_and_their_references_travel_in_an_encrypted_export(
     profile = AuthProfile.objects.get()
     assert profile.stored_secret.value == CANARY and profile.token == ""
     assert CustomModel.objects.get().enabled
+
+
+def test_routes_round_trip_through_export_and_import_with_their_targets_tested(
+    make_integration, users, upstream
+):
+    from integrations.models import Route, RouteTarget
+
+    model = make_integration(auth_kind="none")
+    route = Route.objects.create(name="steady", strategy="weighted", cooldown_seconds=12)
+    RouteTarget.objects.create(route=route, model=model, position=0, weight=3)
+    data = json.loads(json.dumps(transfer.export()))
+    assert data["routes"][0]["targets"] == [
+        {"integration": "Local", "model": "Model A", "role": "main", "weight": 3}
+    ]
+    route.delete()
+    report = transfer.import_data(data, user=users["admin"])
+    assert "route steady" in report.created
+    made = Route.objects.get(name="steady")
+    assert (made.strategy, made.cooldown_seconds) == ("weighted", 12)
+    target = made.targets.get()
+    assert (target.model_id, target.weight, target.last_test_ok) == (model.pk, 3, True)
+    again = transfer.import_data(data, user=users["admin"])
+    assert "route steady" in again.skipped
+    from tests.upstream import reply_json
+
+    Route.objects.all().delete()
+    upstream.handler = reply_json({"error": {"message": "down"}}, status=503)
+    refused = transfer.import_data(data, user=users["admin"])
+    assert any(s.startswith("route steady (not imported:") for s in refused.skipped)
+    assert not Route.objects.exists()
