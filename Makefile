@@ -48,6 +48,7 @@ bench: $(VENV)/.installed-test
 	cd bench && ../$(PY) bench_memory.py 5 1000
 	cd bench && ../$(PY) bench_postgres.py 256
 	cd bench && ../$(PY) bench_gateway.py 500
+	cd bench && ../$(PY) bench_failover.py 300
 	cd bench && ../$(PY) bench_scrubber.py
 
 clean:

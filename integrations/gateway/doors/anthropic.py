@@ -84,10 +84,7 @@ class AnthropicDoor(Door):
         else:
             completion = Completion(result.message, result.finish, usage)
             reply = wire.write_reply(completion, plan.ask.model)
-        response = JsonResponse(reply)
-        if estimated:
-            response["X-Usage-Estimated"] = "true"
-        return response
+        return self.json_reply(reply, estimated)
 
     def stream_writer(self, plan):
         return AnthropicStream(plan)

@@ -45,6 +45,14 @@ class Door:
         raise NotImplementedError
 
     @staticmethod
+    def json_reply(reply: dict, estimated: bool) -> JsonResponse:
+        """A whole reply; usage the upstream did not report is marked as estimated."""
+        response = JsonResponse(reply)
+        if estimated:
+            response["X-Usage-Estimated"] = "true"
+        return response
+
+    @staticmethod
     def error_response(body: dict, status: int, headers: dict | None) -> JsonResponse:
         """An error body with its status and headers (Retry-After, for one)."""
         response = JsonResponse(body, status=status)

@@ -27,10 +27,7 @@ class EmbeddingsDoor(OpenAIDoor):
 
     def answer(self, plan, result: CallResult, usage, estimated: bool) -> JsonResponse:
         reply = wire.write_reply(result.vectors, plan.ask.model, usage, plan.ask.encoding_format)
-        response = JsonResponse(reply)
-        if estimated:
-            response["X-Usage-Estimated"] = "true"
-        return response
+        return self.json_reply(reply, estimated)
 
     def stream_writer(self, plan):  # pragma: no cover - an embeddings call never streams
         raise NotImplementedError

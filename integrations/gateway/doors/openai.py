@@ -57,10 +57,7 @@ class OpenAIDoor(Door):
         else:
             completion = Completion(result.message, result.finish, usage)
             reply = openai_chat.write_reply(completion, plan.ask.model, estimated)
-        response = JsonResponse(reply)
-        if estimated:
-            response["X-Usage-Estimated"] = "true"
-        return response
+        return self.json_reply(reply, estimated)
 
     def stream_writer(self, plan):
         return OpenAIStream(plan)

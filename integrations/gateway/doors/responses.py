@@ -59,10 +59,7 @@ class ResponsesDoor(OpenAIDoor):
     def answer(self, plan, result: CallResult, usage, estimated: bool) -> JsonResponse:
         reply = wire.write_reply(plan.ask, plan.ask.model, result.message, result.finish, usage)
         plan.kept = reply
-        response = JsonResponse(reply)
-        if estimated:
-            response["X-Usage-Estimated"] = "true"
-        return response
+        return self.json_reply(reply, estimated)
 
     def stream_writer(self, plan):
         return ResponsesStream(plan)
