@@ -66,6 +66,7 @@ class Plan:
     route: Any = None  # routing.RouteSpec, when the name is a route's
     failover: Any = None  # routing.Failover: a routed call's attempts
     leg: Any = None  # (leg, started) of a routed stream that has begun
+    goals: dict | None = None  # a route's targets by model id, loaded at admission
 
     def settle(self, result: CallResult, ttft=None) -> tuple:
         """Meter the call and settle its budget hold; return (prompt, completion, cost,
@@ -136,9 +137,10 @@ def _storable(body: Any) -> Any:
 
 
 def understood(request, door, read) -> tuple | Any:
-    """(key, the door's reading of the body, the model's target, the route) for an
-    authenticated request whose body reads and whose model or route the key may call;
-    else the door's error. For a route, the target is the one its limits reserve by."""
+    """(key, the door's reading of the body, the model's target, the route and its
+    targets by model id) for an authenticated request whose body reads and whose model
+    or route the key may call; else the door's error. For a route, the target is the one
+    its limits reserve by."""
     key = keys.authenticate(presented_key(request))
     if key is None:
         return door.unauthorized()
@@ -157,18 +159,19 @@ def understood(request, door, read) -> tuple | Any:
     if route is not None:
         if route.kind not in door.kinds:
             return door.wrong_kind(ask.model, route.kind)
-        goal = routing.pricing_target(route)
+        goals = routing.goals_of(route)
+        goal = routing.pricing_target(route, goals)
         if goal is None:
             message = f"Route {ask.model[:100]!r} has no enabled target."
             return door.error(503, message, "overloaded_error", "route_unavailable")
-        return key, ask, goal, route
+        return key, ask, goal, route, goals
     model = keys.resolve(key, ask.model)
     goal = services.target(model.pk) if model is not None else None
     if goal is None:
         return door.not_found(ask.model, keys.ambiguous(key, ask.model))
     if goal.model.kind not in door.kinds:
         return door.wrong_kind(ask.model, goal.model.kind)
-    return key, ask, goal, None
+    return key, ask, goal, None, None
 
 
 def admit(request, door) -> Plan | Any:
@@ -177,7 +180,7 @@ def admit(request, door) -> Plan | Any:
     understood_ = understood(request, door, door.read)
     if not isinstance(understood_, tuple):
         return understood_
-    key, ask, goal, route = understood_
+    key, ask, goal, route, goals = understood_
     if (prepare := getattr(door, "prepare", None)) is not None:
         try:  # a door's own look-ups that need the key (a stored conversation)
             ask = prepare(ask, key)
@@ -191,7 +194,7 @@ def admit(request, door) -> Plan | Any:
         hold = limits.admit(key, goal.model, ask.prompt, goal.config)
     except limits.Limited as exc:
         return door.limited(exc)
-    return Plan(request, door, key, goal, ask, hold, started, forward, route=route)
+    return Plan(request, door, key, goal, ask, hold, started, forward, route=route, goals=goals)
 
 
 async def admitted(request, door):

@@ -112,12 +112,19 @@ def resolve(key, name: str) -> RouteSpec | None:
     return found or None
 
 
-def pricing_target(spec: RouteSpec) -> services.Target | None:
+def goals_of(spec: RouteSpec) -> dict:
+    """Every target of a route, loaded at admission (where the database may be asked):
+    the attempts then run on the event loop without a query."""
+    return {leg.model_pk: services.target(leg.model_pk) for leg in spec.legs}
+
+
+def pricing_target(spec: RouteSpec, goals: dict | None = None) -> services.Target | None:
     """What a call's limits reserve against: the dearest usable target (a fallback may
     answer), or one without prices, which a budget cannot count."""
+    goals = goals_of(spec) if goals is None else goals
     best, best_cost = None, None
     for leg in spec.legs:
-        goal = services.target(leg.model_pk)
+        goal = goals.get(leg.model_pk)
         if goal is None:
             continue
         cost = goal.model.cost(1_000_000, 1_000_000)
@@ -189,7 +196,8 @@ class Failover:
         """(leg, target, forward, config) for the next attempt, or None."""
         while self.queue and self.remaining() > 0:
             leg = self.queue[0]
-            goal = services.target(leg.model_pk)
+            goals = self.plan.goals
+            goal = goals.get(leg.model_pk) if goals else services.target(leg.model_pk)
             if goal is None:
                 self._skip(leg, f"{leg.name} is disabled")
                 continue

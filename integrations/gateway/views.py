@@ -89,7 +89,7 @@ def count_tokens(request):
     )
     if not isinstance(understood, tuple):
         return understood
-    _, ask, goal, route = understood
+    _, ask, goal, route, _ = understood
     if route is not None:  # counted as its first target would count it
         goal = services.target(route.legs[0].model_pk) or goal
     forward = ANTHROPIC.forward_body(ask, goal, request)
