@@ -30,14 +30,15 @@ def export_routes() -> list[dict]:
 
 def import_routes(entries: list, actor, report) -> None:
     """After the integrations: create or update each route by name."""
+    models = {
+        (m.integration.name, m.name): m for m in CustomModel.objects.select_related("integration")
+    }
     for entry in entries:
         name = str(entry.get("name", ""))[:100]
         label = f"route {name}"
         targets, missing = [], []
         for t in entry.get("targets") or []:
-            model = CustomModel.objects.filter(
-                integration__name=t.get("integration"), name=t.get("model")
-            ).first()
+            model = models.get((t.get("integration"), t.get("model")))
             if model is None:
                 missing.append(f"{t.get('integration')} / {t.get('model')}")
                 continue

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from ninja import Field, Router, Schema
-from ninja.errors import HttpError
+from ninja.errors import HttpError, ValidationError
 
 from integrations.api.common import require_editor
 from integrations.gateway import keys
-from integrations.models import CustomModel, GatewayKey, Route
+from integrations.gateway.forms import GatewayKeyForm
+from integrations.models import GatewayKey
 from integrations.schemas import Input
 from integrations.team.roles import is_admin
 
@@ -73,17 +73,7 @@ def _out(key: GatewayKey) -> dict:
     }
 
 
-def _existing(model, values: list[str], field: str, noun: str) -> list:
-    ids = set()
-    for value in values:
-        try:
-            ids.add(uuid.UUID(value))
-        except ValueError:
-            raise HttpError(422, f"{field}: {value[:40]!r} is not a {noun} id.") from None
-    found = list(model.objects.filter(pk__in=ids))
-    if len(found) != len(ids):
-        raise HttpError(422, f"{field}: every id must be an existing {noun}.")
-    return found
+_FIELDS = {"allowed": "models", "all_models": "models", "__all__": "models"}
 
 
 @router.get("gateway-keys", response=list[GatewayKeyOut], summary="List gateway keys")
@@ -102,27 +92,25 @@ def create_key(request, payload: GatewayKeyIn):
         owner = get_user_model().objects.filter(username=payload.owner, is_active=True).first()
         if owner is None:
             raise HttpError(422, f"No active user named {payload.owner!r}.")
-    allowed, scoped_routes = None, []
     if payload.routes and payload.models is None:
         raise HttpError(422, "routes: pass `models` too (an empty list for routes only).")
-    if payload.models is not None:
-        allowed = _existing(CustomModel, payload.models, "models", "model")
-        scoped_routes = _existing(Route, payload.routes, "routes", "route")
-        if not allowed and not scoped_routes:
-            raise HttpError(422, "models: name at least one model or route (omit it: all).")
-    days = payload.expires_in_days
-    key, raw = keys.create(
-        owner,
-        payload.name,
-        allowed=allowed,
-        routes=scoped_routes,
-        request=request,
-        rpm=payload.rpm,
-        tpm=payload.tpm,
-        monthly_budget=payload.monthly_budget,
-        expires_at=timezone.now() + timedelta(days=days) if days else None,
-        store_prompts=payload.store_prompts,
-    )
+    # The console's form validates and writes: one rule for the page and the API.
+    data = payload.dict(exclude={"owner", "models", "routes"}) | {
+        "owner": owner.pk,
+        "all_models": payload.models is None,
+        "allowed": payload.models or [],
+        "routes": payload.routes if payload.models is not None else [],
+    }
+    data = {k: v for k, v in data.items() if v is not None and v is not False}
+    form = GatewayKeyForm(data, user=request.user)
+    if not form.is_valid():
+        errors = [
+            {"loc": ("body", "payload", _FIELDS.get(name, name)), "msg": str(m)}
+            for name, messages in form.errors.items()
+            for m in messages
+        ]
+        raise ValidationError(errors)
+    key, raw = form.create(request)
     return 201, _out(key) | {"key": raw}
 
 
