@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
 from django import forms
 from django.conf import settings
 
+from integrations.gateway import routed
 from integrations.llm.config import Prompt
 from integrations.llm.inputs import is_uuid  # noqa: F401 (the Sandbox's views use it)
 from integrations.llm.wires.template import fixed_params
@@ -26,13 +28,36 @@ MAX_TURNS = 100
 MAX_TURN_CHARS = 100_000
 
 
+ROUTE = "route:"  # a picked route's value: "route:<id>" (a model's is its id)
+
+
 def model_choices() -> list:
-    """Enabled models grouped by integration, for a <select> with optgroups."""
+    """Enabled models grouped by integration, then the routes, for a <select> with
+    optgroups: a route is picked like a model and fails over as in the gateway."""
     groups: dict[str, list] = {}
     chat = services.usable_models().filter(kind="chat")  # embeddings have their own tab
     for pk, name, integration in chat.values_list("id", "name", "integration__name"):
         groups.setdefault(integration, []).append((str(pk), name))
-    return list(groups.items())
+    chat_routes = routed.usable_routes().filter(kind="chat")
+    routes = [
+        (f"{ROUTE}{pk}", f"{name} (route)") for pk, name in chat_routes.values_list("id", "name")
+    ]
+    return list(groups.items()) + ([("Routes", routes)] if routes else [])
+
+
+def is_pick(value: str) -> bool:
+    """A model's id or a route's value, as a picker posts it."""
+    return bool(value) and is_uuid(value.removeprefix(ROUTE))
+
+
+class PickField(forms.CharField):
+    """A column's pick: (is it a route, its id)."""
+
+    def to_python(self, value):
+        value = super().to_python(value).strip()
+        if not is_pick(value):
+            raise forms.ValidationError("Choose a model or a route.")
+        return value.startswith(ROUTE), uuid.UUID(value.removeprefix(ROUTE))
 
 
 def prefix_of(column: int) -> str | None:
@@ -75,7 +100,7 @@ class ColumnForm(forms.Form):
         self.column = column
         if self.is_bound:
             # A run validates the id it names; the picker's whole list costs a query.
-            self.fields["model"] = forms.UUIDField(label="Model")
+            self.fields["model"] = PickField(label="Model")
         else:
             self.picker(choices or [])
         self.fixed = {}
@@ -300,11 +325,20 @@ class SandboxForm(forms.Form):
         for column in self.columns:
             if only is not None and column.column != only:
                 continue
-            goal = services.target(column.cleaned_data["model"])
+            is_route, pk = column.cleaned_data["model"]
+            if is_route:
+                prompt = self.column_prompt(column)
+                goal = routed.prepare(pk, prompt, self.cleaned_data.get("stream", False))
+                if goal is None:
+                    column.add_error("model", "That route is not available: disabled or deleted.")
+                    return None
+                picked.append((goal, prompt))
+                continue
+            goal = services.target(pk)
             if goal is None:
                 column.add_error("model", "That model is not available: disabled or deleted.")
                 return None
-            column.explain(goal.model)
+            column.explain(goal.model)  # before the prompt: what overrides the body
             picked.append((services.exact(goal), self.column_prompt(column)))
         return picked
 

@@ -30,6 +30,13 @@ class SandboxRun(models.Model):
     )
     model_name = models.CharField(max_length=100)
     integration_name = models.CharField(max_length=100)
+    # A run of a route: the route picked (its name kept), the model above is the target
+    # that answered, and each attempt is listed as the gateway's usage rows list them.
+    route = models.ForeignKey(
+        "integrations.Route", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    route_name = models.CharField(max_length=100, blank=True)
+    attempts = models.JSONField(default=list, blank=True)
     compare_group = models.UUIDField(null=True, blank=True, db_index=True)
     column = models.PositiveSmallIntegerField(default=0)  # its place in a compare
     system_prompt = models.TextField(blank=True)
@@ -70,6 +77,15 @@ class SandboxRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} run {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def routed_by(self) -> str:
+        """ "via route support-bot, 1 failed attempt": how a routed run was answered."""
+        if not self.route_name:
+            return ""
+        failed = sum(1 for a in self.attempts or () if not a.get("ok"))
+        tail = f", {failed} failed attempt{'s' if failed != 1 else ''}" if failed else ""
+        return f"via route {self.route_name}{tail}"
 
     @property
     def classified_error(self):

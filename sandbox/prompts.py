@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.db.models import Q
 
 from integrations.llm import inputs
-from integrations.llm.inputs import is_uuid
 from integrations.team.roles import is_admin
-from sandbox.forms import MAX_TURN_CHARS, MAX_TURNS, ROLES, ColumnForm, variables_in
+from sandbox.forms import MAX_TURN_CHARS, MAX_TURNS, ROLES, ColumnForm, is_pick, variables_in
 from sandbox.models import SavedPrompt
 
 MAX_NAME = 100
@@ -45,7 +44,7 @@ def _columns(data) -> list[dict]:
             raise inputs.InputError(f"{label}: {errors[0]}")
         model = data.get(f"{prefix}model", "")
         params, _ = column.params()
-        columns.append({"model": model if is_uuid(model) else "", "params": params})
+        columns.append({"model": model if is_pick(model) else "", "params": params})
     return columns
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from integrations import audit
-from integrations.gateway import metering
+from integrations.gateway import metering, routed
 from integrations.llm import client
 from integrations.llm.config import CallResult, Prompt, counted
 from integrations.models import AuditAction, CustomModel
@@ -19,13 +19,18 @@ RAW_EXCERPT_LIMIT = 16 * 1024
 
 
 def new_run(
-    user, model: CustomModel, prompt: Prompt, streamed: bool = False, group=None, column: int = 0
+    user,
+    model: CustomModel | None,
+    prompt: Prompt,
+    streamed: bool = False,
+    group=None,
+    column: int = 0,
 ) -> SandboxRun:
     return SandboxRun(
         user=user,
         model=model,
-        model_name=model.name,
-        integration_name=model.integration.name,
+        model_name=model.name if model is not None else "",
+        integration_name=model.integration.name if model is not None else "",
         compare_group=group,
         column=column,
         system_prompt=prompt.system,
@@ -50,8 +55,19 @@ def prompt_of(run: SandboxRun) -> Prompt:
     return replace(base, **tools.prompt_parts(run.options or {}))
 
 
-def finish(run: SandboxRun, result: CallResult, request=None, stopped: bool = False) -> SandboxRun:
-    """Copy a result onto the run, store it and audit it: every run ends here."""
+def finish(
+    run: SandboxRun, result: CallResult, request=None, stopped: bool = False, via=None
+) -> SandboxRun:
+    """Copy a result onto the run, store it and audit it: every run ends here. `via`: the
+    routed call, when the run picked a route (the run is then the answering target's)."""
+    if via is not None:
+        answered = via.goal.model if via.goal is not None else run.model
+        run.route_id, run.route_name, run.attempts = via.route.pk, via.route.name, via.attempts
+        if answered is not None:
+            run.model, run.model_name = answered, answered.name
+            run.integration_name = answered.integration.name
+        else:
+            run.model_name = via.route.name
     run.reply = result.content
     calls = result.message.tool_calls if result.message is not None else ()
     run.tool_calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
@@ -105,9 +121,40 @@ def exact(goal: Target) -> Target:
     return Target(goal.model, replace(goal.config, default_params={}), goal.failed)
 
 
-def run_once(request, goal: Target, prompt: Prompt) -> SandboxRun:
-    result = goal.failed or client.call(goal.config, prompt)
-    return finish(new_run(request.user, goal.model, prompt), result, request)
+def first_model(goal) -> CustomModel | None:
+    """The model a run starts with: a model's, or a route's first target (a routed run
+    is moved to the target that answers when it finishes)."""
+    if isinstance(goal, routed.Routed):
+        found = [g for g in goal.goals.values() if g is not None]
+        return found[0].model if found else None
+    return goal.model
+
+
+def called(goal, prompt: Prompt) -> CallResult:
+    """One column's call: a model's, or a route's attempts."""
+    if isinstance(goal, routed.Routed):
+        return routed.call(goal)
+    return goal.failed or client.call(goal.config, prompt)
+
+
+def streamed(goal, prompt: Prompt, progress: dict):
+    """One column's stream: events, then the CallResult."""
+    if isinstance(goal, routed.Routed):
+        goal.progress = progress
+        return routed.stream(goal)
+    if goal.failed:
+        return iter([goal.failed])
+    return client.stream(goal.config, prompt, progress)
+
+
+def _via(goal):
+    return goal if isinstance(goal, routed.Routed) else None
+
+
+def run_once(request, goal, prompt: Prompt) -> SandboxRun:
+    result = called(goal, prompt)
+    run = new_run(request.user, first_model(goal), prompt)
+    return finish(run, result, request, via=_via(goal))
 
 
 def compare(request, columns: list[tuple[Target, Prompt]]) -> list[SandboxRun]:
@@ -115,13 +162,10 @@ def compare(request, columns: list[tuple[Target, Prompt]]) -> list[SandboxRun]:
     nothing. The runs share a compare group: History shows them as one entry."""
     group = uuid.uuid4()
 
-    def one(column: tuple[Target, Prompt]) -> CallResult:
-        goal, prompt = column
-        return goal.failed or client.call(goal.config, prompt)
-
     with ThreadPoolExecutor(max_workers=len(columns)) as pool:
-        results = list(pool.map(one, columns))
+        results = list(pool.map(lambda column: called(*column), columns))
     return [
-        finish(new_run(request.user, g.model, p, group=group, column=i), r, request)
+        finish(new_run(request.user, first_model(g), p, group=group, column=i), r, request,
+               via=_via(g))
         for i, ((g, p), r) in enumerate(zip(columns, results, strict=True))
-    ]
+    ]  # fmt: skip

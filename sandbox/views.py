@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations.llm import client
+from integrations.gateway import routed
 from integrations.llm.chat import BlockDelta
 from integrations.llm.config import CallResult, Usage
 from integrations.llm.errors import LLMError
@@ -24,7 +24,7 @@ from integrations.models import CustomModel
 from integrations.team.roles import can_edit
 from integrations.views.helpers import go, page_or_part
 from sandbox import prompts, ratelimit, services, tools
-from sandbox.forms import ColumnForm, SandboxForm, is_uuid, model_choices
+from sandbox.forms import ROUTE, ColumnForm, SandboxForm, is_pick, is_uuid, model_choices
 from sandbox.models import SandboxRun
 
 PAGE = "sandbox/sandbox.html"
@@ -52,6 +52,14 @@ def column_initial(model: CustomModel, params: dict | None = None) -> dict:
 
 
 def _column(model_id, params=None) -> dict:
+    if model_id and is_pick(model_id) and model_id.startswith(ROUTE):
+        route = routed.usable_routes().filter(pk=model_id.removeprefix(ROUTE)).first()
+        if route is None:
+            return {}
+        values = {k: v for k, v in (params or {}).items() if k != "overrides"}
+        if isinstance(values.get("stop"), list):
+            values["stop"] = "\n".join(values["stop"])
+        return {"initial": {"model": model_id} | values}
     model = (
         CustomModel.objects.select_related("integration").filter(pk=model_id).first()
         if model_id and is_uuid(model_id)
@@ -60,6 +68,11 @@ def _column(model_id, params=None) -> dict:
     if model is None:
         return {}
     return {"initial": column_initial(model, params), "model": model}
+
+
+def _picked(run: SandboxRun) -> str:
+    """What a run's column had picked: its route, or its model."""
+    return f"{ROUTE}{run.route_id}" if run.route_id else str(run.model_id or "")
 
 
 def _opened(request) -> SandboxForm:
@@ -76,7 +89,7 @@ def _opened(request) -> SandboxForm:
                 initial={"system_prompt": run.system_prompt, "user_prompt": run.user_prompt}
                 | {"stream": run.streamed}
                 | tools.initial_of(run.options or {}),
-                columns=[_column(str(r.model_id or ""), r.parameters) for r in runs],
+                columns=[_column(_picked(r), r.parameters) for r in runs],
                 turns=turns,
             )
     if is_uuid(prompt_id):
@@ -193,23 +206,23 @@ def stream(request):
     user, position = request.user, positions.index(index)
 
     def events():
-        run = services.new_run(user, goal.model, prompt, True, group, position)
+        run = services.new_run(user, services.first_model(goal), prompt, True, group, position)
+        via = goal if isinstance(goal, routed.Routed) else None
         started = time.perf_counter()
         progress: dict = {}
         parts: list[str] = []
         finished = False
-        generator = (
-            iter([goal.failed]) if goal.failed else client.stream(goal.config, prompt, progress)
-        )
+        generator = services.streamed(goal, prompt, progress)
         try:
-            yield _sse("start", {"model": goal.model.name, "column": position})
+            yield _sse("start", {"model": via.route.name if via else run.model_name,
+                                 "column": position})  # fmt: skip
             for item in generator:
                 if isinstance(item, BlockDelta) and item.kind == "text" and item.text:
                     parts.append(item.text)
                     yield _sse("token", {"t": item.text})
                 elif isinstance(item, CallResult):
                     finished = True
-                    services.finish(run, item, request)
+                    services.finish(run, item, request, via=via)
                     html = render_to_string(f"{PAGE}#result", _result(run), request)
                     yield _sse("done", {"html": html, "run": str(run.pk)})
         finally:
@@ -229,7 +242,7 @@ def stream(request):
                     request=progress.get("request") or {},
                     error=LLMError("connection", "Stopped by the user."),
                 )
-                services.finish(run, stopped, request, stopped=True)
+                services.finish(run, stopped, request, stopped=True, via=via)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -299,16 +312,21 @@ def rerun(request, pk):
     old = _visible_runs(request.user).filter(pk=pk).first()
     if old is None:
         raise Http404("No such run.")
-    goal = services.target(old.model_id) if old.model_id else None
+    prompt = services.prompt_of(old)
+    if old.route_id:
+        goal = routed.prepare(old.route_id, prompt)
+    else:
+        goal = services.target(old.model_id) if old.model_id else None
+        goal = services.exact(goal) if goal is not None else None
     error = None
     if goal is None:
-        error = "That model is disabled or deleted."
+        error = f"That {'route' if old.route_id else 'model'} is disabled or deleted."
     elif wait := ratelimit.check(request.user.pk, 1):
         error = f"Too many runs: try again in {wait} s."
     if error:
         ctx = {"run": old, "results": [_result(old)], "rerun_error": error}
         return render(request, "sandbox/run_detail.html", ctx)
-    new = services.run_once(request, services.exact(goal), services.prompt_of(old))
+    new = services.run_once(request, goal, prompt)
     return go(request, reverse("sandbox-run", args=[new.pk]))
 
 

@@ -11,8 +11,9 @@ import time
 
 from integrations.gateway import cooldowns, routing
 from integrations.gateway.pump import Pumped
-from integrations.llm import client
+from integrations.llm import client, continuation
 from integrations.llm.config import CallResult
+from integrations.llm.protocols import adapter_for
 
 MAX_HELD = 256  # items held back before the first token (a role chunk, a message_start)
 
@@ -61,10 +62,33 @@ async def acall(plan) -> CallResult:
     return run.exhausted(result)
 
 
-def open_stream(plan):
+def _prompt(plan, goal, partial: str | None):
+    """The conversation an attempt sends: the caller's, or, continuing a broken stream,
+    the caller's with the partial answer (a prefix where the protocol takes one)."""
+    if partial is None or goal.config is None:
+        return plan.ask.prompt
+    prefill = adapter_for(goal.config.protocol).prefill
+    return continuation.prompt(plan.ask.prompt, partial, prefill)
+
+
+def broke(plan, result: CallResult, partial: str) -> bool:
+    """A begun stream broke: count its attempt (the partial answer is paid for) and say
+    whether the route goes on to another attempt, which continues the answer."""
+    run, begun = plan.failover, plan.leg
+    plan.leg = None
+    result.content = result.content or partial
+    if not _done(run, begun[0], result, begun[1]):
+        return False
+    run.continuing = True
+    return True
+
+
+def open_stream(plan, partial: str | None = None):
     """(upstream, the items before and with the first token) of the attempt that gave
-    a first token, or the CallResult to answer with."""
-    run, result = _begin(plan), None
+    a first token, or the CallResult to answer with. With `partial`, the attempts
+    continue a stream that broke after saying it."""
+    run = _begin(plan) if partial is None else plan.failover
+    result = None
     while (chosen := _choose(plan, run)) is not None:
         leg, goal, forward, config = chosen
         started = time.perf_counter()
@@ -72,7 +96,7 @@ def open_stream(plan):
             result = goal.failed
         else:
             upstream = client.stream(
-                config, plan.ask.prompt, plan.progress, forward, plan.ask.model,
+                config, _prompt(plan, goal, partial), plan.progress, forward, plan.ask.model,
                 first_token=run.spec.first_token,
             )  # fmt: skip
             held, result = [], None
@@ -92,10 +116,11 @@ def open_stream(plan):
     return run.exhausted(result)
 
 
-async def aopen_stream(plan, idle: float | None):
+async def aopen_stream(plan, idle: float | None, partial: str | None = None):
     """open_stream on the loop; the upstream is pumped by a task of its own (a door that
     pings waits on it with a timeout)."""
-    run, result = _begin(plan), None
+    run = _begin(plan) if partial is None else plan.failover
+    result = None
     while (chosen := _choose(plan, run)) is not None:
         leg, goal, forward, config = chosen
         started = time.perf_counter()
@@ -104,7 +129,7 @@ async def aopen_stream(plan, idle: float | None):
         else:
             upstream = Pumped(
                 client.astream(
-                    config, plan.ask.prompt, plan.progress, forward, plan.ask.model,
+                    config, _prompt(plan, goal, partial), plan.progress, forward, plan.ask.model,
                     first_token=run.spec.first_token,
                 ),
                 idle,

@@ -244,5 +244,14 @@ def remember(name: str, value: str, seconds: int) -> None:
 
 
 def forget_all() -> None:
-    """Tests: start from healthy targets."""
+    """Tests and benchmarks: start from healthy targets, here and in Redis."""
     _memory.data.clear()
+    store = _store()
+    if isinstance(store, _Redis):
+        names = store.client.scan_iter(match=store.key("gw-*"), count=1000)
+        for batch in _batches(list(names), 500):
+            store.client.delete(*batch)
+
+
+def _batches(items: list, size: int):
+    return (items[i : i + size] for i in range(0, len(items), size))

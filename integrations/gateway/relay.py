@@ -19,11 +19,13 @@ import time
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
-from integrations.gateway import admission, attempts, outages
+from integrations.gateway import admission, attempts, outages, routing
 from integrations.gateway.pump import KEEPALIVE, Pumped
 from integrations.llm import client
-from integrations.llm.chat import BlockDelta, Usage
+from integrations.llm.chat import BlockDelta, BlockStarted, Usage
 from integrations.llm.config import CallResult
+from integrations.llm.continuation import Stitcher
+from integrations.llm.protocols import adapter_for
 
 
 def _usage(tokens: tuple) -> Usage:
@@ -66,6 +68,9 @@ class Relay:
         self.text: list[str] = []
         self.ttft = None
         self.finished = False
+        self.block = (None, "")  # (index, kind) of the block the stream is in
+        self.top = -1  # the highest block index the caller has seen
+        self.stitcher: Stitcher | None = None
 
     def refusal(self, first):
         if isinstance(first, CallResult) and not first.ok:
@@ -75,6 +80,13 @@ class Relay:
         return None
 
     def item(self, item) -> bytes:
+        if self.stitcher is not None:
+            return b"".join(self._item(event) for event in self.stitcher.feed(item))
+        return self._item(item)
+
+    def _item(self, item) -> bytes:
+        if isinstance(item, BlockStarted | BlockDelta):
+            self.block, self.top = (item.index, item.kind), max(self.top, item.index)
         out = self.writer.item(item)
         if out and self.ttft is None:
             self.ttft = round((time.perf_counter() - self.plan.started) * 1000)
@@ -84,13 +96,35 @@ class Relay:
             self.text.append(self.plan.door.chunk_text(item))
         return out
 
+    def resumable(self, result: CallResult) -> str | None:
+        """The partial answer to continue on the route's next target, when the route
+        resumes streams, the upstream broke it, and it broke inside text (a half-written
+        tool call cannot be continued by another model)."""
+        run = self.plan.failover
+        if run is None or not run.spec.resume or result.ok or self.plan.leg is None:
+            return None
+        if self.block[1] != "text" or routing.routable(result.error) not in routing.ROUTABLE:
+            return None
+        return "".join(self.text) or None
+
+    def stitch(self, partial: str) -> None:
+        config = self.plan.goal.config
+        prefilled = config is not None and adapter_for(config.protocol).prefill
+        self.stitcher = Stitcher(partial, self.block[0], self.top + 1, prefilled)
+
+    def tail(self) -> bytes:
+        """What a stitcher still holds, before the end goes out."""
+        held = self.stitcher.flush() if self.stitcher is not None else ()
+        return b"".join(self._item(event) for event in held)
+
     def end(self, result: CallResult) -> bytes:
+        tail = self.tail()
         self.finished = True
         if not result.content and self.text:
             result.content = "".join(self.text)
         attempts.ended(self.plan, result)
         tokens = self.plan.settle(result, self.ttft)
-        return self.writer.end(result, _usage(tokens), tokens[3])
+        return tail + self.writer.end(result, _usage(tokens), tokens[3])
 
     def abandon(self) -> None:
         partial = CallResult(ok=False, content="".join(self.text), streamed=True)
@@ -120,6 +154,16 @@ def _opened(plan):
     return upstream, [next(upstream)]
 
 
+def _resume(plan, relay, broken: CallResult, partial: str, opened):
+    """After a break: the continuation's (upstream, items) with the relay stitching it
+    on, or the CallResult the stream ends with (`opened` None: the route stops here)."""
+    if opened is None:
+        return plan.failover.finish(broken)
+    if not isinstance(opened, CallResult):
+        relay.stitch(partial)
+    return opened
+
+
 def stream(plan):
     opened = _opened(plan)
     if isinstance(opened, CallResult):
@@ -130,9 +174,20 @@ def stream(plan):
         return refused
 
     def events():
+        current, items = upstream, itertools.chain(held, upstream or ())
         try:
-            for item in itertools.chain(held, upstream or ()):
+            while True:
+                item = next(items)  # a client stream always ends with its CallResult
                 if isinstance(item, CallResult):
+                    if (partial := relay.resumable(item)) is not None:
+                        again = None
+                        if attempts.broke(plan, item, partial):
+                            again = attempts.open_stream(plan, partial)
+                        item = _resume(plan, relay, item, partial, again)
+                        if not isinstance(item, CallResult):
+                            current, more = item
+                            items = itertools.chain(more, current or ())
+                            continue
                     out = relay.end(item)
                     keep(plan)
                     yield out
@@ -141,18 +196,27 @@ def stream(plan):
                     yield out
         finally:
             if not relay.finished:
-                if upstream is not None:
-                    upstream.close()
+                if current is not None:
+                    current.close()
                 relay.abandon()
 
     return relay.response(events())
 
 
+def idle(plan) -> float | None:
+    """How long a door that pings lets the upstream be quiet before a ping."""
+    return settings.GATEWAY_KEEPALIVE_SECONDS if plan.door.pings else None
+
+
+def _stepper(upstream):
+    return upstream.next if isinstance(upstream, Pumped) else getattr(upstream, "__anext__", None)
+
+
 async def _aopened(plan, pings: bool):
     """_opened on the loop: (a source to step, the items read from it so far)."""
-    idle = settings.GATEWAY_KEEPALIVE_SECONDS if pings else None
+    wait = idle(plan)
     if plan.route is not None:
-        return await attempts.aopen_stream(plan, idle)
+        return await attempts.aopen_stream(plan, wait)
     goal = plan.goal
     if goal.failed:
         return None, [goal.failed]
@@ -160,7 +224,7 @@ async def _aopened(plan, pings: bool):
         goal.config, plan.ask.prompt, plan.progress, plan.forward, plan.ask.model
     )
     if pings:
-        upstream = Pumped(upstream, idle)
+        upstream = Pumped(upstream, wait)
         try:  # the first item decides the status: no pings before it
             return upstream, [await upstream.next(ping=False)]
         except asyncio.CancelledError:
@@ -178,14 +242,25 @@ async def stream_async(plan):
     relay = Relay(plan)
     if isinstance(held[0], CallResult) and not held[0].ok:
         return admission.on_loop(relay.refusal, held[0])
-    step = upstream.next if isinstance(upstream, Pumped) else getattr(upstream, "__anext__", None)
 
     async def events():
-        items = list(held)
+        current, items = upstream, list(held)
+        step = _stepper(current)
         try:
             while True:
                 item = items.pop(0) if items else await step()
                 if isinstance(item, CallResult):
+                    if (partial := relay.resumable(item)) is not None:
+                        again = None
+                        if attempts.broke(plan, item, partial):
+                            again = await attempts.aopen_stream(plan, idle(plan), partial)
+                        item = _resume(plan, relay, item, partial, again)
+                        if not isinstance(item, CallResult):
+                            if current is not None:
+                                await current.aclose()
+                            current, items = item[0], list(item[1])
+                            step = _stepper(current)
+                            continue
                     out = admission.on_loop(relay.end, item)
                     if plan.kept is not None:
                         await admission.off_loop(keep)(plan)
@@ -197,8 +272,8 @@ async def stream_async(plan):
                     yield out
         finally:
             if not relay.finished:
-                if upstream is not None:
-                    await upstream.aclose()
+                if current is not None:
+                    await current.aclose()
                 admission.on_loop(relay.abandon)
 
     return relay.response(events())

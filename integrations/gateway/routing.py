@@ -171,6 +171,7 @@ class Failover:
         self.queue = self._order("main")
         self.last_chance = False
         self.spent = False  # every target failed or was skipped: the route's own error
+        self.continuing = False  # later attempts continue a stream that broke
 
     # --- choosing ------------------------------------------------------------------------
 
@@ -254,7 +255,7 @@ class Failover:
         self.attempts.append({
             "model": leg.name, "ok": result.ok, "status": result.status_code,
             "error_kind": error.kind if error is not None else "", "ms": ms,
-        })  # fmt: skip
+        } | ({"continues": True} if self.continuing else {}))  # fmt: skip
         pk = leg.model_pk
         if result.ok:
             if self.health[pk].recorded:
@@ -264,6 +265,8 @@ class Failover:
             self._remember_tools(leg, result)
             return False
         self._count_spent(leg, result)
+        if error is None:  # the caller left mid-stream: no fault of the target's
+            return False
         kind = routable(error)
         if kind == "unsupported":
             self._skip(leg, f"{leg.name}: {error.message}")

@@ -84,6 +84,7 @@ class Adapter:
     path = ""
     wire: Any = openai_chat  # the module that reads and writes this protocol's format
     streams = False  # may a request ask for an event stream
+    prefill = False  # does a trailing assistant message continue as the answer's start
     # What the protocol sends when nobody gives max_tokens (None: nothing is sent).
     default_max_tokens: int | None = None
 
@@ -207,6 +208,7 @@ class AnthropicMessages(Adapter):
     VERSION = "2023-06-01"
     wire = anthropic
     streams = True
+    prefill = True
     default_max_tokens = anthropic.DEFAULT_MAX_TOKENS
 
     def stream_body(self, body: Any) -> Any:

@@ -135,6 +135,7 @@ class World:
         Route.objects.filter(pk=self.route.pk).update(**(base | settings))
         callcache.bump()
         cooldowns.forget_all()
+        self.b.handler = good("b")  # a scenario before may have broken it (the bench's world)
 
     def ask(self, stream: bool = False) -> str:
         c = self.client()
