@@ -80,9 +80,16 @@ class _Redis:
         self.backend = backend
         self.client = backend._cache.get_client(write=True)
         self.script = self.client.register_script(_FAIL)
+        self.keys: dict[str, str] = {}
 
     def key(self, name: str) -> str:
-        return self.backend.make_and_validate_key(name)
+        # Built once per name: Django's key checks cost more than the round trip's parse.
+        key = self.keys.get(name)
+        if key is None:
+            if len(self.keys) > 10_000:
+                self.keys.clear()
+            key = self.keys[name] = self.backend.make_and_validate_key(name)
+        return key
 
     def mget(self, names: list[str]) -> list:
         values = self.client.mget([self.key(n) for n in names])
