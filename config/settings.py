@@ -118,9 +118,16 @@ INSTALLED_APPS = [
     "template_partials",
     "encrypted_model_fields",
     "ninja",
+    "django_tasks",
+    "django_tasks_db",
     "integrations",
     "sandbox",
 ]
+
+# Background tasks (evaluation experiments): Django's tasks API through the django-tasks
+# backport, kept in the database and run by `manage.py db_worker` (django-tasks-db).
+# Larger teams may use RQ on the console's Redis instead (django-tasks-rq): README.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 MIDDLEWARE = [
     "config.middleware.gateway_cors",
@@ -313,6 +320,16 @@ try:
 except (ValueError, IndexError) as exc:
     raise ImproperlyConfigured("SANDBOX_RATE_LIMIT must look like 30/60 (runs/seconds).") from exc
 SANDBOX_COMPARE_MAX = 4
+# Evaluation calls per experiment owner, "N/SECONDS": experiments wait (never fail) when
+# over it. Each experiment's concurrency per model bounds it too.
+_eval_limit = (env_secret("EVALUATION_RATE_LIMIT") or "6000/60").split("/")
+try:
+    EVALUATION_RATE_LIMIT = (int(_eval_limit[0]), int(_eval_limit[1]))
+except (ValueError, IndexError) as exc:
+    raise ImproperlyConfigured("EVALUATION_RATE_LIMIT must look like 6000/60.") from exc
+# An experiment whose worker has not beaten its heartbeat (every 2 s) for this long is
+# taken to be dead and queued again for the next worker.
+EVALUATION_STALE_SECONDS = env_int("EVALUATION_STALE_SECONDS", 30)
 # Usage rows (one per gateway call or Sandbox run) older than this are deleted by
 # `manage.py prune_usage`; the daily totals the usage page reads are kept.
 USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90)

@@ -26,6 +26,10 @@ class AuditAction(models.TextChoices):
     GATEWAY_KEY_REVOKE = "gateway_key_revoke", "Gateway key revoked"
     EXPORT = "export", "Export"
     IMPORT = "import", "Import"
+    DATASET = "dataset", "Dataset"
+    PROMPT_VERSION = "prompt_version", "Prompt version"
+    EXPERIMENT = "experiment", "Experiment"
+    REVIEW = "review", "Review"
 
 
 class AuditEvent(models.Model):

@@ -49,6 +49,7 @@ class GatewayKey(models.Model):
 class UsageSource(models.TextChoices):
     GATEWAY = "gateway", "Gateway"
     SANDBOX = "sandbox", "Sandbox"
+    EVALUATION = "eval", "Evaluation"
 
 
 class UsageRecord(models.Model):
