@@ -25,7 +25,9 @@ install: $(VENV)/.installed-run
 run: $(VENV)/.installed-run
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py bootstrap
-	@echo "Serving the console at http://127.0.0.1:$(PORT) (Ctrl+C stops it)"
+	@echo "Serving the console at http://127.0.0.1:$(PORT), with one task worker (Ctrl+C stops both)"
+	$(DEV_ENV) $(PY) manage.py db_worker --interval 1 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.installed-test

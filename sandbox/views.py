@@ -95,11 +95,16 @@ def _opened(request) -> SandboxForm:
     if is_uuid(prompt_id):
         saved = prompts.visible(request.user).filter(pk=prompt_id).first()
         if saved is not None:
+            number = request.GET.get("version", "")
+            versions = saved.versions.order_by("-number")
+            picked = versions.filter(number=int(number)) if number.isdigit() else versions
+            source = picked.first() or saved  # a version, else a prompt saved before versions
             return SandboxForm(
-                initial={"system_prompt": saved.system_prompt, "user_prompt": saved.user_prompt},
-                columns=[_column(c.get("model"), c.get("params")) for c in saved.columns],
-                turns=saved.turns,
-                variables=saved.variables,
+                initial={"system_prompt": source.system_prompt, "user_prompt": source.user_prompt}
+                | tools.initial_of(getattr(source, "options", None) or {}),
+                columns=[_column(c.get("model"), c.get("params")) for c in source.columns],
+                turns=source.turns,
+                variables=source.variables,
             )
     return SandboxForm(initial={"stream": True}, columns=[_column(request.GET.get("model"))])
 

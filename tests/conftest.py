@@ -367,7 +367,32 @@ def objects(make_integration, users):
 
     route = Route.objects.create(name="Steady", created_by=users["editor"])
     RouteTarget.objects.create(route=route, model=model, position=0)
+    from sandbox.models import Dataset, DatasetVersion, Experiment, ExperimentResult, PromptVersion
+
+    PromptVersion.objects.create(prompt=prompt, number=1, user_prompt="hi {{word}}")
+    PromptVersion.objects.create(
+        prompt=prompt, number=2, user_prompt="hello {{word}}", message="warmer"
+    )
+    dataset = Dataset.objects.create(name="Words", owner=users["editor"])
+    rows = [{"variables": {"word": w}, "expected": w.upper(), "metadata": {}} for w in ("a", "b")]
+    version = DatasetVersion.objects.create(dataset=dataset, number=1, rows=rows)
+    targets = [
+        {"model": str(model.pk), "name": "Local/Model A"},
+        {"route": str(route.pk), "name": "Steady"},
+    ]
+    experiment = Experiment.objects.create(
+        name="First", owner=member, dataset_version=version, user_prompt="Say {{word}}",
+        targets=targets, scorers=[{"kind": "exact"}], status="done",
+    )  # fmt: skip
+    for row in range(2):
+        for target in range(2):
+            ExperimentResult.objects.create(experiment=experiment, row=row, target=target, status="ok",
+                                            output="A" if row == 0 else "b", passed=row == 0, latency_ms=12,
+                                            scores=[{"name": "Exact match", "value": float(row == 0),
+                                                     "passed": row == 0, "reason": ""}])  # fmt: skip
     return {
+        "dataset": dataset,
+        "experiment": experiment,
         "gateway_key": gateway_key,
         "route": route,
         "model": model,

@@ -9,5 +9,6 @@ from sandbox.models.evaluation import (  # noqa: F401
     ExperimentStatus,
     PromptLabel,
     PromptVersion,
+    Review,
 )
 from sandbox.models.runs import RunStatus, SandboxRun, SavedPrompt  # noqa: F401

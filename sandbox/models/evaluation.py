@@ -191,3 +191,27 @@ class ExperimentResult(models.Model):
 
     def __str__(self) -> str:
         return f"row {self.row} × target {self.target}: {self.status}"
+
+
+class Review(models.Model):
+    """A person's blind pick between two targets' outputs for one row (a tie: no winner)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="reviews")
+    row = models.PositiveIntegerField()
+    left = models.PositiveSmallIntegerField()  # target indexes, in the order shown
+    right = models.PositiveSmallIntegerField()
+    winner = models.PositiveSmallIntegerField(null=True, blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "row", "left", "right", "reviewer"], name="review_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.left} vs {self.right} → {self.winner}"
