@@ -79,6 +79,8 @@ def http_error(request, exc: HttpError):
     body = {"message": str(exc)}
     if getattr(exc, "error", None):
         body["error"] = exc.error  # a classified upstream error: kind, title, hint, status
+    if getattr(exc, "errors", None):
+        body["errors"] = exc.errors  # each field's or row's problem
     if getattr(exc, "failing", None):
         body["failing"] = exc.failing  # models a refused change would have broken
     return api.create_response(request, body, status=exc.status_code)
@@ -107,3 +109,4 @@ api.add_router("/v2/", "integrations.api.profiles.router")
 api.add_router("/v2/", "integrations.api.gateway_keys.router")
 api.add_router("/v2/", "integrations.api.routes.router")
 api.add_router("/v2/", "sandbox.api.router")
+api.add_router("/v2/", "sandbox.eval_api.router")

@@ -115,6 +115,10 @@ API = {
     ("post", "/api/v2/gateway-keys"): EDITOR,
     ("delete", "/api/v2/gateway-keys/{key_id}"): EDITOR,
     ("post", "/api/v2/chat"): LOGIN,
+    ("post", "/api/v2/datasets"): EDITOR,
+    ("post", "/api/v2/experiments"): LOGIN,
+    ("get", "/api/v2/experiments/{experiment_id}"): LOGIN,
+    ("get", "/api/v2/experiments/{experiment_id}/results"): LOGIN,
     ("post", "/api/v2/integrations"): EDITOR,
     ("get", "/api/v2/integrations"): LOGIN,
     ("get", "/api/v2/integrations/{integration_id}"): LOGIN,
@@ -251,6 +255,13 @@ def api_body(method: str, path: str, upstream, o: dict) -> dict | None:
         return {"name": f"matrix-{method}", "targets": [{"model": str(o["model"].pk)}]}
     if (method, path) == ("post", "/api/v2/chat"):
         return {"model": str(o["model"].pk), "user": "hi"}
+    if (method, path) == ("post", "/api/v2/datasets"):
+        import uuid
+
+        return {"name": f"matrix-{uuid.uuid4().hex[:6]}", "content": "word,expected\na,A\n"}
+    if (method, path) == ("post", "/api/v2/experiments"):
+        return {"name": "matrix", "dataset_id": str(o["dataset"].pk), "user": "Say {{word}}",
+                "targets": [{"model": str(o["model"].pk)}], "scorers": [{"kind": "exact"}]}  # fmt: skip
     if (method, path) == ("post", "/api/v2/integrations"):
         return {
             "name": "Made",
@@ -304,6 +315,7 @@ def test_the_api_answers_each_caller_as_the_matrix_says(
             integration_id=objects["model"].integration_id,
             key_id=objects["gateway_key"].pk,
             route_id=objects["route"].pk,
+            experiment_id=objects["experiment"].pk,
         )
         body = api_body(method, path, upstream, objects)
         response = getattr(client, method)(
