@@ -322,11 +322,11 @@ except (ValueError, IndexError) as exc:
 SANDBOX_COMPARE_MAX = 4
 # Evaluation calls per experiment owner, "N/SECONDS": experiments wait (never fail) when
 # over it. Each experiment's concurrency per model bounds it too.
-_eval_limit = (env_secret("EVALUATION_RATE_LIMIT") or "6000/60").split("/")
+_eval_limit = (env_secret("EVALUATION_RATE_LIMIT") or "60000/60").split("/")
 try:
     EVALUATION_RATE_LIMIT = (int(_eval_limit[0]), int(_eval_limit[1]))
 except (ValueError, IndexError) as exc:
-    raise ImproperlyConfigured("EVALUATION_RATE_LIMIT must look like 6000/60.") from exc
+    raise ImproperlyConfigured("EVALUATION_RATE_LIMIT must look like 60000/60.") from exc
 # An experiment whose worker has not beaten its heartbeat (every 2 s) for this long is
 # taken to be dead and queued again for the next worker.
 EVALUATION_STALE_SECONDS = env_int("EVALUATION_STALE_SECONDS", 30)

@@ -71,7 +71,10 @@ def experiment_detail(request, pk):
         "can_cancel": _may_cancel(request, experiment),
     }
     if request.htmx and request.GET.get("part") == "progress":
-        return render(request, f"{PAGE}#progress", ctx)
+        response = render(request, f"{PAGE}#progress", ctx)
+        if progress["finished"]:  # the page's results and aggregates are the run's last
+            response["HX-Refresh"] = "true"
+        return response
     page = request.GET.get("page", "1")
     show = request.GET.get("show", "")
     ctx |= {
