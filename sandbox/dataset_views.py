@@ -157,9 +157,12 @@ def dataset_export(request, pk):
 
 @require_POST
 @editor_required
-def dataset_add_run(request, pk):
+def dataset_add_run(request):
     """A Sandbox run as a new row: its message as `input`, its reply as the expected output."""
-    dataset = get_object_or_404(Dataset, pk=pk)
+    dataset_id = request.POST.get("dataset", "")
+    dataset = get_object_or_404(Dataset, pk=dataset_id) if is_uuid(dataset_id) else None
+    if dataset is None:
+        raise Http404("No such dataset.")
     run_id = request.POST.get("run", "")
     run = _visible_runs(request.user).filter(pk=run_id).first() if is_uuid(run_id) else None
     if run is None:

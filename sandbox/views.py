@@ -304,10 +304,13 @@ def run_detail(request, pk):
         raise Http404("No such run.")
     runs = _visible_runs(request.user).filter(pk__in=run.siblings).order_by("column")
     runs = list(runs.select_related("model")) or [run]
+    from sandbox.models import Dataset
+
+    datasets = Dataset.objects.only("id", "name") if can_edit(request.user) else ()
     return render(
         request,
         "sandbox/run_detail.html",
-        {"run": run, "results": [_result(r) for r in runs]},
+        {"run": run, "results": [_result(r) for r in runs], "datasets": datasets},
     )
 
 

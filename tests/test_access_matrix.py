@@ -184,7 +184,6 @@ def args_for(name: str, o: dict) -> list:
         "prompt-label": [o["prompt"].pk],
         "dataset-detail": [o["dataset"].pk],
         "dataset-export": [o["dataset"].pk],
-        "dataset-add-run": [o["dataset"].pk],
         "experiment-detail": [o["experiment"].pk],
         "experiment-cancel": [o["experiment"].pk],
         "experiment-export": [o["experiment"].pk],

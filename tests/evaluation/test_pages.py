@@ -230,3 +230,24 @@ def test_the_api_uploads_starts_and_reports_an_experiment(
         "post", "experiments", start | {"scorers": [{"kind": "regex", "pattern": "("}]}
     )
     assert status == 422 and bad["errors"][-1]["field"] == "scorers.regex"
+
+
+def test_an_editor_keeps_a_sandbox_run_as_a_new_dataset_row(client, bob, charlie, make_integration):
+    from sandbox.models import SandboxRun
+
+    model = make_integration()
+    rows = version(bob, name="Cases")
+    run = SandboxRun.objects.create(user=bob, model=model, model_name="M", integration_name="I",
+                                    user_prompt="What is 2+2?", reply="4", status="ok")  # fmt: skip
+    client.force_login(bob)
+    page = client.get(reverse("sandbox-run", args=[run.pk])).content.decode()
+    assert "Keep it as a test case" in page
+    client.post(reverse("dataset-add-run"), {"dataset": str(rows.dataset.pk), "run": str(run.pk)})
+    latest = rows.dataset.latest
+    assert latest.number == 2 and latest.rows[-1]["variables"] == {"input": "What is 2+2?"}
+    assert latest.rows[-1]["expected"] == "4" and len(rows.rows) == 20  # v1 unchanged
+    client.force_login(charlie)
+    assert (
+        "Keep it as a test case"
+        not in client.get(reverse("sandbox-run", args=[run.pk])).content.decode()
+    )
