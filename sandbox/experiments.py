@@ -1,9 +1,9 @@
 """Experiments: a dataset version × a prompt × 1 to 8 models or routes, scored row by
 row. Started here, run by a background task (sandbox/tasks.py) on any `db_worker`.
 
-A row is claimed (its result row written, status running) before its call, and a worker
-that resumes an experiment skips every row that finished: a killed worker costs the calls
-it had in flight, never a finished row again. A running experiment's worker beats every
+A row's result is written once it is finished, and a worker that resumes an experiment
+skips every row that has one: a killed worker costs the calls it had in flight (and the
+results it had not yet written), never a finished row again. A running experiment's worker beats every
 HEARTBEAT seconds; one silent for EVALUATION_STALE_SECONDS is taken to be dead, and the
 next look at the experiment (its page, the API) queues it again.
 """
@@ -183,10 +183,9 @@ def progress(experiment: Experiment) -> dict:
         revive(experiment)
         experiment.refresh_from_db()
     counts = experiment.results.aggregate(
-        done=Count("pk", filter=~Q(status="running")),
-        errors=Count("pk", filter=Q(status="failed")),
-        spent=Sum("cost"),
-    )
+        done=Count("pk"), errors=Count("pk", filter=Q(status="failed")),
+        spent=Sum("cost"), judged=Sum("judge_cost"),
+    )  # fmt: skip
     total, done = experiment.total, counts["done"]
     left = None
     if experiment.status == ExperimentStatus.RUNNING and done and experiment.heartbeat_at:
@@ -198,7 +197,8 @@ def progress(experiment: Experiment) -> dict:
             left = math.ceil((total - done) / rate) if rate else None
     return {
         "total": total, "done": done, "errors": counts["errors"],
-        "spent": counts["spent"] or Decimal(0), "seconds_left": left,
+        "spent": (counts["spent"] or Decimal(0)) + (counts["judged"] or Decimal(0)),
+        "seconds_left": left,
         "percent": round(100 * done / total) if total else 100,
         "status": experiment.status, "finished": experiment.status not in ACTIVE,
     }  # fmt: skip
@@ -241,13 +241,17 @@ def rate_limit() -> tuple[int, int]:
 def pending(experiment: Experiment) -> list[tuple[int, int]]:
     """(row, target) pairs still to run, interleaved so that every target moves along."""
     finished = set(
-        ExperimentResult.objects.filter(experiment=experiment)
-        .exclude(status="running")
-        .values_list("row", "target")
+        ExperimentResult.objects.filter(experiment=experiment).values_list("row", "target")
     )
     count = len(experiment.dataset_version.rows)
     return [(r, t) for r in range(count) for t in range(len(experiment.targets))
             if (r, t) not in finished]  # fmt: skip
+
+
+def spent(experiment: Experiment) -> Decimal:
+    """What the experiment's finished rows cost, their judges' calls included."""
+    sums = experiment.results.aggregate(cost=Sum("cost"), judged=Sum("judge_cost"))
+    return (sums["cost"] or Decimal(0)) + (sums["judged"] or Decimal(0))
 
 
 def judge_format(spec: dict) -> OutputFormat:

@@ -67,6 +67,24 @@ def record(request, **fields) -> UsageRecord:
     return row
 
 
+def record_later(**fields) -> UsageRecord:
+    """A background task's usage row: on disk at once (the spool), written to the
+    database with the writer's next batch, as the gateway's are."""
+    row = fit(UsageRecord(created_at=timezone.now(), spool_id=uuid.uuid4(), **fields))
+    try:
+        spool.append(row)
+    except OSError:
+        logger.exception("A usage row could not be spooled to %s", settings.USAGE_SPOOL_DIR)
+    _writer.put([row])
+    return row
+
+
+def written() -> bool:
+    """Write the rows queued in this process now (a task ending); False if the database
+    is away (they stay queued and on disk)."""
+    return _writer.drain()
+
+
 def fit(row: UsageRecord) -> UsageRecord:
     """Bring every value within its column: counts within the integer range, text within
     its length, cost within its digits. What an upstream reports must not cost a row."""

@@ -161,13 +161,13 @@ class Experiment(models.Model):
 
 
 class ExperimentResult(models.Model):
-    """One row × one target: claimed (status running) before its call, so a worker that
-    resumes an experiment never sends a finished row again."""
+    """One row × one target, written once when it is finished: a worker that resumes an
+    experiment sends every row without one, and never a row that has one."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="results")
     row = models.PositiveIntegerField()
     target = models.PositiveSmallIntegerField()  # its index in experiment.targets
-    status = models.CharField(max_length=10, default="running")  # running | ok | failed
+    status = models.CharField(max_length=10, default="ok")  # ok | failed
     output = models.TextField(blank=True)
     scores = models.JSONField(default=list, blank=True)  # [Score.as_dict()]
     passed = models.BooleanField(null=True)
@@ -175,6 +175,7 @@ class ExperimentResult(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    judge_cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     model_name = models.CharField(max_length=200, blank=True)  # the model that answered
     error_kind = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
