@@ -97,7 +97,7 @@ def results_page(user) -> dict:
     scores = [{"name": "Exact match", "value": 1.0, "passed": True, "reason": ""}]
     ExperimentResult.objects.bulk_create(
         (ExperimentResult(experiment=experiment, row=r, target=t, status="ok", output=f"answer {r}",
-                          passed=True, latency_ms=200, completion_tokens=5, scores=scores)
+                          passed=True, score=1.0, latency_ms=200, completion_tokens=5, scores=scores)
          for r in range(1000) for t in range(8)), batch_size=2000,
     )  # fmt: skip
     server = Gunicorn()

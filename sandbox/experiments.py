@@ -205,25 +205,33 @@ def progress(experiment: Experiment) -> dict:
 
 
 def aggregates(experiment: Experiment) -> list[dict]:
-    """Per target: mean score, pass rate, p50/p95 latency, total cost, errors."""
-    out = []
-    for index, target in enumerate(experiment.targets):
-        results = experiment.results.filter(target=index).exclude(status="running")
-        summary = results.aggregate(
+    """Per target: mean score, pass rate, p50/p95 latency, total cost, errors. Two
+    queries, whatever the number of rows and targets."""
+    done = experiment.results
+    grouped = {
+        g["target"]: g
+        for g in done.values("target").annotate(
             n=Count("pk"), errors=Count("pk", filter=Q(status="failed")),
             n_passed=Count("pk", filter=Q(passed=True)),
             n_scored=Count("pk", filter=Q(passed__isnull=False)),
-            cost=Sum("cost"), tokens=Sum("completion_tokens"), latency=Avg("latency_ms"),
-        )  # fmt: skip
-        latencies = sorted(results.exclude(latency_ms=None).values_list("latency_ms", flat=True))
-        values = [s["value"] for r in results.values_list("scores", flat=True) for s in r or ()
-                  if s.get("value") is not None]  # fmt: skip
+            cost=Sum("cost"), tokens=Sum("completion_tokens"), mean=Avg("score"),
+        )
+    }  # fmt: skip
+    latencies: dict[int, list] = {}
+    for target, ms in (
+        done.exclude(latency_ms=None).order_by("latency_ms").values_list("target", "latency_ms")
+    ):
+        latencies.setdefault(target, []).append(ms)
+    out = []
+    for index, target in enumerate(experiment.targets):
+        g = grouped.get(index, {"n": 0, "errors": 0, "n_passed": 0, "n_scored": 0, "cost": None,
+                                "tokens": None, "mean": None})  # fmt: skip
+        ms = latencies.get(index, [])
         out.append({
-            "target": target["name"], "index": index, "n": summary["n"], "errors": summary["errors"],
-            "pass_rate": summary["n_passed"] / summary["n_scored"] if summary["n_scored"] else None,
-            "mean_score": sum(values) / len(values) if values else None,
-            "p50": _pct(latencies, 50), "p95": _pct(latencies, 95),
-            "cost": summary["cost"], "tokens": summary["tokens"],
+            "target": target["name"], "index": index, "n": g["n"], "errors": g["errors"],
+            "pass_rate": g["n_passed"] / g["n_scored"] if g["n_scored"] else None,
+            "mean_score": g["mean"], "p50": _pct(ms, 50), "p95": _pct(ms, 95),
+            "cost": g["cost"], "tokens": g["tokens"],
         })  # fmt: skip
     return out
 

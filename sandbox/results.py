@@ -11,6 +11,8 @@ import math
 import random
 from difflib import SequenceMatcher
 
+from django.db.models import Count, Q
+
 from sandbox.models import Experiment, ExperimentResult, Review
 
 PAGE_ROWS = 100
@@ -24,27 +26,40 @@ def _by_row(experiment: Experiment) -> dict[int, dict[int, ExperimentResult]]:
 
 
 def table(experiment: Experiment, show: str = "", page: int = 1) -> dict:
-    """Rows with each target's result; `show`: "failing" (a target failed or did not
-    pass) or "disagree" (targets differ in passing, or in what they said)."""
+    """One page of rows, each with every target's result; `show`: "failing" (a target
+    failed or did not pass) or "disagree" (targets differ in passing, or in what they
+    said). The filter is one grouped query; only the page's results are read."""
     rows = experiment.dataset_version.rows
-    by_row = _by_row(experiment)
+    if show in ("failing", "disagree"):
+        flags = experiment.results.values("row").annotate(
+            failing=Count("pk", filter=Q(status="failed") | Q(passed=False)),
+            verdicts=Count("passed", distinct=True),
+            unscored=Count("pk", filter=Q(passed__isnull=True)),
+            outputs=Count("output", distinct=True, filter=Q(status="ok")),
+        )  # fmt: skip
+        matching = sorted(
+            f["row"] for f in flags
+            if (show == "failing" and f["failing"])
+            or (show == "disagree" and (f["verdicts"] + bool(f["unscored"] and f["verdicts"]) > 1
+                                        or f["outputs"] > 1))
+        )  # fmt: skip
+    else:
+        show, matching = "", list(range(len(rows)))
+    pages = max(1, math.ceil(len(matching) / PAGE_ROWS))
+    page = min(max(page, 1), pages)
+    shown = matching[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
+    by_row: dict[int, dict[int, ExperimentResult]] = {}
+    if shown:
+        found = experiment.results.filter(row__in=shown).defer("worker")
+        for result in found:
+            by_row.setdefault(result.row, {})[result.target] = result
     out = []
-    for index, row in enumerate(rows):
+    for index in shown:
         results = by_row.get(index, {})
         cells = [results.get(t) for t in range(len(experiment.targets))]
-        done = [c for c in cells if c is not None]
-        failing = any(c.status == "failed" or c.passed is False for c in done)
-        verdicts = {c.passed for c in done}
-        outputs = {c.output.strip() for c in done if c.status == "ok"}
-        disagree = len(verdicts) > 1 or len(outputs) > 1
-        if (show == "failing" and not failing) or (show == "disagree" and not disagree):
-            continue
-        out.append({"index": index, "number": index + 1, "row": row, "cells": cells,
-                    "failing": failing, "disagree": disagree})  # fmt: skip
-    pages = max(1, math.ceil(len(out) / PAGE_ROWS))
-    page = min(max(page, 1), pages)
-    return {"rows": out[(page - 1) * PAGE_ROWS : page * PAGE_ROWS], "count": len(out),
-            "page": page, "pages": pages}  # fmt: skip
+        out.append({"index": index, "number": index + 1, "row": rows[index] if index < len(rows) else {},
+                    "cells": cells})  # fmt: skip
+    return {"rows": out, "count": len(matching), "page": page, "pages": pages}
 
 
 def diff_html_parts(output: str, expected: str) -> list[tuple[str, str]]:

@@ -248,6 +248,7 @@ class Runner:
             experiment_id=self.pk, row=row_index, target=target_index,
             status="ok" if answer.ok else "failed", output=answer.content,
             scores=[s.as_dict() for s in scores], passed=all(s.passed for s in scores) if scores else None,
+            score=_mean([s.value for s in scores if s.value is not None]),
             latency_ms=latency, cost=cost, judge_cost=judged[0] or None,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             model_name=model.name if model is not None else target["name"], worker=self.worker,
@@ -298,6 +299,10 @@ class Runner:
                 f"The judge failed: {answer.error.message[:300]}",
             )
         return scorers.judged(spec, answer.content)
+
+
+def _mean(values: list) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _answering_model(goal):

@@ -387,7 +387,7 @@ def objects(make_integration, users):
     for row in range(2):
         for target in range(2):
             ExperimentResult.objects.create(experiment=experiment, row=row, target=target, status="ok",
-                                            output="A" if row == 0 else "b", passed=row == 0, latency_ms=12,
+                                            output="A" if row == 0 else "b", passed=row == 0, latency_ms=12, score=float(row == 0),
                                             scores=[{"name": "Exact match", "value": float(row == 0),
                                                      "passed": row == 0, "reason": ""}])  # fmt: skip
     return {

@@ -171,6 +171,7 @@ class ExperimentResult(models.Model):
     output = models.TextField(blank=True)
     scores = models.JSONField(default=list, blank=True)  # [Score.as_dict()]
     passed = models.BooleanField(null=True)
+    score = models.FloatField(null=True, blank=True)  # the mean of its scores' values
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)

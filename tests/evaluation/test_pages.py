@@ -163,7 +163,7 @@ def test_the_results_page_asks_the_same_number_of_queries_at_any_size(client, bo
         )  # fmt: skip
         ExperimentResult.objects.bulk_create(
             ExperimentResult(experiment=experiment, row=r, target=t, status="ok", output="x", passed=True,
-                             latency_ms=5, scores=[{"name": "Exact match", "value": 1.0, "passed": True}])
+                             latency_ms=5, score=1.0, scores=[{"name": "Exact match", "value": 1.0, "passed": True}])
             for r in range(size) for t in range(2)
         )  # fmt: skip
         with CaptureQueriesContext(connection) as queries:
