@@ -175,3 +175,28 @@ def dataset_add_run(request):
     audit.record(request, AuditAction.DATASET, dataset, detail=f"v{version.number}: a run added")
     messages.success(request, f"Added to {dataset.name} as version {version.number}.")
     return go(request, reverse("dataset-detail", args=[dataset.pk]))
+
+
+@require_http_methods(["GET", "POST"])
+@editor_required
+def dataset_edit(request, pk):
+    """Edit the rows as JSON Lines, one {"variables", "expected", "metadata"} a line: read
+    and checked as an upload is, and saved as a new version (the old one stays)."""
+    dataset = get_object_or_404(Dataset, pk=pk)
+    latest = dataset.latest
+    text = request.POST.get("rows", "")
+    errors: list = []
+    if request.method == "POST":
+        new_rows, errors = datasets.edited(text)
+        if not errors:
+            message = (request.POST.get("message") or "edited on the page").strip()[:200]
+            version = datasets.save_version(dataset, new_rows, request.user, message)
+            audit.record(
+                request, AuditAction.DATASET, dataset, detail=f"v{version.number}: {message}"
+            )
+            messages.success(request, f"Saved as version {version.number}: {len(new_rows)} rows.")
+            return go(request, reverse("dataset-detail", args=[dataset.pk]))
+    elif latest is not None:
+        text = datasets.export(latest, "jsonl")[0].decode()
+    ctx = {"dataset": dataset, "text": text, "errors": errors[:200], "latest": latest}
+    return render(request, "sandbox/dataset_edit.html", ctx)

@@ -126,6 +126,40 @@ def rows(records: list[dict], mapping: Mapping, line_of=None) -> tuple[list[dict
     return out, errors
 
 
+def edited(text: str) -> tuple[list[dict], list]:
+    """Rows written on the page as JSON Lines of {"variables", "expected", "metadata"}:
+    the rows, and every line's problems."""
+    if len(text.encode()) > MAX_BYTES:
+        return [], [(0, f"Over {MAX_BYTES // (1024 * 1024)} MB.")]
+    out, errors = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            errors.append((number, f"Not JSON: {getattr(exc, 'msg', 'nested too deep')}."))
+            continue
+        variables = row.get("variables") if isinstance(row, dict) else None
+        if not isinstance(variables, dict) or not variables:
+            errors.append((number, 'Each line needs "variables": {"name": "value", …}.'))
+            continue
+        bad = [n for n in variables if not VARIABLE.fullmatch("{{" + str(n) + "}}")]
+        blank = [n for n, v in variables.items() if not str(v).strip()]
+        if bad:
+            errors.append((number, f"{bad[0]!r} cannot be a variable name: letters, digits and _."))
+        if blank:
+            errors.append((number, f"No value for {', '.join(map(str, blank))}."))
+        metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+        out.append({"variables": {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in variables.items()},
+                    "expected": str(row.get("expected") or ""), "metadata": metadata})  # fmt: skip
+    if not out and not errors:
+        errors.append((0, "No rows: a dataset needs at least one."))
+    if len(out) > MAX_ROWS:
+        errors.append((0, f"More than {MAX_ROWS} rows."))
+    return out, errors
+
+
 def save_version(dataset: Dataset, new_rows: list[dict], user, message: str = "") -> DatasetVersion:
     """A new version of the dataset holding `new_rows`; versions before it stay."""
     for _ in range(5):  # two saves at once: the second takes the next number

@@ -19,6 +19,7 @@ urlpatterns = [
     path("datasets/", dataset_views.dataset_list, name="datasets"),
     path("datasets/upload", dataset_views.dataset_upload, name="dataset-upload"),
     path("datasets/<uuid:pk>/", dataset_views.dataset_detail, name="dataset-detail"),
+    path("datasets/<uuid:pk>/edit", dataset_views.dataset_edit, name="dataset-edit"),
     path("datasets/<uuid:pk>/export", dataset_views.dataset_export, name="dataset-export"),
     path("datasets/add-run", dataset_views.dataset_add_run, name="dataset-add-run"),
     path("experiments/", experiment_views.experiment_list, name="experiments"),

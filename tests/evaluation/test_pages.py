@@ -251,3 +251,26 @@ def test_an_editor_keeps_a_sandbox_run_as_a_new_dataset_row(client, bob, charlie
         "Keep it as a test case"
         not in client.get(reverse("sandbox-run", args=[run.pk])).content.decode()
     )
+
+
+def test_an_editor_edits_rows_on_the_page_as_a_new_version_and_bad_lines_are_named(
+    client, bob, charlie
+):
+    rows = version(bob, name="Edited")
+    url = reverse("dataset-edit", args=[rows.dataset.pk])
+    client.force_login(bob)
+    text = client.get(url).content.decode()
+    assert "&quot;w0&quot;" in text  # the rows, as JSON Lines
+    bad = (
+        '{"variables": {"word": "sun"}, "expected": "SUN"}\nnot json\n{"variables": {"word": ""}}\n'
+    )
+    page = client.post(url, {"rows": bad}).content.decode()
+    assert "Line 2: Not JSON" in page and "Line 3: No value for word." in page
+    assert rows.dataset.versions.count() == 1
+    client.post(
+        url, {"rows": bad.replace("not json\n", "").replace('""', '"moon"'), "message": "two words"}
+    )
+    latest = rows.dataset.latest
+    assert (latest.number, latest.message, len(latest.rows)) == (2, "two words", 2)
+    client.force_login(charlie)
+    assert client.get(url).status_code == 403
