@@ -136,64 +136,101 @@ def _storable(body: Any) -> Any:
     return storable(body.get("messages", body.get("input")) if isinstance(body, dict) else body)
 
 
-def understood(request, door, read) -> tuple | Any:
+@dataclass(frozen=True)
+class Refusal:
+    """A call refused before any upstream call: the door's answer, and what its usage row
+    says (the reason is the answer's error code)."""
+
+    response: Any
+    key: Any = None
+    model: Any = None
+    model_name: str = ""
+
+    @property
+    def reason(self) -> str:
+        try:
+            return json.loads(self.response.content)["error"].get("code") or "refused"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return "refused"
+
+
+def understood(request, door, read) -> tuple | Refusal:
     """(key, the door's reading of the body, the model's target, the route and its
     targets by model id) for an authenticated request whose body reads and whose model
-    or route the key may call; else the door's error. For a route, the target is the one
-    its limits reserve by."""
-    key = keys.authenticate(presented_key(request))
+    or route the key may call; else the Refusal. For a route, the target is the one its
+    limits reserve by."""
+    presented = presented_key(request)
+    key = keys.authenticate(presented)
     if key is None:
-        return door.unauthorized()
+        return Refusal(
+            door.unauthorized(), model_name="" if presented.startswith(keys.PREFIX) else None
+        )
     raw = read_body(request)
     if raw is None:
-        return door.error(413, "The request body is over 4 MiB.", "request_too_large")
+        return Refusal(door.error(413, "The request body is over 4 MiB.", "request_too_large"), key)
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return door.error(400, "The body is not valid JSON.", "invalid_request_error")
+        return Refusal(door.error(400, "The body is not valid JSON.", "invalid_request_error"), key)
     try:
         ask = read(body)
     except WireError as exc:
-        return door.error(400, exc.message, "invalid_request_error", exc.code, exc.param)
+        response = door.error(400, exc.message, "invalid_request_error", exc.code, exc.param)
+        named = body.get("model") if isinstance(body, dict) else None
+        return Refusal(response, key, model_name=named if isinstance(named, str) else "")
     route = routing.resolve(key, ask.model)
     if route is not None:
         if route.kind not in door.kinds:
-            return door.wrong_kind(ask.model, route.kind)
+            return Refusal(door.wrong_kind(ask.model, route.kind), key, model_name=ask.model)
         goals = routing.goals_of(route)
         goal = routing.pricing_target(route, goals)
         if goal is None:
             message = f"Route {ask.model[:100]!r} has no enabled target."
-            return door.error(503, message, "overloaded_error", "route_unavailable")
+            response = door.error(503, message, "overloaded_error", "route_unavailable")
+            return Refusal(response, key, model_name=ask.model)
         return key, ask, goal, route, goals
     model = keys.resolve(key, ask.model)
     goal = services.target(model.pk) if model is not None else None
     if goal is None:
-        return door.not_found(ask.model, keys.ambiguous(key, ask.model))
+        response = door.not_found(ask.model, keys.ambiguous(key, ask.model))
+        return Refusal(response, key, model_name=ask.model)
     if goal.model.kind not in door.kinds:
-        return door.wrong_kind(ask.model, goal.model.kind)
+        return Refusal(door.wrong_kind(ask.model, goal.model.kind), key, goal.model, ask.model)
     return key, ask, goal, None, None
+
+
+def refuse(request, door, refusal: Refusal):
+    """Meter a refusal and answer it. A bad key is a row only when it is shaped like one
+    of ours (`model_name` None: not worth a row, such as a scanner's guess)."""
+    if refusal.model_name is not None:
+        name = refusal.model.name if refusal.model is not None else refusal.model_name
+        metering.refused(request, door.name, refusal.reason, refusal.response.status_code,
+                         refusal.key, refusal.model, name)  # fmt: skip
+    return refusal.response
 
 
 def admit(request, door) -> Plan | Any:
     """Admit a call, or return the door's error response."""
     started = time.perf_counter()
     understood_ = understood(request, door, door.read)
-    if not isinstance(understood_, tuple):
-        return understood_
+    if isinstance(understood_, Refusal):
+        return refuse(request, door, understood_)
     key, ask, goal, route, goals = understood_
     if (prepare := getattr(door, "prepare", None)) is not None:
         try:  # a door's own look-ups that need the key (a stored conversation)
             ask = prepare(ask, key)
         except WireError as exc:
-            return door.error(400, exc.message, "invalid_request_error", exc.code, exc.param)
+            response = door.error(400, exc.message, "invalid_request_error", exc.code, exc.param)
+            return refuse(request, door, Refusal(response, key, goal.model, ask.model))
     forward = door.forward_body(ask, goal, request) if route is None else None
     if route is None and forward is None and (refused := door.untranslatable(ask)):
         name, message = refused
-        return door.error(400, message, "invalid_request_error", "unsupported_parameter", name)
+        response = door.error(400, message, "invalid_request_error", "unsupported_parameter", name)
+        return refuse(request, door, Refusal(response, key, goal.model, ask.model))
     try:
         hold = limits.admit(key, goal.model, ask.prompt, goal.config)
     except limits.Limited as exc:
-        return door.limited(exc)
+        return refuse(request, door, Refusal(door.limited(exc), key, goal.model, ask.model))
     return Plan(request, door, key, goal, ask, hold, started, forward, route=route, goals=goals)
 
 

@@ -67,6 +67,20 @@ def record(request, **fields) -> UsageRecord:
     return row
 
 
+STOPPED = "stopped"  # the error kind of a run a person stopped: not an error
+
+
+def refused(
+    request, door: str, reason: str, status: int, key=None, model=None, model_name=""
+) -> None:
+    """A call the gateway refused before any upstream call, as its own usage row."""
+    record(
+        request, source="gateway", key=key, user=key.owner if key is not None else None,
+        model=model, model_name=(model_name or "")[:100], ok=False, refused=True,
+        status_code=status, error_kind=reason[:40], door=door,
+    )  # fmt: skip
+
+
 def record_later(**fields) -> UsageRecord:
     """A background task's usage row: on disk at once (the spool), written to the
     database with the writer's next batch, as the gateway's are."""
@@ -189,19 +203,20 @@ def _counts(row: UsageRecord) -> tuple[str, object, dict]:
     """A row's slot in the daily totals (day, source, key, user, model) and what it adds."""
     day = timezone.localdate(row.created_at)
     slot = f"{day}|{row.source}|{row.key_id or ''}|{row.user_id or ''}|{row.model_name}"
-    return (
-        slot,
-        day,
-        {
-            "requests": 1,
-            "errors": 0 if row.ok else 1,
-            "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens,
-            "estimated": 1 if row.estimated else 0,
-            "cost": row.cost or Decimal(0),
-            f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}": 1,
-        },
-    )
+    stopped = row.error_kind == STOPPED
+    counts = {
+        "requests": 1,
+        "errors": 0 if row.ok or row.refused or stopped else 1,
+        "refused": 1 if row.refused else 0,
+        "stopped": 1 if stopped else 0,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "estimated": 1 if row.estimated else 0,
+        "cost": row.cost or Decimal(0),
+    }
+    if not row.refused:  # a refusal took no time upstream: it stays out of the latencies
+        counts[f"h{bisect.bisect_right(LATENCY_BOUNDS, row.latency_ms or 0)}"] = 1
+    return slot, day, counts
 
 
 def _add(slot: str, day, row: UsageRecord, counts: dict) -> None:
@@ -329,6 +344,6 @@ def from_run(request, run) -> None:
         ttft_ms=run.ttft_ms,
         ok=run.status == "ok",
         status_code=run.status_code,
-        error_kind=run.error_kind,
+        error_kind=STOPPED if run.status == "stopped" else run.error_kind,
         streamed=run.streamed,
     )

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 SEGMENT_ROWS = 5000  # a file is closed after this many rows, and deleted once all are in
 FIELDS = (
     "source", "key_id", "user_id", "model_id", "model_name", "prompt_tokens",
-    "completion_tokens", "estimated", "latency_ms", "ttft_ms", "ok", "status_code",
+    "completion_tokens", "estimated", "latency_ms", "ttft_ms", "ok", "refused", "status_code",
     "error_kind", "streamed", "door", "prompt", "route", "attempts", "fallbacks",
 )  # fmt: skip
 

@@ -18,7 +18,8 @@ from integrations.models.gateway import LATENCY_BOUNDS
 from integrations.team.roles import is_admin
 
 BUCKETS = [f"h{i}" for i in range(len(LATENCY_BOUNDS) + 1)]
-SUMS = ["requests", "errors", "prompt_tokens", "completion_tokens", "estimated", "cost", *BUCKETS]
+SUMS = ["requests", "errors", "refused", "stopped", "prompt_tokens", "completion_tokens",
+        "estimated", "cost", *BUCKETS]  # fmt: skip
 
 
 def scope(user):
@@ -33,7 +34,9 @@ def scope(user):
 class Totals:
     label: str
     requests: int
-    errors: int
+    errors: int  # upstream failures (refusals and stopped runs are counted apart)
+    refused: int
+    stopped: int
     prompt_tokens: int
     completion_tokens: int
     estimated: int
@@ -47,7 +50,13 @@ class Totals:
 
     @property
     def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
+        """Failures among the calls that reached an upstream and ran to their end."""
+        called = self.requests - self.refused - self.stopped
+        return self.errors / called if called else 0.0
+
+    @property
+    def error_percent(self) -> float:
+        return round(100 * self.error_rate, 1)
 
 
 def percentile(counts: list[int], share: float) -> int | None:
@@ -69,6 +78,8 @@ def _totals(label, row: dict) -> Totals:
         label=label,
         requests=row["s_requests"] or 0,
         errors=row["s_errors"] or 0,
+        refused=row["s_refused"] or 0,
+        stopped=row["s_stopped"] or 0,
         prompt_tokens=row["s_prompt_tokens"] or 0,
         completion_tokens=row["s_completion_tokens"] or 0,
         estimated=row["s_estimated"] or 0,
@@ -114,13 +125,13 @@ def by_key(rows) -> list[Totals]:
 
 def csv_rows(rows):
     """Per day, source, key and model, for the CSV export."""
-    header = ["day", "source", "key", "model", "requests", "errors", "prompt_tokens",
+    header = ["day", "source", "key", "model", "requests", "errors", "refused", "stopped", "prompt_tokens",
               "completion_tokens", "estimated_calls", "cost_usd", "p50_ms_about", "p95_ms_about"]  # fmt: skip
     yield header
     for r in _grouped(rows, "day", "source", "key__name", "model_name"):
         t = _totals(r["model_name"], r)
         yield [r["day"].isoformat(), r["source"], r["key__name"] or "", r["model_name"],
-               t.requests, t.errors, t.prompt_tokens, t.completion_tokens, t.estimated,
+               t.requests, t.errors, t.refused, t.stopped, t.prompt_tokens, t.completion_tokens, t.estimated,
                f"{t.cost:.8f}", t.p50 or "", t.p95 or ""]  # fmt: skip
 
 
@@ -130,6 +141,8 @@ def sum_of(parts: list[Totals]) -> Totals:
         "All",
         sum(t.requests for t in parts),
         sum(t.errors for t in parts),
+        sum(t.refused for t in parts),
+        sum(t.stopped for t in parts),
         sum(t.prompt_tokens for t in parts),
         sum(t.completion_tokens for t in parts),
         sum(t.estimated for t in parts),

@@ -87,8 +87,8 @@ def count_tokens(request):
     understood = admission.understood(
         request, ANTHROPIC, functools.partial(anthropic_wire.read_request, counting=True)
     )
-    if not isinstance(understood, tuple):
-        return understood
+    if isinstance(understood, admission.Refusal):  # nothing is generated: no usage row
+        return understood.response
     _, ask, goal, route, _ = understood
     if route is not None:  # counted as its first target would count it
         goal = services.target(route.legs[0].model_pk) or goal

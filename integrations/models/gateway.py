@@ -80,8 +80,11 @@ class UsageRecord(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     ok = models.BooleanField()
+    # Refused by the gateway before any upstream call (a bad key, a model the key may not
+    # use, a limit, a parameter it cannot carry); the reason is in error_kind.
+    refused = models.BooleanField(default=False)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    error_kind = models.CharField(max_length=40, blank=True)
+    error_kind = models.CharField(max_length=40, blank=True)  # "stopped": a person stopped it
     streamed = models.BooleanField(default=False)
     # The gateway door it came in by (openai-chat, anthropic-messages, responses,
     # embeddings); blank for a Sandbox run.
@@ -127,7 +130,9 @@ class UsageDaily(models.Model):
     )
     model_name = models.CharField(max_length=100)
     requests = models.PositiveIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)  # upstream failures: not refusals or stops
+    refused = models.PositiveIntegerField(default=0)
+    stopped = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     estimated = models.PositiveIntegerField(default=0)  # calls whose tokens are estimates

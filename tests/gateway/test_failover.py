@@ -112,8 +112,12 @@ def test_a_fallback_is_one_request_against_the_keys_rpm_and_its_whole_cost_is_bu
         assert world.ask() == "from model-b"  # two calls, four attempts: two requests
         with pytest.raises(openai.RateLimitError):
             world.ask()
-        rows = usage_rows(2)  # refusals are not metered yet (the metrics issue)
-        assert all(r.ok and r.route == failover.ROUTE and r.fallbacks == 1 for r in rows)
+        rows = usage_rows(3)  # two calls, and the refusal as a row of its own
+        calls = [r for r in rows if not r.refused]
+        assert len(calls) == 2
+        assert all(r.ok and r.route == failover.ROUTE and r.fallbacks == 1 for r in calls)
+        (refusal,) = [r for r in rows if r.refused]
+        assert (refusal.status_code, refusal.error_kind) == (429, "rate_limit_exceeded")
         GatewayKey.objects.filter(name="failover").update(rpm=None, monthly_budget=0)
         from integrations import callcache
 

@@ -77,7 +77,7 @@ def test_a_multi_turn_conversation_sends_exactly_the_messages_shown(
     assert saved.shared and saved.variables == {"name": "Ada"}
     page.get_by_role("button", name="Clear conversation").click()
     expect(page.locator("#turns [data-turn]")).to_have_count(0)
-    page.get_by_role("link", name="Greeter").click()
+    page.get_by_role("link", name="Greeter", exact=True).click()
     expect(page.get_by_label("Message 2", exact=True)).to_have_value("Hello, Ada!")
     expect(page.get_by_label("name", exact=True)).to_have_value("Ada")
     expect(page.locator("select[name=model]")).to_have_value(str(model.pk))
