@@ -82,7 +82,10 @@ def usage_page(request):
             ("Requests per day", charts.bars("Requests", labels, [d.requests for d in days])),
             ("Tokens per day", charts.bars("Tokens", labels, [d.tokens for d in days])),
             ("Cost per day", charts.bars("Cost", labels, [float(d.cost) for d in days], "$")),
-            ("Refused per day (keys, scope, limits)", charts.bars("Refused", labels, [d.refused for d in days])),
+            (
+                "Refused per day (keys, scope, limits)",
+                charts.bars("Refused", labels, [d.refused for d in days]),
+            ),
             (
                 "Error rate per day (%)",
                 charts.lines(
