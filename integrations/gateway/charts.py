@@ -4,6 +4,8 @@ Colours come from CSS classes, so dark mode follows the page."""
 
 from __future__ import annotations
 
+import math
+
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -15,12 +17,22 @@ def _scale(values: list[float]) -> float:
     return top if top > 0 else 1
 
 
+def decimals(top: float) -> int:
+    """Places that show the axis's middle tick with two significant digits: $0.0001 is
+    not $0.00."""
+    middle = top / 2
+    if middle >= 10 or middle <= 0:
+        return 0
+    return min(8, max(0, 1 - math.floor(math.log10(middle))))
+
+
 def _axis(top: float, unit: str) -> str:
     lines = []
+    places = decimals(top)
     for i in range(3):
         value = top * i / 2
         y = HEIGHT - BOTTOM - (HEIGHT - BOTTOM - TOP) * i / 2
-        shown = f"{value:,.0f}" if top >= 10 else f"{value:,.2f}"
+        shown = f"{value:,.{places}f}"
         lines.append(
             f'<line class="grid" x1="{LEFT}" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}"/>'
             f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
@@ -78,10 +90,15 @@ def lines(title: str, labels: list[str], series: dict[str, list], unit: str = ""
             for i, v in enumerate(values)
             if v is not None
         ]
-        if points:
+        if len(points) > 1:
             body.append(
                 f'<polyline class="line line-{n}" points="{" ".join(points)}">'
                 f"<title>{escape(name)}</title></polyline>"
+            )
+        for point in points:  # a dot on each: one day of data still shows
+            x, y = point.split(",")
+            body.append(
+                f'<circle class="dot dot-{n}" cx="{x}" cy="{y}" r="3.5"><title>{escape(name)}</title></circle>'
             )
     body.append(_labels(labels))
     names = ", ".join(series)
