@@ -83,7 +83,8 @@ PAGES = {
     "route-edit": ("get", EDITOR),
     "route-delete": ("get", EDITOR),
     "gateway-keys": ("get", EDITOR),
-    "gateway-key-revoke": ("post", EDITOR),
+    "gateway-key-revoke": ("get", EDITOR),
+    "gateway-key-edit": ("get", EDITOR),
     "usage": ("get", LOGIN),
     "usage-csv": ("get", LOGIN),
     # The gateway authenticates with its own keys (tests/gateway).
@@ -192,6 +193,7 @@ def args_for(name: str, o: dict) -> list:
         "experiment-compare": [o["experiment"].pk],
         "experiment-review": [o["experiment"].pk],
         "gateway-key-revoke": [o["gateway_key"].pk],
+        "gateway-key-edit": [o["gateway_key"].pk],
         "route-detail": [o["route"].pk],
         "route-edit": [o["route"].pk],
         "route-delete": [o["route"].pk],

@@ -1,8 +1,8 @@
-"""The form for a new gateway key; keys.create writes it."""
+"""The form for a gateway key, new or edited; keys.create and keys.update write it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -53,12 +53,32 @@ class GatewayKeyForm(forms.Form):
         help_text="Off by default: usage rows then hold counts, never text.",
     )  # fmt: skip
 
-    def __init__(self, *args, user, **kwargs):
+    expires_on = forms.DateField(
+        label="Expires on", required=False, widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Blank: never.",
+    )  # fmt: skip
+
+    def __init__(self, *args, user, key=None, **kwargs):
+        self.key = key
+        bound = bool(args and args[0] is not None) or kwargs.get("data") is not None
+        if key is not None and not bound and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "name": key.name, "owner": key.owner_id, "all_models": key.all_models,
+                "allowed": list(key.allowed.all()), "routes": list(key.routes.all()),
+                "rpm": key.rpm, "tpm": key.tpm, "monthly_budget": key.monthly_budget,
+                "store_prompts": key.store_prompts,
+                "expires_on": timezone.localtime(key.expires_at).date() if key.expires_at else None,
+            }  # fmt: skip
         super().__init__(*args, **kwargs)
+        # A new key expires in some days; an edited one on a date (blank keeps none).
+        del self.fields["expires_on" if key is None else "expires_in_days"]
         people = get_user_model().objects.filter(is_active=True).order_by("username")
         # An Editor makes keys for themselves; an Admin for anyone.
         self.fields["owner"].queryset = people if is_admin(user) else people.filter(pk=user.pk)
-        self.fields["owner"].initial = user.pk
+        if key is None:
+            self.fields["owner"].initial = user.pk
+        elif not is_admin(user):
+            self.fields["owner"].queryset = people.filter(pk=key.owner_id)
         self.fields["allowed"].queryset = CustomModel.objects.select_related(
             "integration"
         ).order_by("integration__name", "name")
@@ -87,3 +107,18 @@ class GatewayKeyForm(forms.Form):
             expires_at=timezone.now() + timedelta(days=days) if days else None,
             store_prompts=data.get("store_prompts", False),
         )
+
+    def update(self, request):
+        data = self.cleaned_data
+        day = data.get("expires_on")
+        expires = None
+        if day is not None:
+            expires = timezone.make_aware(datetime.combine(day, time.max))
+        return keys.update(
+            self.key, request,
+            allowed=None if data["all_models"] else list(data["allowed"]),
+            routes=list(data.get("routes") or []),
+            name=data["name"], owner=data["owner"], rpm=data.get("rpm"), tpm=data.get("tpm"),
+            monthly_budget=data.get("monthly_budget"), expires_at=expires,
+            store_prompts=data.get("store_prompts", False),
+        )  # fmt: skip

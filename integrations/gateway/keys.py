@@ -177,6 +177,52 @@ def ambiguous(key: GatewayKey, name: str) -> list[str]:
     return _candidates(key, name).candidates(name)
 
 
+EDITABLE = ("name", "owner", "rpm", "tpm", "monthly_budget", "expires_at", "store_prompts")
+
+
+def update(key: GatewayKey, request=None, allowed=None, routes=(), **fields) -> GatewayKey:
+    """Change a key's name, owner, scope, limits, budget or expiry; audited with what
+    changed, and every worker drops its copy at once. Its secret stays."""
+    from integrations import audit
+    from integrations.models import AuditAction
+
+    before = _state(key)
+    for name, value in fields.items():
+        if name in EDITABLE:
+            setattr(key, name, value)
+    key.all_models = allowed is None
+    key.save()
+    key.allowed.set(allowed or [])
+    key.routes.set(routes if allowed is not None else [])
+    callcache.bump()
+    after = _state(key)
+    changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    audit.record(request, AuditAction.UPDATE, key, changes)
+    return key
+
+
+def _state(key: GatewayKey) -> dict:
+    state = {
+        name: str(getattr(key, name)) if getattr(key, name) is not None else "" for name in EDITABLE
+    }
+    state["models"] = (
+        "all" if key.all_models else ", ".join(sorted(m.name for m in key.allowed.all()))
+    )
+    state["routes"] = ", ".join(sorted(r.name for r in key.routes.all()))
+    return state
+
+
+def spent_this_month(found) -> dict:
+    """Each key's cost this month (from the daily totals, as the Usage page counts it)."""
+    from django.db.models import Sum
+
+    from integrations.models import UsageDaily
+
+    first = timezone.localdate().replace(day=1)
+    rows = UsageDaily.objects.filter(day__gte=first, key__in=[k.pk for k in found])
+    return {r["key"]: r["spent"] for r in rows.values("key").annotate(spent=Sum("cost"))}
+
+
 def revoke(key: GatewayKey, request=None) -> bool:
     """Revoke a key; the next call with it is refused. Returns False if it was already."""
     from integrations import audit

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from integrations.gateway import charts, keys, usage
 from integrations.gateway.forms import GatewayKeyForm
@@ -25,7 +25,14 @@ def key_list(request):
     if request.method == "POST" and form.is_valid():
         key, raw = form.create(request)
         ctx.update(new_key=raw, new_key_row=key, form=GatewayKeyForm(user=request.user))
-    ctx["keys"] = keys.visible(request.user)
+    found = list(keys.visible(request.user))
+    spent = keys.spent_this_month(found)
+    for key in found:
+        key.spent = spent.get(key.pk) or 0
+        key.remaining = (
+            None if key.monthly_budget is None else max(key.monthly_budget - key.spent, 0)
+        )
+    ctx["keys"] = found
     ctx["now"] = timezone.now()
     ctx["base_url"] = request.build_absolute_uri("/v1")
     response = render(request, "gateway/keys.html", ctx)
@@ -33,10 +40,27 @@ def key_list(request):
     return response
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
+@editor_required
+def key_edit(request, pk):
+    key = get_object_or_404(keys.visible(request.user), pk=pk)
+    form = GatewayKeyForm(request.POST or None, user=request.user, key=key)
+    if request.method == "POST" and form.is_valid():
+        form.update(request)
+        messages.success(
+            request, f"Gateway key {key.name} saved: its next call follows the new settings."
+        )
+        return redirect("gateway-keys")
+    return render(request, "gateway/key_edit.html", {"form": form, "key": key})
+
+
+@require_http_methods(["GET", "POST"])
 @editor_required
 def key_revoke(request, pk):
+    """Revoke after a confirmation: apps that use the key stop at once."""
     key = get_object_or_404(keys.visible(request.user), pk=pk)
+    if request.method == "GET":
+        return render(request, "gateway/key_revoke.html", {"key": key})
     if keys.revoke(key, request):
         messages.success(request, f"Gateway key {key.name} revoked: its next call is refused.")
     return redirect("gateway-keys")

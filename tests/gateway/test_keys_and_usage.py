@@ -115,7 +115,7 @@ def test_the_usage_page_charts_per_day_by_model_and_key(client, alice, bob, make
     _usage(None, model, 0, user=alice)
     client.force_login(alice)
     html = client.get(reverse("usage"), {"range": "7"}).content.decode()
-    assert html.count('<svg class="chart"') == 5
+    assert html.count('<svg class="chart"') == 6
     assert "Requests per day" in html and "Latency per day" in html
     assert "bot (" in html and "Sandbox" in html  # by key: the key, and Sandbox runs
     assert "<dd>5</dd>" in html  # requests in the range
@@ -194,3 +194,44 @@ def test_an_editor_sets_a_gateway_alias_on_the_model_form(client, bob, make_inte
     assert CustomModel.objects.get(pk=model.pk).gateway_alias == "gpt-4o-mini"
     bad = client.post(url, {**data, "gateway_alias": "has space", "action": "test"})
     assert "no spaces" in bad.content.decode()
+
+
+def test_an_editor_edits_a_keys_limits_budget_and_expiry_and_it_is_audited(
+    client, bob, make_integration
+):
+    from integrations.models import AuditEvent, GatewayKey
+
+    model = make_integration()
+    key, _ = keys.create(bob, "app", rpm=5)
+    client.force_login(bob)
+    page = client.get(reverse("gateway-key-edit", args=[key.pk])).content.decode()
+    assert 'value="app"' in page and 'value="5"' in page
+    response = client.post(reverse("gateway-key-edit", args=[key.pk]), {
+        "name": "support bot", "owner": bob.pk, "allowed": [model.pk], "rpm": "10",
+        "monthly_budget": "0.0005", "expires_on": "2030-01-31",
+    })  # fmt: skip
+    assert response.status_code == 302
+    key = GatewayKey.objects.get(pk=key.pk)
+    assert (key.name, key.rpm, str(key.monthly_budget), key.all_models) == (
+        "support bot",
+        10,
+        "0.0005",
+        False,
+    )
+    assert list(key.allowed.all()) == [model] and key.expires_at.date().isoformat() == "2030-01-31"
+    event = AuditEvent.objects.filter(action="update").latest("created_at")
+    assert event.changes["rpm"] == ["5", "10"] and event.changes["name"] == ["app", "support bot"]
+    listed = client.get(reverse("gateway-keys")).content.decode()
+    assert "$0.0005/month" in listed and "($0.0005 left)" in listed
+
+
+def test_revoke_asks_first(client, bob):
+    from integrations.models import GatewayKey
+
+    key, _ = keys.create(bob, "app")
+    client.force_login(bob)
+    page = client.get(reverse("gateway-key-revoke", args=[key.pk])).content.decode()
+    assert "Revoke gateway key “app”?" in page
+    assert GatewayKey.objects.get(pk=key.pk).revoked_at is None
+    client.post(reverse("gateway-key-revoke", args=[key.pk]))
+    assert GatewayKey.objects.get(pk=key.pk).revoked_at is not None
