@@ -65,6 +65,15 @@ class ConsoleRedisCache(RedisCache):
         value = await _loop_client(self._cache).get(key)
         return default if value is None else self._cache._serializer.loads(value)
 
+    async def aget_raw_many(self, names: list[str]) -> list:
+        """Values of several keys in one round trip on the loop: the first unpickled (the
+        generation), the rest as text, as integrations/gateway/cooldowns.py stores them."""
+        keys = [self.make_and_validate_key(name) for name in names]
+        values = await _loop_client(self._cache).mget(keys)
+        first = None if values[0] is None else self._cache._serializer.loads(values[0])
+        rest = [v.decode() if isinstance(v, bytes) else v for v in values[1:]]
+        return [first, *rest]
+
     # The sliding-window rule of integrations/ratelimit.decide, atomically in Redis.
     # Slices live in one hash per key; numbers come back as strings (Lua truncates floats).
     _SLIDING = """

@@ -70,16 +70,31 @@ def generation() -> str:
     return value
 
 
-async def look_on_loop() -> None:
+async def look_on_loop(also: tuple[str, ...] = ()) -> None:
     """Read this request's generation without blocking the event loop, so the steps that
     follow on the loop find it remembered. A missing counter (a flushed Redis) is left to
-    `generation`, which sets it."""
+    `generation`, which sets it. `also`: more names read in the same round trip (a
+    route's health records), kept for this request alone (`looked`)."""
     memo = _seen.get()
     if memo is None or not enabled():
         return
-    value = await cache.aget(GENERATION_KEY)
+    if not also:
+        value = await cache.aget(GENERATION_KEY)
+    else:
+        value, *more = await cache.aget_raw_many([GENERATION_KEY, *also])
+        memo["also"] = dict(zip(also, more, strict=True))
     if value is not None:
         memo["value"] = str(value)
+
+
+def looked(names: list[str]) -> list | None:
+    """The values of `names` read with this request's generation, or None if any was not
+    (they are then read now)."""
+    memo = _seen.get()
+    found = memo.pop("also", None) if memo else None  # once: a later read is a fresh one
+    if not found or any(name not in found for name in names):
+        return None
+    return [found[name] for name in names]
 
 
 def one_look(view):

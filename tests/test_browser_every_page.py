@@ -186,7 +186,7 @@ def test_the_usage_page_draws_its_charts(page, objects, usage):
     page.wait_for_url("**/")
     page.goto("/usage/")
     charts = page.locator("svg.chart")
-    assert charts.count() == 5
+    assert charts.count() == 6
     for chart in charts.all():
         box = chart.bounding_box()
         assert box["width"] > 200 and box["height"] > 100

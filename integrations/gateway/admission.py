@@ -20,7 +20,7 @@ from django.db import close_old_connections
 
 from config.loops import loop_local
 from integrations import services
-from integrations.gateway import keys, limits, metering, outages, routing
+from integrations.gateway import cooldowns, keys, limits, metering, outages, routing
 from integrations.llm.config import CallResult, counted
 from integrations.llm.errors import LLMError
 from integrations.llm.wires.common import WireError
@@ -165,13 +165,17 @@ def understood(request, door, read) -> tuple | Refusal:
         return Refusal(
             door.unauthorized(), model_name="" if presented.startswith(keys.PREFIX) else None
         )
-    raw = read_body(request)
-    if raw is None:
-        return Refusal(door.error(413, "The request body is over 4 MiB.", "request_too_large"), key)
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return Refusal(door.error(400, "The body is not valid JSON.", "invalid_request_error"), key)
+    body = getattr(request, "_gateway_json", None)  # parsed once, by route_hint
+    if body is None:
+        raw = read_body(request)
+        if raw is None:
+            response = door.error(413, "The request body is over 4 MiB.", "request_too_large")
+            return Refusal(response, key)
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            response = door.error(400, "The body is not valid JSON.", "invalid_request_error")
+            return Refusal(response, key)
     try:
         ask = read(body)
     except WireError as exc:
@@ -234,6 +238,30 @@ def admit(request, door) -> Plan | Any:
     return Plan(request, door, key, goal, ask, hold, started, forward, route=route, goals=goals)
 
 
+def route_hint(request) -> tuple[str, ...]:
+    """The health records of the route this request names, as this worker last resolved
+    it for this key: read with the request's generation, in the same round trip, so a
+    route's choice costs no round trip of its own. Nothing when unknown (a first call, a
+    model's name, a body that does not read): the choice reads them then."""
+    from integrations import callcache
+
+    raw = presented_key(request)
+    entry = callcache._keys.get(keys.digest(raw)) if raw.startswith(keys.PREFIX) else None
+    body = read_body(request) if entry is not None else None
+    if body is None:
+        return ()
+    try:
+        parsed = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ()
+    request._gateway_json = parsed
+    name = parsed.get("model") if isinstance(parsed, dict) else None
+    spec = callcache._names.get(("route", entry[1].pk, name)) if isinstance(name, str) else None
+    if not spec or not spec[1]:
+        return ()
+    return tuple(cooldowns.health_names([leg.model_pk for leg in spec[1].legs]))
+
+
 async def admitted(request, door):
     """Admit on the event loop itself. With this worker's caches warm, admission asks
     Redis a few questions (well under a millisecond) and the database nothing, where a
@@ -247,7 +275,7 @@ async def admitted(request, door):
     cached and are admitted on the loop after all."""
     from integrations import callcache
 
-    await callcache.look_on_loop()
+    await callcache.look_on_loop(route_hint(request))
     if os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):  # Django would not stop a query here
         return await off_loop(admit)(request, door)
     try:

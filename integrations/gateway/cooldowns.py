@@ -190,10 +190,22 @@ def _store():
     return store
 
 
+def health_names(pks: list) -> list[str]:
+    """The records `read` reads for these models."""
+    return [n for pk in pks for n in (_names(pk)[0], _names(pk)[3], _names(pk)[4])]
+
+
 def read(pks: list, extra: list[str] = ()) -> tuple[dict, list]:
-    """Each model's Health, and the values of `extra` names, in one round trip."""
-    names = [n for pk in pks for n in (_names(pk)[0], _names(pk)[3], _names(pk)[4])]
-    values = _store().mget(names + list(extra))
+    """Each model's Health, and the values of `extra` names, in one round trip: the one
+    that read this request's generation, when it read these too (the gateway's event
+    loop does), else one of its own."""
+    from integrations import callcache
+
+    names = health_names(pks)
+    wanted = names + list(extra)
+    values = callcache.looked(wanted)
+    if values is None:
+        values = _store().mget(wanted)
     health = {}
     for i, pk in enumerate(pks):
         cool, busy, latency = values[3 * i : 3 * i + 3]
