@@ -19,6 +19,7 @@ which costs a failed attempt and never an answer.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ return string.format('%.3f', new)
 """
 
 
+@functools.lru_cache(maxsize=4096)
 def _names(pk) -> tuple[str, str, str, str, str]:
     return tuple(f"gw-{part}:{pk}" for part in ("cool", "fails", "probe", "busy", "lat"))
 
@@ -192,7 +194,11 @@ def _store():
 
 def health_names(pks: list) -> list[str]:
     """The records `read` reads for these models."""
-    return [n for pk in pks for n in (_names(pk)[0], _names(pk)[3], _names(pk)[4])]
+    out = []
+    for pk in pks:
+        cool, _, _, busy, latency = _names(pk)
+        out += (cool, busy, latency)
+    return out
 
 
 def read(pks: list, extra: list[str] = ()) -> tuple[dict, list]:

@@ -218,9 +218,9 @@ class Failover:
             if forward is None and (refused := self.plan.door.untranslatable(self.plan.ask)):
                 self._skip(leg, f"{leg.name}: {refused[1]}")
                 continue
-            config = goal.config
-            if config is not None:
-                config = replace(config, timeout=max(0.05, min(config.timeout, self.remaining())))
+            config, left = goal.config, self.remaining()
+            if config is not None and config.timeout > left:  # the route's deadline is nearer
+                config = replace(config, timeout=max(0.05, left))
             return leg, goal, forward, config
         return self._last_chance()
 
