@@ -9,7 +9,7 @@ import secrets
 from django.contrib import messages
 from django.core.cache import cache
 from django.db import transaction
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from integrations import audit
 from integrations.models import AuditAction
 from integrations.team.roles import can_edit, editor_required
-from integrations.views.helpers import go
+from integrations.views.helpers import download, go
 from sandbox import datasets
 from sandbox.datasets import DatasetError, Mapping
 from sandbox.eval_forms import UploadForm
@@ -150,9 +150,7 @@ def dataset_export(request, pk):
     version = _version(dataset, request.GET.get("version", ""))
     fmt = "jsonl" if request.GET.get("format") == "jsonl" else "csv"
     body, kind = datasets.export(version, fmt)
-    response = HttpResponse(body, content_type=kind)
-    response["Content-Disposition"] = f'attachment; filename="dataset-v{version.number}.{fmt}"'
-    return response
+    return download(body, kind, f"dataset-v{version.number}.{fmt}")
 
 
 @require_POST

@@ -67,16 +67,24 @@ def _csv(text: str):
     return columns, records, errors
 
 
-def _jsonl(text: str):
-    columns: dict[str, None] = {}
-    records, errors = [], []
+def _json_lines(text: str, errors: list):
+    """(line number, the line's JSON value, or None with its error added) for each line
+    that is not blank."""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except (json.JSONDecodeError, RecursionError) as exc:
             errors.append((number, f"Not JSON: {getattr(exc, 'msg', 'nested too deep')}."))
+            yield number, None
+
+
+def _jsonl(text: str):
+    columns: dict[str, None] = {}
+    records, errors = [], []
+    for number, record in _json_lines(text, errors):
+        if record is None:
             records.append({})
             continue
         if not isinstance(record, dict):
@@ -132,13 +140,8 @@ def edited(text: str) -> tuple[list[dict], list]:
     if len(text.encode()) > MAX_BYTES:
         return [], [(0, f"Over {MAX_BYTES // (1024 * 1024)} MB.")]
     out, errors = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            errors.append((number, f"Not JSON: {getattr(exc, 'msg', 'nested too deep')}."))
+    for number, row in _json_lines(text, errors):
+        if row is None:
             continue
         variables = row.get("variables") if isinstance(row, dict) else None
         if not isinstance(variables, dict) or not variables:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from integrations import audit
 from integrations.models import AuditAction
 from integrations.team.roles import can_edit
-from integrations.views.helpers import go
+from integrations.views.helpers import download, go
 from sandbox import experiments, results
 from sandbox.eval_forms import ExperimentForm, scorer_rows
 from sandbox.forms import is_uuid
@@ -107,9 +106,7 @@ def experiment_export(request, pk):
     experiment = _experiment(pk)
     fmt = "json" if request.GET.get("format") == "json" else "csv"
     body, kind = results.export(experiment, fmt)
-    response = HttpResponse(body, content_type=kind)
-    response["Content-Disposition"] = f'attachment; filename="experiment-{experiment.pk}.{fmt}"'
-    return response
+    return download(body, kind, f"experiment-{experiment.pk}.{fmt}")
 
 
 @require_GET

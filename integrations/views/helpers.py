@@ -31,3 +31,12 @@ def page_or_part(request, template: str, ctx: dict, part: str, replace: str | No
         return render(request, template, ctx)
     response = render(request, f"{template}#{part}", ctx)
     return reswap(retarget(response, replace), "outerHTML") if replace else response
+
+
+def download(body: bytes, content_type: str, filename: str):
+    """A file to save: the export pages' answer."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

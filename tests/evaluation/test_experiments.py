@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.models import CustomModel, Route, RouteTarget, UsageRecord
+from integrations.models import Route, RouteTarget, UsageRecord
 from sandbox import experiments
 from sandbox.models import Experiment
 from sandbox.tasks import Runner
@@ -18,27 +18,11 @@ from tests.evaluation.helpers import ROWS, answering, start, version
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def models(make_integration):
-    a = make_integration(
-        name="Alpha", model_id="alpha", price_input_per_mtok=1, price_output_per_mtok=2
-    )
-    b = CustomModel.objects.create(integration=a.integration, name="Beta", model_id="beta",
-                                   price_input_per_mtok=3, price_output_per_mtok=6)  # fmt: skip
-    return a, b
-
-
-@pytest.fixture
-def immediate(settings):
-    """Tasks run where they are queued, as a worker would run them."""
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
-
-
 def test_every_row_runs_on_every_model_scored_metered_and_aggregated(
-    bob, models, upstream, immediate
+    bob, two_models, upstream, immediate
 ):
     upstream.handler = answering(wrong_for="beta")
-    experiment = start(bob, version(bob), models)
+    experiment = start(bob, version(bob), two_models)
     experiment.refresh_from_db()
     assert experiment.status == "done"
     assert experiment.results.count() == 40 and not experiment.results.filter(status="failed")
@@ -56,17 +40,17 @@ def test_every_row_runs_on_every_model_scored_metered_and_aggregated(
     assert len(upstream.handler.seen) == 40 == len(set(upstream.handler.seen))  # each once
 
 
-def test_the_estimate_is_within_a_fifth_of_what_it_cost(bob, models, upstream, immediate):
+def test_the_estimate_is_within_a_fifth_of_what_it_cost(bob, two_models, upstream, immediate):
     upstream.handler = answering()
-    experiment = start(bob, version(bob), models, parameters={"max_tokens": 5})
+    experiment = start(bob, version(bob), two_models, parameters={"max_tokens": 5})
     experiment.refresh_from_db()
     assert experiment.estimate is not None
     assert abs(experiment.estimate - experiment.spent) <= Decimal("0.2") * experiment.spent
 
 
-def test_the_budget_cap_stops_the_run(bob, models, upstream, immediate):
+def test_the_budget_cap_stops_the_run(bob, two_models, upstream, immediate):
     upstream.handler = answering()
-    a, _ = models
+    a, _ = two_models
     one_call = a.cost(10, 5)
     experiment = start(bob, version(bob), [a], parameters={"max_tokens": 5},
                        budget=Decimal(str(one_call)) * Decimal("6.5"), concurrency=1)  # fmt: skip
@@ -76,9 +60,11 @@ def test_the_budget_cap_stops_the_run(bob, models, upstream, immediate):
     assert 4 <= experiment.results.count() < 20
 
 
-def test_cancel_stops_a_running_experiment_and_no_call_starts_after(bob, models, upstream, request):
+def test_cancel_stops_a_running_experiment_and_no_call_starts_after(
+    bob, two_models, upstream, request
+):
     upstream.handler = answering(delay=0.2)
-    experiment = start(bob, version(bob), models, concurrency=1)  # queued: no worker yet
+    experiment = start(bob, version(bob), two_models, concurrency=1)  # queued: no worker yet
     runner = threading.Thread(target=Runner(str(experiment.pk)).run)
     runner.start()
     time.sleep(0.7)
@@ -99,9 +85,9 @@ def helpers_request(user):
 
 
 def test_a_route_is_evaluated_like_a_model_and_an_llm_judge_scores_through_structured_output(
-    bob, models, upstream, immediate
+    bob, two_models, upstream, immediate
 ):
-    a, b = models
+    a, b = two_models
     upstream.handler = answering(judge={"score": 5, "reason": "exactly right"})
     route = Route.objects.create(name="words-route")
     RouteTarget.objects.create(route=route, model=b, position=0)
@@ -117,8 +103,8 @@ def test_a_route_is_evaluated_like_a_model_and_an_llm_judge_scores_through_struc
     assert UsageRecord.objects.filter(source="eval", model=a).count() == 3  # the judge's calls
 
 
-def test_a_bad_target_or_scorer_is_refused_before_anything_runs(bob, models, immediate):
-    a, _ = models
+def test_a_bad_target_or_scorer_is_refused_before_anything_runs(bob, two_models, immediate):
+    a, _ = two_models
     with pytest.raises(experiments.ExperimentError, match="1 to 8"):
         start(bob, version(bob), [])
     with pytest.raises(experiments.ExperimentError, match="picked twice"):

@@ -10,18 +10,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from integrations.models import AuditEvent, CustomModel
+from integrations.models import AuditEvent
 from sandbox.models import Dataset, Experiment, ExperimentResult, PromptVersion, Review, SavedPrompt
 from tests.evaluation.helpers import answering, version
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BAD_CSV = b"word,note,expected\nsun,,SUN\nmoon,hi,MOON\n,x,STAR\n"
-
-
-@pytest.fixture
-def immediate(settings):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 
 
 def _upload(client, data=BAD_CSV, name="Sky"):
@@ -69,16 +64,6 @@ def _experiment_post(version_, models, **extra):
     return {"name": "Capitals", "dataset_version": str(version_.pk), "user_prompt": "Say {{word}}",
             "targets": [str(m.pk) for m in models], "concurrency": "4", "max_tokens": "5",
             "scorer-exact": "1", **extra}  # fmt: skip
-
-
-@pytest.fixture
-def two_models(make_integration):
-    a = make_integration(
-        name="Alpha", model_id="alpha", price_input_per_mtok=1, price_output_per_mtok=2
-    )
-    b = CustomModel.objects.create(integration=a.integration, name="Beta", model_id="beta",
-                                   price_input_per_mtok=3, price_output_per_mtok=6)  # fmt: skip
-    return a, b
 
 
 def test_a_member_estimates_then_starts_an_experiment_and_reads_its_results(

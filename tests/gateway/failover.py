@@ -10,7 +10,6 @@ closed port. Callers are the official openai SDK.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -23,11 +22,10 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+    """A port nothing listens on (one that was free a moment ago)."""
+    from tests.production import free_port
+
+    return free_port()
 
 
 def good(name: str):

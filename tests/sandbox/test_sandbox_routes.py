@@ -4,7 +4,6 @@ the run is the answering target's, with the route and each attempt on it."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from django.urls import reverse
@@ -13,18 +12,11 @@ from integrations import callcache
 from integrations.gateway import cooldowns
 from integrations.models import CustomModel, Integration, Route, RouteTarget
 from sandbox.models import SandboxRun
+from tests.gateway.failover import closed_port
 from tests.sandbox.test_sandbox_views import HX, sse_events
 from tests.upstream import reply_sse
 
 pytestmark = pytest.mark.django_db
-
-
-def _closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 @pytest.fixture
@@ -32,7 +24,7 @@ def route(make_integration):
     cooldowns.forget_all()
     good = make_integration(name="Good")
     dead = Integration.objects.create(
-        name="Dead", endpoint=f"http://127.0.0.1:{_closed_port()}/v1", timeout_seconds=2
+        name="Dead", endpoint=f"http://127.0.0.1:{closed_port()}/v1", timeout_seconds=2
     )
     dead_model = CustomModel.objects.create(integration=dead, name="Dead model", model_id="x")
     route = Route.objects.create(name="helpdesk", retry_same=[], move_on=["refused", "connection"])
