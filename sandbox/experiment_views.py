@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from integrations import audit
+from integrations.gateway import charts
 from integrations.models import AuditAction
 from integrations.team.roles import can_edit
 from integrations.views.helpers import download, go
@@ -76,8 +77,13 @@ def experiment_detail(request, pk):
         return response
     page = request.GET.get("page", "1")
     show = request.GET.get("show", "")
+    aggregates = experiments.aggregates(experiment)
+    rates = [a["pass_rate"] for a in aggregates]
+    if rates and None not in rates:  # every model scored: their pass rates side by side
+        names = [a["target"] for a in aggregates]
+        ctx["pass_chart"] = charts.bars("Pass rate", names, [round(100 * r, 1) for r in rates])
     ctx |= {
-        "aggregates": experiments.aggregates(experiment), "show": show,
+        "aggregates": aggregates, "show": show,
         "table": results.table(experiment, show, int(page) if page.isdigit() else 1),
         "others": Experiment.objects.exclude(pk=experiment.pk).only("id", "name", "created_at")[:50],
         "win_rates": results.win_rates(experiment),

@@ -57,12 +57,16 @@ def table(experiment: Experiment, show: str = "", page: int = 1) -> dict:
     for index in shown:
         results = by_row.get(index, {})
         cells = [results.get(t) for t in range(len(experiment.targets))]
+        expected = str((rows[index] if index < len(rows) else {}).get("expected") or "")
+        for cell in cells:
+            if cell is not None and expected and cell.output != expected:
+                cell.diff = diff_parts(cell.output[:2000], expected[:2000])
         out.append({"index": index, "number": index + 1, "row": rows[index] if index < len(rows) else {},
                     "cells": cells})  # fmt: skip
     return {"rows": out, "count": len(matching), "page": page, "pages": pages}
 
 
-def diff_html_parts(output: str, expected: str) -> list[tuple[str, str]]:
+def diff_parts(output: str, expected: str) -> list[tuple[str, str]]:
     """The output against the expected one: (kind, text) runs, kind same | add | del."""
     if not expected:
         return [("same", output)]

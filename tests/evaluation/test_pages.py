@@ -85,6 +85,8 @@ def test_a_member_estimates_then_starts_an_experiment_and_reads_its_results(
     )
     page = client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
     assert "100%" in page and "0%" in page  # Alpha passes every row, Beta none
+    assert "Pass rate per model" in page and page.count("Diff with the expected output") == 20
+    assert '<span class="diff-del">W</span><span class="diff-add">w</span>' in page
     failing = client.get(reverse("experiment-detail", args=[experiment.pk]), {"show": "failing"})
     assert "20 rows" in failing.content.decode()
     csv = client.get(reverse("experiment-export", args=[experiment.pk]), {"format": "csv"})
