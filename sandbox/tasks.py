@@ -196,7 +196,10 @@ class Runner:
         now = time.monotonic()
         found = self.goals.get(key)
         if found is None or now - found[0] > GOAL_SECONDS:
-            found = self.goals[key] = (now, load())
+            try:
+                found = self.goals[key] = (now, load())
+            finally:  # up to 256 threads: none may keep a database connection between loads
+                connection.close()
         return found[1]
 
     def _target(self, target: dict, prompt: Prompt):
