@@ -14,6 +14,7 @@ from integrations.models import CustomModel
 from sandbox.models import Experiment, Review
 from tests.conftest import log_in
 from tests.evaluation.helpers import answering, request_of
+from tests.evaluation.test_experiments import closing
 from tests.test_browser_every_page import DESKTOP, PHONE, overflow, serious
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,7 +28,7 @@ def worker():
     loop = Worker(queue_names=["default"], interval=0.1, batch=False, backend_name="default",
                   startup_delay=False, max_tasks=None, worker_id="browser-test",
                   excluded_queue_names=[])  # fmt: skip
-    thread = threading.Thread(target=loop.run, daemon=True)
+    thread = threading.Thread(target=closing(loop.run), daemon=True)
     thread.start()
     yield loop
     loop.running = False

@@ -8,6 +8,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from integrations.models import Route, RouteTarget, UsageRecord
 from sandbox import experiments
@@ -65,7 +66,7 @@ def test_cancel_stops_a_running_experiment_and_no_call_starts_after(
 ):
     upstream.handler = answering(delay=0.2)
     experiment = start(bob, version(bob), two_models, concurrency=1)  # queued: no worker yet
-    runner = threading.Thread(target=Runner(str(experiment.pk)).run)
+    runner = threading.Thread(target=closing(Runner(str(experiment.pk)).run))
     runner.start()
     time.sleep(0.7)
     assert experiments.cancel(helpers_request(bob), experiment)
@@ -76,6 +77,18 @@ def test_cancel_stops_a_running_experiment_and_no_call_starts_after(
     assert len(upstream.handler.seen) == calls < 40
     experiment.refresh_from_db()
     assert experiment.status == "cancelled"
+
+
+def closing(step):
+    """A thread's work, then its database connection back (a pooled one is not lost)."""
+
+    def run():
+        try:
+            step()
+        finally:
+            connection.close()
+
+    return run
 
 
 def helpers_request(user):
