@@ -319,7 +319,8 @@ class Failover:
         """A failed attempt that used tokens (a stream cut short) is paid for too."""
         if not result.usage.reported and not result.content:
             return
-        goal = services.target(leg.model_pk)
+        goals = self.plan.goals  # loaded at admission: no query here, on the event loop
+        goal = goals.get(leg.model_pk) if goals else services.target(leg.model_pk)
         prompt, completion, _ = counted(result.usage, self.plan.ask.prompt.text(), result.content)
         cost = goal.model.cost(prompt, completion) if goal is not None else None
         before = self.extra
