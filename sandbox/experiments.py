@@ -21,7 +21,7 @@ from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
 from integrations import audit
-from integrations.gateway import routed, routing
+from integrations.gateway import routing
 from integrations.llm.chat import OutputFormat, Prompt, text_message
 from integrations.llm.config import estimate_tokens
 from integrations.models import AuditAction, CustomModel, Route
@@ -51,11 +51,6 @@ def prompt_for(experiment: Experiment, row: dict) -> Prompt:
         params=dict(experiment.parameters or {}),
     )
     return replace(base, **tools.prompt_parts(experiment.options or {}))
-
-
-def rendered_input(experiment: Experiment, row: dict) -> str:
-    """The row's input as a judge and the results page read it."""
-    return prompt_for(experiment, row).user
 
 
 def check_targets(picked: list[dict]) -> list[dict]:
@@ -265,12 +260,3 @@ def spent(experiment: Experiment) -> Decimal:
 def judge_format(spec: dict) -> OutputFormat:
     schema = scorers.JUDGE_PASS_FAIL if spec["scale"] == "pass_fail" else scorers.JUDGE_SCHEMA
     return OutputFormat("json_schema", schema, "verdict", True)
-
-
-def goal_for(target: dict, prompt: Prompt):
-    """What services.called takes for a target: a model ready to call, or a route's call."""
-    from sandbox import services
-
-    if "route" in target:
-        return routed.prepare(target["route"], prompt)
-    return services.target(target["model"])
