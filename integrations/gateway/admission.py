@@ -148,10 +148,7 @@ class Refusal:
 
     @property
     def reason(self) -> str:
-        try:
-            return json.loads(self.response.content)["error"].get("code") or "refused"
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return "refused"
+        return getattr(self.response, "error_code", "") or "refused"
 
 
 def understood(request, door, read) -> tuple | Refusal:

@@ -114,3 +114,19 @@ def test_the_daily_totals_say_what_the_rows_say(sdk, make_integration, bob, upst
     assert days["refused"] == sum(r.refused for r in rows)
     assert days["errors"] == sum(1 for r in rows if not r.ok and not r.refused)
     assert days["cost"] == sum((r.cost or 0) for r in rows)
+
+
+def test_a_refusal_at_the_anthropic_door_keeps_its_reason(console_server, make_integration, bob):
+    import anthropic
+
+    model = make_integration()
+    _, raw = keys.create(bob, "app", allowed=[model])
+    client = anthropic.Anthropic(base_url=console_server.url, api_key=raw, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(
+            model="nope", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+    (row,) = usage_rows(1)
+    assert (row.refused, row.status_code, row.error_kind, row.door) == (
+        True, 404, "model_not_found", "anthropic-messages",
+    )  # fmt: skip

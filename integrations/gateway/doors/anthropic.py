@@ -48,7 +48,7 @@ class AnthropicDoor(Door):
         status = wire.STATUS.get(type_, status)
         if param and status == 400:
             message = f"{param}: {message}"
-        return self.error_response(wire.error_body(message, type_), status, headers)
+        return self.error_response(wire.error_body(message, type_), status, headers, code or type_)
 
     def read(self, body):
         return wire.read_request(body)

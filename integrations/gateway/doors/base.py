@@ -53,9 +53,13 @@ class Door:
         return response
 
     @staticmethod
-    def error_response(body: dict, status: int, headers: dict | None) -> JsonResponse:
-        """An error body with its status and headers (Retry-After, for one)."""
+    def error_response(
+        body: dict, status: int, headers: dict | None, code: str = ""
+    ) -> JsonResponse:
+        """An error body with its status and headers (Retry-After, for one). `code` stays
+        on the response (a refusal's usage row says it, whatever the door's shape)."""
         response = JsonResponse(body, status=status)
+        response.error_code = code
         for name, value in (headers or {}).items():
             response[name] = value
         return response

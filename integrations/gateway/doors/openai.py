@@ -21,7 +21,7 @@ class OpenAIDoor(Door):
         type_ = {"authentication_error": "invalid_request_error", "not_found_error": "invalid_request_error",
                  "request_too_large": "invalid_request_error", "overloaded_error": "api_error"}.get(type_, type_)  # fmt: skip
         return self.error_response(
-            openai_chat.error_body(message, type_, code, param), status, headers
+            openai_chat.error_body(message, type_, code, param), status, headers, code or type_
         )
 
     def read(self, body):
