@@ -63,7 +63,9 @@ def test_a_budget_holds_under_fifty_concurrent_callers(
     key, raw = keys.create(bob, "app", monthly_budget=Decimal("0.10"))
     params = {} if max_tokens is None else {"max_tokens": max_tokens}
     outcomes = burst(sdk(raw), 50, PROMPT, **params)
-    usage_rows(outcomes.count("ok"), refused=False)
+    # Every call is metered, refusals included; waiting for all 50 rows also keeps the
+    # last writes from running into the next test's database flush.
+    assert len(usage_rows(50)) == 50
     spent = sum(r.cost for r in UsageRecord.objects.filter(key=key, refused=False))
     assert outcomes.count("ok") >= 1
     assert spent <= Decimal("0.10"), f"{outcomes.count('ok')} calls spent ${spent}"
@@ -82,12 +84,13 @@ def test_tokens_per_minute_hold_under_thirty_parallel_calls(
     key, raw = keys.create(bob, "app", tpm=1000)
     # Without max_tokens each call may use 8,010 tokens: none fits in 1,000 a minute.
     outcomes = burst(sdk(raw), 30, PROMPT)
+    assert len(usage_rows(30)) == 30
     assert outcomes.count("ok") == 0
     assert "may use up to 8010 tokens" in str(outcomes[0])
     assert "Send a lower max_tokens" in str(outcomes[0])
     # With max_tokens=100 each reserves 110: nine fit, and nine use what they reserved.
     outcomes = burst(sdk(raw), 30, PROMPT, max_tokens=100)
-    rows = usage_rows(outcomes.count("ok"), refused=False)
+    rows = [r for r in usage_rows(60) if not r.refused]
     used = sum(r.prompt_tokens + r.completion_tokens for r in rows if r.ok)
     assert 1 <= outcomes.count("ok") <= 9
     assert used <= 1000
