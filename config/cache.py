@@ -108,6 +108,12 @@ class ConsoleRedisCache(RedisCache):
     return tostring(window)
     """
 
+    def sliding_peek(self, key) -> dict[int, int]:
+        """A sliding window's slices as they stand: {slice: units}."""
+        key = self.make_and_validate_key(key)
+        data = self._cache.get_client(key).hgetall(key)
+        return {int(b): int(c) for b, c in data.items()}
+
     def sliding_window(self, key, cost, limit, window, slices, now) -> float | None:
         key = self.make_and_validate_key(key)
         client = self._cache.get_client(key, write=True)

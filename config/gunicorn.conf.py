@@ -18,6 +18,8 @@ Two ways to serve, chosen by CONSOLE_SERVER (README, "Sizing the server"):
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 if os.environ.get("CONSOLE_SERVER", "wsgi") == "wsgi":
@@ -47,6 +49,26 @@ _control = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not _control
 if _control:
     control_socket = _control
+
+# Prometheus' multiprocess mode: each worker writes its counts to files here, and a scrape
+# of /metrics sums them (integrations/telemetry/views.py). Set before any worker imports
+# prometheus_client, and emptied at each start: counts from a previous run must not add in.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="byo-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    """A worker that ended stops counting towards the live gauges (calls in flight, the
+    usage queue); its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
 
 if worker_class != "gthread":
     # A request's database connection belongs to its thread, which ends with the request:

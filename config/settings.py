@@ -130,6 +130,7 @@ INSTALLED_APPS = [
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 MIDDLEWARE = [
+    "integrations.telemetry.middleware.gateway_requests",
     "config.middleware.gateway_cors",
     "config.middleware.asgi_streams",
     "django.middleware.security.SecurityMiddleware",
@@ -154,6 +155,7 @@ GATEWAY_PREFIX = "/v1/"
 # "*" for any. Off when empty: gateway keys are secrets, meant for servers.
 GATEWAY_CORS_ORIGINS = env_list("GATEWAY_CORS_ORIGINS")
 GATEWAY_MIDDLEWARE = [
+    "integrations.telemetry.middleware.gateway_requests",
     "config.middleware.gateway_cors",
     "config.middleware.Security",
     "integrations.gateway.metering.after_response",
@@ -286,7 +288,7 @@ SECURE_PROXY_SSL_HEADER = (
 # Behind a proxy that sets X-Forwarded-For, the audit trail records the client's address.
 TRUST_X_FORWARDED_FOR = env_bool("DJANGO_TRUST_X_FORWARDED_FOR", False)
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # probes and scrapers inside the network
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
@@ -347,6 +349,9 @@ USAGE_WRITE = os.environ.get("USAGE_WRITE", "background")
 # Where each worker keeps its usage rows on disk until the database has them, so a killed
 # worker loses none (integrations/gateway/spool.py): local to the host, and writable.
 USAGE_SPOOL_DIR = env_secret("USAGE_SPOOL_DIR") or str(BASE_DIR / ".local" / "usage-spool")
+
+# /metrics (Prometheus) is served only with this bearer token set (README, "Metrics").
+METRICS_TOKEN = env_secret("METRICS_TOKEN") or ""
 
 # The built-in demo upstream (/demo/v1/...) is for dev mode only.
 DEMO_UPSTREAM_ENABLED = env_bool("DEMO_UPSTREAM_ENABLED", DEBUG)

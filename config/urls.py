@@ -4,9 +4,11 @@ from django.urls import include, path
 from config.api import api
 from config.views import healthz
 from integrations import demo
+from integrations.telemetry.views import metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("integrations.team.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),

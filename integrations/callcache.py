@@ -37,6 +37,7 @@ from integrations.models import (
     Route,
     RouteTarget,
 )
+from integrations.telemetry import metrics
 
 GENERATION_KEY = "llm-config-generation"
 MAX_ENTRIES = 2000
@@ -127,6 +128,7 @@ def one_look(view):
 def bump() -> None:
     """Start a new generation: every worker's copies are stale from its next call on."""
     cache.set(GENERATION_KEY, _new_generation(), timeout=None)
+    metrics.config_changes.inc()
     with _lock:
         _entries.clear()
         _keys.clear()

@@ -52,6 +52,16 @@ def charge(key: str, cost: int, window: int, now: float | None = None) -> None:
         _memory.hit(key, cost, 2**53, window, now)
 
 
+def used(key: str, window: int, now: float | None = None) -> int:
+    """The units counted for `key` in the last `window` seconds, as the next hit sees
+    them (for the metrics: what a key has left), without counting anything."""
+    now = time.time() if now is None else now
+    peek = getattr(cache, "sliding_peek", None)
+    buckets = peek(f"rate:{key}") if peek is not None else cache.get(f"rate:{key}") or {}
+    _, current = slice_of(window, now)
+    return sum(count for bucket, count in buckets.items() if bucket >= current - SLICES)
+
+
 def wait_seconds(wait: float) -> int:
     """A wait as the whole seconds a person is told (never 0)."""
     return max(1, math.ceil(wait))

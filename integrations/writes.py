@@ -34,6 +34,7 @@ from integrations.models import (
     StoredSecret,
     TestStatus,
 )
+from integrations.telemetry import metrics
 
 INTEGRATION_FIELDS = (
     "name", "description", "endpoint", "protocol", "api_version", "deployment",
@@ -106,6 +107,7 @@ def record_test(
     )
     if model is not None:
         follow(model, test)
+    metrics.tested(config.protocol if config else "", result.ok)
     outcome = "ok" if result.ok else error.kind
     audit.record(request, AuditAction.TEST, model or test, detail=f"{subject}: {outcome}")
     return test

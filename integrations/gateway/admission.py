@@ -76,7 +76,7 @@ class Plan:
         )
         model = self.goal.model
         cost = model.cost(prompt_tokens, completion_tokens)
-        routed = {}
+        routed, upstream_ms = {}, result.latency_ms
         if (run := self.failover) is not None:  # failed attempts that used tokens count
             more_prompt, more_completion, more_cost = run.extra
             prompt_tokens += more_prompt
@@ -84,8 +84,12 @@ class Plan:
             if more_cost is not None:
                 cost = (cost or 0) + more_cost
             routed = {"route": run.spec.name, "attempts": run.attempts, "fallbacks": run.fallbacks}
+            upstream_ms = sum(attempt["ms"] for attempt in run.attempts)
         metering.record(
             self.request,
+            result=result,
+            upstream_ms=upstream_ms,
+            config=self.goal.config,
             source="gateway",
             key=self.key,
             user=self.key.owner,

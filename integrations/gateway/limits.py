@@ -107,6 +107,20 @@ def _counter(key: GatewayKey) -> tuple[str, str]:
     return f"{pointer}:{epoch}", epoch
 
 
+def left(key: GatewayKey) -> tuple[Decimal | None, int | None, int | None]:
+    """What a key has left now, as its next call would find it: budget this month (USD,
+    holds of calls in flight taken out), requests and tokens this minute. None: no limit."""
+    budget = requests = tokens = None
+    if key.monthly_budget is not None:
+        counter, _ = _counter(key)
+        budget = key.monthly_budget - Decimal(cache.get(counter) or 0) / MICRO
+    if key.rpm is not None:
+        requests = max(0, key.rpm - ratelimit.used(f"gw-rpm:{key.pk}", WINDOW))
+    if key.tpm is not None:
+        tokens = max(0, key.tpm - ratelimit.used(f"gw-tpm:{key.pk}", WINDOW))
+    return budget, requests, tokens
+
+
 def _dollars(micro: int) -> str:
     value = Decimal(micro) / MICRO
     return f"${value:.4f}" if value < 1 else f"${value:,.2f}"

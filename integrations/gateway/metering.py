@@ -45,16 +45,20 @@ from config.middleware import on_response
 from integrations.gateway import spool
 from integrations.models import UsageDaily, UsageRecord
 from integrations.models.gateway import LATENCY_BOUNDS
+from integrations.telemetry import metrics
 
 logger = logging.getLogger(__name__)
 
 PENDING = "_usage_rows"
 
 
-def record(request, **fields) -> UsageRecord:
+def record(request, result=None, upstream_ms=None, config=None, **fields) -> UsageRecord:
     """Queue a usage row for after the response (written now when there is no request).
-    In production the row is on disk before this returns: before the call is answered."""
+    In production the row is on disk before this returns: before the call is answered.
+    The row is counted in the metrics here; `result`, `upstream_ms` and `config` tell
+    them what a row does not hold (integrations.telemetry.metrics.observe)."""
     row = fit(UsageRecord(created_at=timezone.now(), spool_id=uuid.uuid4(), **fields))
+    metrics.observe(row, result, upstream_ms, config)
     if request is None or not hasattr(request, "META"):
         write([row])
         return row
@@ -85,6 +89,7 @@ def record_later(**fields) -> UsageRecord:
     """A background task's usage row: on disk at once (the spool), written to the
     database with the writer's next batch, as the gateway's are."""
     row = fit(UsageRecord(created_at=timezone.now(), spool_id=uuid.uuid4(), **fields))
+    metrics.observe(row)
     try:
         spool.append(row)
     except OSError:
@@ -159,6 +164,13 @@ def write(rows: list[UsageRecord]) -> list[UsageRecord]:
     """Insert rows and add them to the daily totals, one UPDATE per slot, in one
     transaction. If the database refuses the batch, each row goes alone: the ones it
     still refuses are logged and returned, and the others land."""
+    dropped = _write(rows)
+    metrics.usage_written.inc(len(rows) - len(dropped))
+    metrics.usage_dropped.inc(len(dropped))
+    return dropped
+
+
+def _write(rows: list[UsageRecord]) -> list[UsageRecord]:
     try:
         with transaction.atomic():
             _insert(rows)
@@ -170,7 +182,7 @@ def write(rows: list[UsageRecord]) -> list[UsageRecord]:
     dropped = []
     for row in rows:
         row.pk = None
-        dropped += write([row])
+        dropped += _write([row])
     return dropped
 
 
@@ -258,6 +270,7 @@ class _Writer:
         self.dropped = 0
 
     def put(self, rows: list[UsageRecord]) -> None:
+        metrics.usage_queue.inc(len(rows))
         with self.lock:
             self.rows.extend(rows)
             if self.thread is None or self.pid != os.getpid():  # a forked worker needs its own
@@ -302,10 +315,12 @@ class _Writer:
                 return False
             except Exception:  # a bug must not stop the writer; the rows stay on disk,
                 logger.exception("Could not write %d usage rows", len(batch))  # for a restart
+                metrics.usage_queue.dec(len(batch))
                 return True
             finally:
                 close_old_connections()
             self.dropped += len(dropped)
+            metrics.usage_queue.dec(len(batch))
             spool.acknowledge(batch)
             return True
 

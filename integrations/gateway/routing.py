@@ -32,6 +32,7 @@ from integrations.llm.config import CallResult, counted
 from integrations.llm.errors import LLMError
 from integrations.models import Route
 from integrations.models.routes import ROUTABLE_KINDS
+from integrations.telemetry import metrics
 
 TOOL_MEMORY = 3600  # seconds a tool call is remembered with the target that made it
 PROBE_SECONDS = 1.0  # while everything cools down: one attempt a second at most
@@ -278,11 +279,15 @@ class Failover:
             return False
         said = f"{kind}: {error.message}"
         if kind in BROKEN:
-            cooldowns.broken(pk, said, self.spec.cooldown)
+            until = cooldowns.broken(pk, said, self.spec.cooldown)
         else:
             s = self.spec
-            cooldowns.failed(pk, said, threshold=s.threshold, window=s.window,
-                             cooldown=s.cooldown, retry_after=error.retry_after)  # fmt: skip
+            until = cooldowns.failed(pk, said, threshold=s.threshold, window=s.window,
+                                     cooldown=s.cooldown, retry_after=error.retry_after)  # fmt: skip
+        if until > time.time() and not self.health[pk].cooling(self.now):
+            goal = self.plan.goals.get(pk) if self.plan.goals else services.target(pk)
+            if goal is not None:
+                metrics.cooldown_started(goal, error.status)
         self.tries[leg] = self.tries.get(leg, 0) + 1
         again = kind in self.spec.retry_same and not error.retry_after and kind not in BROKEN
         if again and self.tries[leg] < self.spec.attempts:
@@ -405,7 +410,10 @@ def observe_check(model_pk, result: CallResult) -> None:
             cooldowns.succeeded(model_pk)
     elif routable(result.error) in ROUTABLE:
         said = f"{result.error.kind}: {result.error.message} (check_models)"
+        before = cooldowns.read([model_pk])[0][model_pk]
         cooldowns.broken(model_pk, said, CHECK_COOLDOWN)
+        if not before.cooling(time.time()) and (goal := services.target(model_pk)) is not None:
+            metrics.cooldown_started(goal, result.error.status)
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,8 @@ def settle(result: CallResult, sc: Scrubber) -> None:
         result.finish = replace(result.finish, raw=sc.text(result.finish.raw)[:50])
     result.raw = sc.text(result.raw)
     result.raw_json = _scrubbed_raw(result.raw_json, sc)
+    result.response_id = sc.text(result.response_id)
+    result.response_model = sc.text(result.response_model)
     result.usage = _clamped(result.usage)
     if result.error is not None:
         result.error.message = sc.text(result.error.message)

@@ -17,12 +17,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from integrations.llm import answers, transport
+from integrations.llm import answers, tracing, transport
 from integrations.llm.answers import SHAPE_ERRORS, UPSTREAM_MESSAGE_LIMIT, Events
 from integrations.llm.auth import forget_oauth_token
 from integrations.llm.chat import BlockDelta, Prompt, UsageSeen
 from integrations.llm.config import CallResult, Forward, LLMConfig
-from integrations.llm.errors import ErrorKind, LLMError
+from integrations.llm.errors import ErrorKind, LLMError, remaining
 from integrations.llm.preview import build_request, client_options, secret_names
 from integrations.llm.protocols import adapter_for
 from integrations.llm.redact import redact_request, scrubber
@@ -50,6 +50,7 @@ class _Call:
         self.tap: Any = None  # the wire's tap over a forwarded stream
         self.reader: Any = None
         self.body: Any = None
+        self.span: Any = None  # the call's OpenTelemetry span, when tracing is on
 
     @property
     def streams(self) -> bool:
@@ -77,6 +78,10 @@ class _Call:
             "POST", url, headers, body, self.secrets, secret_names(self.config)
         )
         self.state["request"] = self.result.request
+        if self.span is None:
+            self.span = tracing.client_span(
+                self.config, self.prompt, self.forward, self.result.streamed
+            )
         return {
             "method": "POST",
             "url": url,
@@ -94,11 +99,25 @@ class _Call:
         return False
 
     def answered(self, raw: transport.RawResponse) -> None:
+        self.result.remaining = remaining(raw.headers)
         answers.interpret(raw, self.adapter, self.config, self.prompt, self.result)
+        if isinstance(self.result.raw_json, dict):
+            self._identify(self.result.raw_json)
+
+    def _identify(self, data: dict) -> None:
+        """The answer's id and model as the upstream names them (OpenAI's body and chunks,
+        Anthropic's body and message_start), kept only when they are text."""
+        data = data.get("message") if isinstance(data.get("message"), dict) else data
+        found, model = data.get("id"), data.get("model")
+        if isinstance(found, str) and not self.result.response_id:
+            self.result.response_id = found[: tracing.VALUE_LIMIT]
+        if isinstance(model, str) and not self.result.response_model:
+            self.result.response_model = model[: tracing.VALUE_LIMIT]
 
     def opened(self, response) -> bool:
         """True when the reply is an event stream; otherwise read it whole (`whole`)."""
         self.result.status_code = response.status_code
+        self.result.remaining = remaining(response.headers)
         events = "event-stream" in response.headers.get("content-type", "")
         if response.status_code < 400 and events:
             sc = scrubber(tuple(self.secrets))
@@ -132,6 +151,8 @@ class _Call:
         try:
             data = json.loads(payload)
             self.state["events"] = self.state.get("events", 0) + 1
+            if not self.result.response_id and isinstance(data, dict):
+                self._identify(data)
             if self.tap is not None:
                 chunks = _listed(self.tap.feed(data))
                 self._progress(self.tap.accumulator)
@@ -202,9 +223,20 @@ class _Call:
         result = self.result
         if result.error is not None:
             self.partial()
-        answers.settle(result, scrubber(tuple(self.secrets)))
+        scrub = scrubber(tuple(self.secrets))
+        answers.settle(result, scrub)
         result.latency_ms = self._elapsed_ms()
+        if self.span is not None:
+            tracing.end_client_span(self.span, result, self.prompt, scrub.text)
+            self.span = None
         return result
+
+    def close(self, why: str = "cancelled") -> None:
+        """The caller stopped reading a stream before its end (or the endpoint would not
+        stream, and a normal call follows with a span of its own)."""
+        if self.span is not None:
+            tracing.abandon_client_span(self.span, why)
+            self.span = None
 
     def _elapsed_ms(self) -> int:
         return round((time.perf_counter() - self.started) * 1000)
@@ -326,36 +358,40 @@ def _pinned(generator: Iterator) -> Iterator:
 
 def _stream(config, prompt, progress, forward, model, first_token=None) -> Iterator:
     run = _Call(config, prompt, progress, True, forward, model)
-    transport.expect_first_token(first_token if run.streams else None)
-    if not run.streams:
-        result = call(config, prompt, forward)
-        yield from _whole(result)
-        yield result
-        return
     try:
-        with transport.open_stream(**run.request(run.build())) as response:
-            if run.opened(response):
-                lines = transport.lines(response)
-                for line in lines:
-                    yield from run.line(line)
-                    if run.done:
-                        transport.finish(lines)
-                        break
-                yield from run.ended()
-            else:
-                run.whole(response, transport.read_capped(response))
-    except LLMError as exc:
-        yield from run.state.pop("cut", [])
-        run.failed(exc)
-    if run.fall_back:
-        result = call(config, prompt)
-        yield from _whole(result)
+        transport.expect_first_token(first_token if run.streams else None)
+        if not run.streams:
+            result = call(config, prompt, forward)
+            yield from _whole(result)
+            yield result
+            return
+        try:
+            with transport.open_stream(**run.request(run.build())) as response:
+                if run.opened(response):
+                    lines = transport.lines(response)
+                    for line in lines:
+                        yield from run.line(line)
+                        if run.done:
+                            transport.finish(lines)
+                            break
+                    yield from run.ended()
+                else:
+                    run.whole(response, transport.read_capped(response))
+        except LLMError as exc:
+            yield from run.state.pop("cut", [])
+            run.failed(exc)
+        if run.fall_back:
+            run.close("stream_refused")
+            result = call(config, prompt)
+            yield from _whole(result)
+            yield result
+            return
+        result = run.finish()
+        if not result.streamed:
+            yield from _whole(result)
         yield result
-        return
-    result = run.finish()
-    if not result.streamed:
-        yield from _whole(result)
-    yield result
+    finally:
+        run.close()  # a stream left unread ends its span (a no-op after finish)
 
 
 async def astream(
@@ -368,33 +404,37 @@ async def astream(
 ) -> AsyncIterator:
     """`stream` on the running event loop: no thread is held while the upstream talks."""
     run = _Call(config, prompt, progress, True, forward, model)
-    transport.expect_first_token(first_token if run.streams else None)
-    if not run.streams:
-        result = await acall(config, prompt, forward)
-        for item in [*_whole(result), result]:
-            yield item
-        return
     try:
-        async with transport.open_stream_async(**run.request(await _built(run))) as response:
-            if run.opened(response):
-                lines = transport.alines(response)
-                async for line in lines:
-                    for item in run.line(line):
+        transport.expect_first_token(first_token if run.streams else None)
+        if not run.streams:
+            result = await acall(config, prompt, forward)
+            for item in [*_whole(result), result]:
+                yield item
+            return
+        try:
+            async with transport.open_stream_async(**run.request(await _built(run))) as response:
+                if run.opened(response):
+                    lines = transport.alines(response)
+                    async for line in lines:
+                        for item in run.line(line):
+                            yield item
+                        if run.done:
+                            await transport.finish_async(lines)
+                            break
+                    for item in run.ended():
                         yield item
-                    if run.done:
-                        await transport.finish_async(lines)
-                        break
-                for item in run.ended():
-                    yield item
-            else:
-                run.whole(response, await transport.read_capped_async(response))
-    except LLMError as exc:
-        for item in run.state.pop("cut", []):
+                else:
+                    run.whole(response, await transport.read_capped_async(response))
+        except LLMError as exc:
+            for item in run.state.pop("cut", []):
+                yield item
+            run.failed(exc)
+        if run.fall_back:
+            run.close("stream_refused")
+            result = await acall(config, prompt)
+        else:
+            result = run.finish()
+        for item in [*(_whole(result) if not result.streamed else []), result]:
             yield item
-        run.failed(exc)
-    if run.fall_back:
-        result = await acall(config, prompt)
-    else:
-        result = run.finish()
-    for item in [*(_whole(result) if not result.streamed else []), result]:
-        yield item
+    finally:
+        run.close()  # a stream left unread ends its span (a no-op after finish)

@@ -193,3 +193,6 @@ class CallResult:
     finish: Finish | None = None
     usage_estimated: bool = False  # set by whoever fills in counts the upstream did not report
     vectors: Any = None  # an embeddings answer (integrations.llm.chat.Vectors)
+    remaining: tuple | None = None  # (requests, tokens) left in the upstream's window
+    response_id: str = ""  # the upstream's id for its answer, and the model it names
+    response_model: str = ""

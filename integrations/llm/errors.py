@@ -219,6 +219,22 @@ def retry_after(headers, now: float | None = None) -> float | None:
     return min(max(found), MAX_RETRY_AFTER) if found else None
 
 
+def remaining(headers) -> tuple[int | None, int | None] | None:
+    """(requests, tokens) the upstream says are left in its rate-limit window (OpenAI's
+    x-ratelimit-remaining-*, Anthropic's anthropic-ratelimit-*-remaining), or None."""
+    found = []
+    for kind in ("requests", "tokens"):
+        value = headers.get(f"x-ratelimit-remaining-{kind}") or headers.get(
+            f"anthropic-ratelimit-{kind}-remaining"
+        )
+        try:
+            number = int(str(value).strip()) if value is not None else None
+        except ValueError:
+            number = None
+        found.append(number if number is None or number >= 0 else None)
+    return tuple(found) if found != [None, None] else None
+
+
 def _seconds(value: str, now: float, millis: bool = False) -> float | None:
     try:
         number = float(value)
