@@ -165,13 +165,14 @@ def end_client_span(span, result, prompt, scrub) -> None:
         span.set_attribute("error.type", result.error.kind)
         span.set_status(Status(StatusCode.ERROR, scrub(result.error.message[:300])))
     if capture_content() and hasattr(prompt, "messages"):
-        span.set_attribute("gen_ai.input.messages", scrub(_messages(prompt)))
-        if result.content:
-            output = [{"role": "assistant", "parts": [{"type": "text", "content": result.content}]}]
-            span.set_attribute("gen_ai.output.messages", scrub(json.dumps(output)))
+        span.set_attribute("gen_ai.input.messages", _messages(prompt.messages, scrub))
+        if result.content:  # scrubbed already (answers.settle)
+            output = [{"role": "assistant", "parts": [_text(result.content, str)]}]
+            span.set_attribute("gen_ai.output.messages", json.dumps(output))
         if prompt.system:
-            system = [{"type": "text", "content": prompt.system}]
-            span.set_attribute("gen_ai.system_instructions", scrub(json.dumps(system)))
+            span.set_attribute(
+                "gen_ai.system_instructions", json.dumps([_text(prompt.system, scrub)])
+            )
     span.end()
 
 
@@ -183,8 +184,10 @@ def abandon_client_span(span, why: str) -> None:
     span.end()
 
 
-def _messages(prompt) -> str:
-    out = []
-    for message in getattr(prompt, "messages", ()):
-        out.append({"role": message.role, "parts": [{"type": "text", "content": message.text()}]})
-    return json.dumps(out)
+def _text(text: str, scrub) -> dict:
+    """A text part, scrubbed before it is encoded (an escaped secret would not match)."""
+    return {"type": "text", "content": scrub(text)}
+
+
+def _messages(messages, scrub) -> str:
+    return json.dumps([{"role": m.role, "parts": [_text(m.text(), scrub)]} for m in messages])
