@@ -256,6 +256,23 @@ PASSWORD_RESET_BY_EMAIL = bool(EMAIL_BACKEND)
 if not EMAIL_BACKEND:
     EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
+# SMTP, for password resets and alert mail (EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend).
+EMAIL_HOST = env_secret("EMAIL_HOST") or "localhost"
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_secret("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_secret("DEFAULT_FROM_EMAIL") or "byollm-console@localhost"
+
+# Alerts (integrations/alerts): how often the task queue checks the rules, how long a
+# subject that fired stays quiet after it resolves (a flapping model sends one message,
+# not one a minute), and the waits between a failed delivery's tries.
+ALERT_CHECK_SECONDS = env_int("ALERT_CHECK_SECONDS", 60)
+ALERT_DEDUPE_SECONDS = env_int("ALERT_DEDUPE_SECONDS", 900)
+ALERT_RETRY_SECONDS = (1.0, 5.0)
+# The console's address as people reach it, for links in alert messages.
+CONSOLE_URL = (env_secret("CONSOLE_URL") or "").rstrip("/")
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 

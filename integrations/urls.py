@@ -1,5 +1,6 @@
 from django.urls import path
 
+from integrations.alerts import views as alerts
 from integrations.views import auth_profiles, catalog, connections, detail, previews, routes
 
 urlpatterns = [
@@ -21,6 +22,10 @@ urlpatterns = [
         name="fetch-models-add",
     ),
     path("tests/<uuid:pk>/", detail.connection_test_detail, name="connection-test"),
+    path("alerts/", alerts.alerts, name="alerts"),
+    path("alerts/<uuid:pk>/edit", alerts.rule_edit, name="alert-edit"),
+    path("alerts/<uuid:pk>/delete", alerts.rule_delete, name="alert-delete"),
+    path("alerts/<uuid:pk>/try", alerts.rule_try, name="alert-try"),
     path("routes/", routes.route_list, name="routes"),
     path("routes/new", routes.route_edit, name="route-add"),
     path("routes/<uuid:pk>/", routes.route_detail, name="route-detail"),

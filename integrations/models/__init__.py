@@ -1,5 +1,6 @@
 """The integrations app's models, one module per room."""
 
+from integrations.models.alerts import AlertDelivery, AlertIncident, AlertKind, AlertRule
 from integrations.models.audit import AuditAction, AuditEvent
 from integrations.models.configuration import (
     AuthKind,
@@ -25,6 +26,10 @@ from integrations.models.routes import Route, RouteStrategy, RouteTarget, Target
 from integrations.models.team import ApiToken
 
 __all__ = [
+    "AlertDelivery",
+    "AlertIncident",
+    "AlertKind",
+    "AlertRule",
     "ApiToken",
     "AuditAction",
     "AuditEvent",
