@@ -105,3 +105,6 @@ class AlertDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.channel} to {self.target}"
