@@ -270,7 +270,9 @@ DEFAULT_FROM_EMAIL = env_secret("DEFAULT_FROM_EMAIL") or "byollm-console@localho
 # not one a minute), and the waits between a failed delivery's tries.
 ALERT_CHECK_SECONDS = env_int("ALERT_CHECK_SECONDS", 60)
 ALERT_DEDUPE_SECONDS = env_int("ALERT_DEDUPE_SECONDS", 900)
-ALERT_RETRY_SECONDS = (1.0, 5.0)
+ALERT_RETRY_SECONDS = tuple(
+    float(s) for s in (env_secret("ALERT_RETRY_SECONDS") or "1,5").split(",")
+)
 # The console's address as people reach it, for links in alert messages.
 CONSOLE_URL = (env_secret("CONSOLE_URL") or "").rstrip("/")
 LOGIN_REDIRECT_URL = "home"

@@ -11,6 +11,9 @@ from django.utils.html import format_html
 from integrations import names, services, writes
 from integrations.llm import inputs
 from integrations.models import (
+    AlertDelivery,
+    AlertIncident,
+    AlertRule,
     ApiToken,
     AuditEvent,
     AuthProfile,
@@ -317,3 +320,25 @@ class StoredSecretAdmin(ReadOnlyAdmin):
     @admin.display(description="Value")
     def masked(self, obj: StoredSecret) -> str:
         return mask(obj.value)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(ReadOnlyAdmin):
+    """Rules are written on the Alerts page (audited there); here they can be read."""
+
+    list_display = ["name", "kind", "enabled", "created_by", "created_at"]
+    list_filter = ["kind", "enabled"]
+    exclude = ["webhook_url"]
+
+
+@admin.register(AlertIncident)
+class AlertIncidentAdmin(ReadOnlyAdmin):
+    list_display = ["title", "rule", "opened_at", "resolved_at", "notified"]
+    list_filter = ["rule"]
+    date_hierarchy = "opened_at"
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "event", "channel", "target", "ok", "attempts", "error"]
+    list_filter = ["channel", "ok", "event"]

@@ -390,7 +390,20 @@ def objects(make_integration, users):
                                             output="A" if row == 0 else "b", passed=row == 0, latency_ms=12, score=float(row == 0),
                                             scores=[{"name": "Exact match", "value": float(row == 0),
                                                      "passed": row == 0, "reason": ""}])  # fmt: skip
+    from integrations.models import AlertIncident, AlertRule
+    from tests.production import free_port as closed_port  # nothing listens there
+
+    alert = AlertRule.objects.create(
+        name="Failing checks", kind="check_failed", emails="ops@example.com",
+        webhook_url=f"http://127.0.0.1:{closed_port()}/services/T0/B0/secret",
+    )  # fmt: skip
+    incident = AlertIncident.objects.create(rule=alert, subject=f"model:{model.pk}",
+                                            title="Local / Model A fails its check (auth)")  # fmt: skip
+    incident.deliveries.create(event="firing", channel="email", target="ops@example.com", ok=True)
+    incident.deliveries.create(event="firing", channel="webhook", target="https://hooks.example.com",
+                               ok=False, attempts=3, error="The webhook answered 500.")  # fmt: skip
     return {
+        "alert": alert,
         "dataset": dataset,
         "experiment": experiment,
         "gateway_key": gateway_key,

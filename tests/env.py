@@ -18,3 +18,5 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 # Usage rows are written in the response's closer, inside the test's transaction (the
 # background writer's own connection could not see the rows they refer to).
 os.environ["USAGE_WRITE"] = "inline"
+# An alert delivery that fails is tried again after these waits (seconds): short here.
+os.environ["ALERT_RETRY_SECONDS"] = "0.01,0.02"

@@ -25,7 +25,7 @@ AXE = resources.files("axe_playwright_python").joinpath("axe.min.js").read_text(
 # Partials (htmx fragments) and machine endpoints are not pages.
 NOT_PAGES = {
     "healthz", "demo-models", "endpoint-preview", "fetch-models", "sandbox-column",
-    "usage-csv", "dataset-export", "experiment-export", "gateway-models", "gateway-openapi", "gateway-model", "gateway-response",
+    "metrics", "usage-csv", "dataset-export", "experiment-export", "gateway-models", "gateway-openapi", "gateway-model", "gateway-response",
 }  # fmt: skip
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}

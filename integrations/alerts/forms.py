@@ -40,6 +40,10 @@ class AlertRuleForm(forms.ModelForm):
             "integration"
         )
         self.fields["model"].label_from_instance = lambda m: f"{m.integration.name} / {m.name}"
+        # Each field shows only for the kinds it is about (static/js/app.js).
+        for name, kinds in (("key", FOR_KEYS), ("model", FOR_MODELS), ("amount", NEEDS_AMOUNT),
+                            ("threshold", NEEDS_THRESHOLD), ("min_calls", NEEDS_THRESHOLD)):  # fmt: skip
+            self.fields[name].show_when = "kind=" + ",".join(sorted(kinds))
         if not self.instance._state.adding and self.instance.webhook_url:
             self.fields[
                 "webhook_url"

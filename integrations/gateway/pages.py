@@ -77,23 +77,21 @@ def _range(request):
 
 @require_GET
 def usage_page(request):
-    """Charts of requests, tokens, cost, error rate and latency per day, by model and by
-    key, over a chosen range; Admins see everything, others their keys and runs."""
+    """Charts of requests, tokens, cost, refusals, error rate and latency per day, by model
+    and by key, over a chosen range; Admins see everything, others their keys and runs.
+    `show=refused`: only the refused calls, with their reasons."""
     start, end, chosen = _range(request)
     model, key = request.GET.get("model", ""), request.GET.get("key", "")
     key = key if is_uuid(key) else ""
-    rows = usage.in_range(request.user, start, end, model, key)
-    days = usage.daily(rows, start, end)
-    labels = [d.label.strftime("%b %d") for d in days]
-    totals = usage.by_model(rows)
+    show = "refused" if request.GET.get("show") == "refused" else ""
+    days_in = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    labels = [d.strftime("%b %d") for d in days_in]
     ctx = {
-        "days": days,
-        "models": totals,
-        "keys": usage.by_key(rows),
         "range": chosen,
         "ranges": RANGES,
         "model": model,
         "key": key,
+        "show": show,
         "start": start,
         "end": end,
         "model_names": usage.scope(request.user)
@@ -101,36 +99,55 @@ def usage_page(request):
         .order_by("model_name")
         .distinct(),
         "key_choices": keys.visible(request.user),
+    }
+    if show:
+        found = usage.refusals(usage.refused_rows(request.user, start, end, model, key), start, end)
+        ctx["refusals"] = found
+        ctx["charts"] = [
+            _chart("Refused per day", charts.bars("Refused", labels, found.per_day), days_in,
+                   {"Refused": found.per_day}),
+        ]  # fmt: skip
+        return render(request, "gateway/usage.html", ctx)
+    rows = usage.in_range(request.user, start, end, model, key)
+    days = usage.daily(rows, start, end)
+    totals = usage.by_model(rows)
+    requests = [d.requests for d in days]
+    tokens = [d.tokens for d in days]
+    cost = [float(d.cost) for d in days]
+    refused = [d.refused for d in days]
+    errors = [round(d.error_rate * 100, 1) if d.requests else None for d in days]
+    p50, p95 = [d.p50 for d in days], [d.p95 for d in days]
+    ctx |= {
+        "days": days,
+        "models": totals,
+        "keys": usage.by_key(rows),
         "total": usage.sum_of(totals),
         "charts": [
-            ("Requests per day", charts.bars("Requests", labels, [d.requests for d in days])),
-            ("Tokens per day", charts.bars("Tokens", labels, [d.tokens for d in days])),
-            ("Cost per day", charts.bars("Cost", labels, [float(d.cost) for d in days], "$")),
-            (
-                "Refused per day (keys, scope, limits)",
-                charts.bars("Refused", labels, [d.refused for d in days]),
-            ),
-            (
-                "Error rate per day (%)",
-                charts.lines(
-                    "Error rate",
-                    labels,
-                    {
-                        "errors": [
-                            round(d.error_rate * 100, 1) if d.requests else None for d in days
-                        ]
-                    },
-                ),
-            ),
-            (
-                "Latency per day: p50 (solid) and p95 (dashed), ms, about",
-                charts.lines(
-                    "Latency", labels, {"p50": [d.p50 for d in days], "p95": [d.p95 for d in days]}
-                ),
-            ),
+            _chart("Requests per day", charts.bars("Requests", labels, requests), days_in,
+                   {"Requests": requests}),
+            _chart("Tokens per day", charts.bars("Tokens", labels, tokens), days_in, {"Tokens": tokens}),
+            _chart("Cost per day", charts.bars("Cost", labels, cost, "$"), days_in,
+                   {"Cost (USD)": [f"${d.cost:.4f}" for d in days]}),
+            _chart("Refused per day (keys, scope, limits)", charts.bars("Refused", labels, refused),
+                   days_in, {"Refused": refused}),
+            _chart("Error rate per day (%)", charts.lines("Error rate", labels, {"errors": errors}),
+                   days_in, {"Error rate (%)": errors}),
+            _chart("Latency per day: p50 (solid) and p95 (dashed), ms, about",
+                   charts.lines("Latency", labels, {"p50": p50, "p95": p95}), days_in,
+                   {"p50 (ms, about)": p50, "p95 (ms, about)": p95}),
         ],
-    }
+    }  # fmt: skip
     return render(request, "gateway/usage.html", ctx)
+
+
+def _chart(title: str, svg, days: list, series: dict) -> dict:
+    """A chart with the table of its numbers (what a screen reader reads instead)."""
+    columns = list(series)
+    rows = [
+        [day.isoformat(), *("—" if values[i] is None else values[i] for values in series.values())]
+        for i, day in enumerate(days)
+    ]
+    return {"title": title, "svg": svg, "columns": columns, "rows": rows}
 
 
 @require_GET
@@ -141,9 +158,17 @@ def usage_csv(request):
         request.user, start, end, request.GET.get("model", ""), key if is_uuid(key) else ""
     )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="usage-{start}-{end}.csv"'
+    if request.GET.get("show") == "refused":
+        rows = usage.refused_rows(
+            request.user, start, end, request.GET.get("model", ""), key if is_uuid(key) else ""
+        )
+        lines = usage.refused_csv(rows)
+        response["Content-Disposition"] = f'attachment; filename="refused-{start}-{end}.csv"'
+    else:
+        lines = usage.csv_rows(rows)
+        response["Content-Disposition"] = f'attachment; filename="usage-{start}-{end}.csv"'
     writer = csv.writer(response)
-    for line in usage.csv_rows(rows):
+    for line in lines:
         writer.writerow([_cell(v) for v in line])
     return response
 

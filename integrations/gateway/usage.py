@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 
-from integrations.models import UsageDaily
+from integrations.models import UsageDaily, UsageRecord
 from integrations.models.gateway import LATENCY_BOUNDS
 from integrations.team.roles import is_admin
 
@@ -150,3 +151,60 @@ def sum_of(parts: list[Totals]) -> Totals:
         None,
         None,
     )
+
+
+# --- refusals, read from the rows: their reasons are not in the daily totals -------------------
+
+
+def refused_rows(user, start: date, end: date, model: str = "", key: str = ""):
+    """The refused calls in the range that this user may see, newest first."""
+    rows = UsageRecord.objects.filter(
+        refused=True, created_at__date__gte=start, created_at__date__lte=end
+    )
+    if not is_admin(user):
+        rows = rows.filter(Q(key__owner=user) | Q(key__isnull=True, user=user))
+    if model:
+        rows = rows.filter(model_name=model)
+    if key:
+        rows = rows.filter(key_id=key)
+    return rows.order_by("-created_at")
+
+
+@dataclass
+class Refusals:
+    total: int
+    per_day: list[int]  # one per day of the range
+    by_reason: list[tuple[str, int, int]]  # (reason, status, calls), most first
+    by_key: list[tuple[str, int]]  # ("name (prefix…)" or "No known key", calls)
+
+
+def refusals(rows, start: date, end: date) -> Refusals:
+    rows = rows.order_by()  # grouped below: an ordering would split the groups
+    counted = dict(
+        rows.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    reasons = rows.values("error_kind", "status_code").annotate(n=Count("id")).order_by("-n")
+    keys = rows.values("key__name", "key__prefix").annotate(n=Count("id")).order_by("-n")
+    return Refusals(
+        total=sum(counted.values()),
+        per_day=[counted.get(d, 0) for d in days],
+        by_reason=[(r["error_kind"] or "refused", r["status_code"] or 0, r["n"]) for r in reasons],
+        by_key=[
+            (
+                f"{k['key__name']} ({k['key__prefix']}…)" if k["key__name"] else "No known key",
+                k["n"],
+            )
+            for k in keys
+        ],  # fmt: skip
+    )
+
+
+def refused_csv(rows):
+    yield ["time", "key", "model", "reason", "status", "door"]
+    for r in rows.select_related("key").iterator():
+        yield [r.created_at.isoformat(), r.key.name if r.key else "", r.model_name, r.error_kind,
+               r.status_code or "", r.door]  # fmt: skip

@@ -40,3 +40,22 @@ def markdown(text) -> str:
     from sandbox.render import markdown_html
 
     return markdown_html(text or "")
+
+
+@register.filter
+def money(value) -> str:
+    """Dollars to the cent, with the digits a smaller amount needs (six places at most):
+    $12.50, $0.0012, $0.00. None: an em dash."""
+    from decimal import Decimal, InvalidOperation
+
+    if value is None or value == "":
+        return "—"
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        return "—"
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    text = f"{amount:,.6f}".rstrip("0")
+    whole, _, cents = text.partition(".")
+    return f"{sign}${whole}.{cents.ljust(2, '0')[:6]}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import openai
 import pytest
@@ -71,12 +72,22 @@ def test_refusals_show_on_the_usage_page_and_in_the_csv_apart_from_errors(
     usage_rows(4)
     client.force_login(alice)
     page = client.get(reverse("usage")).content.decode()
-    assert "<dt>Refused</dt><dd>3</dd>" in page and "<dt>Errors</dt><dd>0</dd>" in page
-    assert "Refused per day" in page
+    assert re.search(r"<dt>Refused</dt><dd><a [^>]*show=refused[^>]*>3</a></dd>", page)
+    assert "<dt>Errors</dt><dd>0</dd>" in page and "Refused per day" in page
     lines = list(csv.DictReader(io.StringIO(client.get(reverse("usage-csv")).content.decode())))
     assert sum(int(line["refused"]) for line in lines) == 3
     assert sum(int(line["errors"]) for line in lines) == 0
     assert sum(int(line["requests"]) for line in lines) == 4
+    # Refused calls only: their count per day, their reasons, and one CSV line each.
+    only = client.get(reverse("usage"), {"show": "refused"}).content.decode()
+    assert "<dt>Refused</dt><dd>3</dd>" in only and "<dt>Requests</dt>" not in only
+    assert "<td>rate_limit_exceeded</td><td>429</td><td>3</td>" in only
+    assert "<td>app (" in only
+    csv_only = client.get(reverse("usage-csv"), {"show": "refused"}).content.decode()
+    refused = list(csv.DictReader(io.StringIO(csv_only)))
+    assert [(r["key"], r["reason"], r["status"]) for r in refused] == [
+        ("app", "rate_limit_exceeded", "429")
+    ] * 3
 
 
 def test_a_stopped_sandbox_run_is_counted_as_stopped_not_as_an_error(bob, make_integration):
