@@ -8,7 +8,8 @@
     tokens at 20 a second), under the production gunicorn config, with the RSS of all
     workers together afterwards. Each call's first token says how long it waited to be
     admitted and sent on (the upstream sends it 1 s after the request arrives); the
-    tokens after it flow at the upstream's pace.
+    tokens after it flow at the upstream's pace;
+(d) what metrics and tracing add (bench/observability.py).
 Each is measured under both server modes of config/gunicorn.conf.py: `wsgi` (gthread,
 the default) and `asgi` (uvicorn workers; the gateway waits in the event loop).
 The load average is printed beside each figure: on a busy machine the figures say so.
@@ -25,6 +26,7 @@ import sys
 import time
 
 import httpx
+import observability
 from async_upstream import AsyncUpstreamProcess
 from common import (
     Gunicorn,
@@ -117,15 +119,20 @@ def main() -> dict:
     modes = os.environ.get("BENCH_SERVERS", "wsgi,asgi").split(",")
     try:
         for mode in modes:
-            server = Gunicorn({"CONSOLE_SERVER": mode})
-            try:
-                if only != "burst":
-                    results[mode] = added(server, fast, raw, mode)
-                if only != "added":
-                    results.setdefault(mode, {}).update(burst(server, raw, slow, mode))
-            finally:
-                server.stop()
-            fast.handler = dispatch
+            if only != "observability":
+                server = Gunicorn({"CONSOLE_SERVER": mode})
+                try:
+                    if only != "burst":
+                        results[mode] = added(server, fast, raw, mode)
+                    if only != "added":
+                        results.setdefault(mode, {}).update(burst(server, raw, slow, mode))
+                finally:
+                    server.stop()
+                fast.handler = dispatch
+            if only in ("", "observability"):
+                results.setdefault(mode, {})["observability"] = observability.measure(
+                    mode, fast, raw, body(), N
+                )
     finally:
         fast.stop()
         slow.stop()

@@ -371,6 +371,8 @@ USAGE_SPOOL_DIR = env_secret("USAGE_SPOOL_DIR") or str(BASE_DIR / ".local" / "us
 
 # /metrics (Prometheus) is served only with this bearer token set (README, "Metrics").
 METRICS_TOKEN = env_secret("METRICS_TOKEN") or ""
+# Off: no call is counted (bench_gateway.py measures what counting costs).
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 
 # The built-in demo upstream (/demo/v1/...) is for dev mode only.
 DEMO_UPSTREAM_ENABLED = env_bool("DEMO_UPSTREAM_ENABLED", DEBUG)

@@ -77,7 +77,8 @@ def configure(exporter=None) -> None:
         exporter = OTLPSpanExporter()
     service = os.environ.get("OTEL_SERVICE_NAME", "byollm-console")
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    # Batches leave every OTEL_BSP_SCHEDULE_DELAY ms (5 s by default), from a thread.
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     old, _provider, _tracer = _provider, provider, provider.get_tracer("byollm-console")
     _checked = True
     if old is not None:
@@ -116,7 +117,6 @@ def client_span(config, prompt, forward, streamed: bool):
         "gen_ai.operation.name": operation,
         "gen_ai.provider.name": PROVIDERS.get(config.protocol, config.protocol),
         "gen_ai.request.model": model,
-        "gen_ai.request.stream": streamed,
     }
     try:
         url = urlsplit(config.endpoint)
@@ -148,31 +148,29 @@ def end_client_span(span, result, prompt, scrub) -> None:
         return
     from opentelemetry.trace import Status, StatusCode
 
+    found: dict = {}  # one set_attributes: each call takes the span's lock
     if result.response_model:  # scrubbed with the rest of the result (answers.settle)
-        span.set_attribute("gen_ai.response.model", result.response_model)
+        found["gen_ai.response.model"] = result.response_model
     if result.response_id:
-        span.set_attribute("gen_ai.response.id", result.response_id)
+        found["gen_ai.response.id"] = result.response_id
     if result.finish_reason:
-        span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+        found["gen_ai.response.finish_reasons"] = [result.finish_reason]
     usage = result.usage
     if usage.prompt_tokens is not None:
-        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        found["gen_ai.usage.input_tokens"] = usage.prompt_tokens
     if usage.completion_tokens is not None:
-        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
-    if result.status_code is not None:
-        span.set_attribute("http.response.status_code", result.status_code)
+        found["gen_ai.usage.output_tokens"] = usage.completion_tokens
     if result.error is not None:
-        span.set_attribute("error.type", result.error.kind)
+        found["error.type"] = result.error.kind
         span.set_status(Status(StatusCode.ERROR, scrub(result.error.message[:300])))
     if capture_content() and hasattr(prompt, "messages"):
-        span.set_attribute("gen_ai.input.messages", _messages(prompt.messages, scrub))
+        found["gen_ai.input.messages"] = _messages(prompt.messages, scrub)
         if result.content:  # scrubbed already (answers.settle)
             output = [{"role": "assistant", "parts": [_text(result.content, str)]}]
-            span.set_attribute("gen_ai.output.messages", json.dumps(output))
+            found["gen_ai.output.messages"] = json.dumps(output)
         if prompt.system:
-            span.set_attribute(
-                "gen_ai.system_instructions", json.dumps([_text(prompt.system, scrub)])
-            )
+            found["gen_ai.system_instructions"] = json.dumps([_text(prompt.system, scrub)])
+    span.set_attributes(found)
     span.end()
 
 

@@ -17,6 +17,7 @@ import functools
 import os
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
 if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -150,11 +151,26 @@ alert_failures = Counter(
 )
 
 
+_children: dict = {}
+
+
+def child(metric, *labels):
+    """metric.labels(*labels), remembered: prometheus_client checks and converts the
+    values and takes a lock on each lookup, a dozen times a call."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
 def observe(row, result=None, upstream_ms: int | None = None, config=None) -> None:
     """Count one usage row: a gateway call (refused or answered), a Sandbox run or an
     evaluation row. `result`, `upstream_ms` and `config`: the gateway's last upstream
     answer, the time every attempt waited on an upstream, and the answering target's
     configuration."""
+    if not settings.METRICS_ENABLED:
+        return
     if row.source != "gateway":
         _run(row)
         return
@@ -164,37 +180,37 @@ def observe(row, result=None, upstream_ms: int | None = None, config=None) -> No
     requested = row.route or row.model_name
     model = "" if row.refused else row.model_name
     caller = (model, requested, alias, hashed, user)
-    requests.labels(*caller, str(row.status_code or (200 if row.ok else 500))).inc()
+    child(requests, *caller, str(row.status_code or (200 if row.ok else 500))).inc()
     if not row.ok:
-        failed.labels(*caller, str(row.status_code or ""), row.error_kind or "error").inc()
+        child(failed, *caller, str(row.status_code or ""), row.error_kind or "error").inc()
     if row.refused:
         return
     if row.prompt_tokens:
-        input_tokens.labels(*caller).inc(row.prompt_tokens)
+        child(input_tokens, *caller).inc(row.prompt_tokens)
     if row.completion_tokens:
-        output_tokens.labels(*caller).inc(row.completion_tokens)
+        child(output_tokens, *caller).inc(row.completion_tokens)
     if row.cost:
-        spend.labels(*caller).inc(float(row.cost))
+        child(spend, *caller).inc(float(row.cost))
     timed = caller[:4]
     total = (row.latency_ms or 0) / 1000
-    total_latency.labels(*timed).observe(total)
+    child(total_latency, *timed).observe(total)
     if upstream_ms is not None:
-        api_latency.labels(*timed).observe(upstream_ms / 1000)
-        overhead.labels(*timed).observe(max(0.0, total - upstream_ms / 1000))
+        child(api_latency, *timed).observe(upstream_ms / 1000)
+        child(overhead, *timed).observe(max(0.0, total - upstream_ms / 1000))
     if row.ttft_ms is not None and row.streamed:
-        first_token.labels(*timed).observe(row.ttft_ms / 1000)
+        child(first_token, *timed).observe(row.ttft_ms / 1000)
     if row.fallbacks:
         counter = successful_fallbacks if row.ok else failed_fallbacks
-        counter.labels(requested, row.model_name, alias, hashed).inc()
+        child(counter, requested, row.model_name, alias, hashed).inc()
     if result is not None and result.remaining and config is not None:
         _remaining(row, config, result.remaining)
 
 
 def _run(row) -> None:
     outcome = "ok" if row.ok else "stopped" if row.error_kind == "stopped" else "error"
-    runs.labels(row.source, row.model_name, outcome).inc()
+    child(runs, row.source, row.model_name, outcome).inc()
     if row.latency_ms is not None:
-        run_latency.labels(row.source).observe(row.latency_ms / 1000)
+        child(run_latency, row.source).observe(row.latency_ms / 1000)
 
 
 def deployment(name: str, pk, config) -> tuple:
@@ -208,9 +224,9 @@ def _remaining(row, config, remaining: tuple) -> None:
     labels = (row.route or row.model_name, *deployment(row.model_name, row.model_id, config))
     requests_left, tokens_left = remaining
     if requests_left is not None:
-        remaining_requests.labels(*labels).set(requests_left)
+        child(remaining_requests, *labels).set(requests_left)
     if tokens_left is not None:
-        remaining_tokens.labels(*labels).set(tokens_left)
+        child(remaining_tokens, *labels).set(tokens_left)
 
 
 def cooldown_started(goal, exception_status: int | None) -> None:

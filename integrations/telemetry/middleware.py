@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.utils.decorators import sync_and_async_middleware
 
 from integrations.llm import tracing
@@ -20,7 +21,10 @@ from integrations.telemetry import metrics
 
 @sync_and_async_middleware
 def gateway_requests(get_response):
+    if not settings.METRICS_ENABLED and tracing.tracer() is None:
+        raise MiddlewareNotUsed
     prefix = settings.GATEWAY_PREFIX
+    gauge = metrics.in_flight if settings.METRICS_ENABLED else None
 
     if iscoroutinefunction(get_response):
 
@@ -28,9 +32,10 @@ def gateway_requests(get_response):
             if not request.path.startswith(prefix):
                 return await get_response(request)
             span = _begin(request)  # attached for the rest of this request's task
-            metrics.in_flight.inc()
+            if gauge is not None:
+                gauge.inc()
             response = await get_response(request)
-            return _ending(response, span)
+            return _ending(response, span, gauge)
 
     else:
 
@@ -38,13 +43,14 @@ def gateway_requests(get_response):
             if not request.path.startswith(prefix):
                 return get_response(request)
             span = _begin(request)
-            metrics.in_flight.inc()
+            if gauge is not None:
+                gauge.inc()
             try:
                 response = get_response(request)
             finally:
                 if span is not None:
                     span[1]()
-            return _ending(response, span)
+            return _ending(response, span, gauge)
 
     return middleware
 
@@ -56,26 +62,33 @@ def _begin(request):
         return None
     from opentelemetry import context, propagate, trace
 
-    parent = propagate.extract(request.headers)
+    meta = request.META
+    parent = context.Context()  # a new trace, unless the caller sent one
+    if "HTTP_TRACEPARENT" in meta:  # the caller's trace, continued (W3C Trace Context)
+        carrier = {
+            "traceparent": meta["HTTP_TRACEPARENT"],
+            "tracestate": meta.get("HTTP_TRACESTATE", ""),
+        }
+        parent = propagate.extract(carrier)
     route = request.path[len(settings.GATEWAY_PREFIX) - 1 :]
+    # Few attributes: the SDK checks each one, and this runs on every call.
     span = active.start_span(
         f"{request.method} {route}",
         context=parent,
         kind=trace.SpanKind.SERVER,
-        attributes={
-            "http.request.method": request.method,
-            "url.path": request.path,
-            "http.route": route,
-            "server.address": request.get_host().rsplit(":", 1)[0],
-        },
+        attributes={"http.request.method": request.method, "http.route": route},
     )
     token = context.attach(trace.set_span_in_context(span, parent))
     return span, lambda: context.detach(token)
 
 
-def _ending(response, span):
+def _ending(response, span, gauge):
+    if span is None and gauge is None:
+        return response
+
     def end():
-        metrics.in_flight.dec()
+        if gauge is not None:
+            gauge.dec()
         if span is not None:
             _end(span[0], response.status_code)
 
@@ -86,8 +99,9 @@ def _ending(response, span):
 def _end(span, status: int) -> None:
     from opentelemetry.trace import Status, StatusCode
 
-    span.set_attribute("http.response.status_code", status)
     if status >= 500:
-        span.set_attribute("error.type", str(status))
+        span.set_attributes({"http.response.status_code": status, "error.type": str(status)})
         span.set_status(Status(StatusCode.ERROR))
+    else:
+        span.set_attribute("http.response.status_code", status)
     span.end()
