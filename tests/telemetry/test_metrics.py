@@ -135,3 +135,29 @@ def test_the_consoles_own_series(scrape, client, make_integration, alice):
     assert generation == callcache.generation()
     assert total(after, "byo_experiments", status="queued") == 0
     assert ("byo_usage_queue_depth", frozenset()) in after
+
+
+def test_every_metric_is_documented_and_the_dashboard_uses_only_real_ones(scrape):
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client import REGISTRY
+
+    from integrations.telemetry.scrape import Collector
+
+    served = {m.name for m in REGISTRY.collect()} | {m.name for m in Collector().collect()}
+    served = {n for n in served if n.startswith(("litellm_", "byo_"))}
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    documented = set(re.findall(r"`((?:litellm|byo)_[a-z_]+)`", readme))
+    documented = {re.sub(r"_(total|info)$", "", n) for n in documented}
+    assert served - documented == set(), "served but not in the README's table"
+    dashboard = json.loads((root / "config" / "grafana-dashboard.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = re.sub(r"by \([^)]*\)", "", target["expr"])  # label names, not metrics
+            used |= set(re.findall(r"\b((?:litellm|byo)_[a-z_]+)", expr))
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in used}
+    assert used <= served, f"the dashboard queries what is not served: {used - served}"
