@@ -2,13 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.api import api
-from config.views import healthz
+from config.views import favicon, healthz
 from integrations import demo
 from integrations.telemetry.views import metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("integrations.team.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),

@@ -80,7 +80,8 @@ PAGES = {
     "alert-edit": ("get", ADMIN),
     "alert-delete": ("get", ADMIN),
     "alert-try": ("post", ADMIN),
-    "metrics": ("get", PUBLIC),  # its own bearer token (tests/telemetry)
+    "metrics": ("get", PUBLIC),
+    "favicon": ("get", PUBLIC),  # its own bearer token (tests/telemetry)
     "export-import": ("get", ADMIN),
     "routes": ("get", LOGIN),
     "route-detail": ("get", LOGIN),

@@ -25,7 +25,7 @@ AXE = resources.files("axe_playwright_python").joinpath("axe.min.js").read_text(
 # Partials (htmx fragments) and machine endpoints are not pages.
 NOT_PAGES = {
     "healthz", "demo-models", "endpoint-preview", "fetch-models", "sandbox-column",
-    "metrics", "usage-csv", "dataset-export", "experiment-export", "gateway-models", "gateway-openapi", "gateway-model", "gateway-response",
+    "metrics", "favicon", "usage-csv", "dataset-export", "experiment-export", "gateway-models", "gateway-openapi", "gateway-model", "gateway-response",
 }  # fmt: skip
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -158,12 +158,32 @@ def test_the_nav_folds_behind_a_menu_on_a_phone(page, objects):
     assert menu.is_visible() and not nav.is_visible()
     menu.click()
     assert menu.get_attribute("aria-expanded") == "true"
-    for link in ("Users", "Audit", "Export", "Django admin"):
+    nav.locator("summary", has_text="Admin").click()
+    for link in ("Users", "Audit", "Alerts", "Export", "Django admin"):
         assert nav.get_by_role("link", name=link).is_visible()
     box = nav.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390
     page.keyboard.press("Escape")
     assert not nav.is_visible()
+
+
+def test_the_nav_is_one_line_at_1280_and_no_page_asks_for_a_missing_icon(page, objects):
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    log_in(page, "alice", "pw-alice-123")
+    page.wait_for_url("**/")
+    page.set_viewport_size(DESKTOP)
+    for path in ("/", "/admin/"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+    page.goto("/")
+    links = page.get_by_role("navigation", name="Main").locator(":scope > a, :scope > details")
+    tops = {round(box["y"]) for box in (el.bounding_box() for el in links.all()) if box}
+    assert len(tops) == 1, f"the nav wraps onto {len(tops)} lines"
+    assert not missing, missing
+    page.locator("summary", has_text="Admin").click()
+    page.get_by_role("link", name="Audit").click()
+    page.wait_for_url("**/team/audit/")
 
 
 def test_the_skip_link_and_focus_are_visible(page, objects):

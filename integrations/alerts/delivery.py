@@ -76,7 +76,7 @@ def _try(incident, event: str, channel: str, target: str, send, secret: str = ""
             error = scrub(str(exc), [secret]) if secret else str(exc)
             error = error[:300] or type(exc).__name__
             continue
-        metrics.alerts.labels(channel, event).inc()
+        metrics.child(metrics.alerts, channel, event).inc()
         return AlertDelivery.objects.create(
             incident=incident,
             event=event,
@@ -88,7 +88,7 @@ def _try(incident, event: str, channel: str, target: str, send, secret: str = ""
     logger.warning(
         "An alert could not be sent by %s after %d tries: %s", channel, len(waits), error
     )
-    metrics.alert_failures.labels(channel).inc()
+    metrics.child(metrics.alert_failures, channel).inc()
     return AlertDelivery.objects.create(
         incident=incident, event=event, channel=channel, target=target, ok=False,
         attempts=len(waits), error=error,

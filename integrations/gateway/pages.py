@@ -18,7 +18,7 @@ from integrations.team.roles import editor_required
 
 
 @require_http_methods(["GET", "POST"])
-@editor_required
+@editor_required(what="create, edit and revoke gateway keys")
 def key_list(request):
     form = GatewayKeyForm(request.POST or None, user=request.user)
     ctx: dict = {"form": form}
@@ -41,7 +41,7 @@ def key_list(request):
 
 
 @require_http_methods(["GET", "POST"])
-@editor_required
+@editor_required(what="create, edit and revoke gateway keys")
 def key_edit(request, pk):
     key = get_object_or_404(keys.visible(request.user), pk=pk)
     form = GatewayKeyForm(request.POST or None, user=request.user, key=key)
@@ -55,7 +55,7 @@ def key_edit(request, pk):
 
 
 @require_http_methods(["GET", "POST"])
-@editor_required
+@editor_required(what="create, edit and revoke gateway keys")
 def key_revoke(request, pk):
     """Revoke after a confirmation: apps that use the key stop at once."""
     key = get_object_or_404(keys.visible(request.user), pk=pk)

@@ -41,19 +41,22 @@ def is_admin(user) -> bool:
     return role_of(user) == ADMIN
 
 
-def editor_required(view):
-    """Refuse (403) a signed-in user who may only read."""
+def editor_required(view=None, *, what: str = "change integrations, models and auth profiles"):
+    """Refuse (403) a signed-in user who may only read. `what`: what Editors may do here,
+    said in the refusal (`@editor_required(what="manage gateway keys")`)."""
 
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not can_edit(request.user):
-            raise PermissionDenied(
-                "Your role does not allow this. Editors and Admins can change integrations, "
-                "models and auth profiles."
-            )
-        return view(request, *args, **kwargs)
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not can_edit(request.user):
+                raise PermissionDenied(
+                    f"Your role does not allow this. Editors and Admins can {what}."
+                )
+            return view(request, *args, **kwargs)
 
-    return wrapped
+        return wrapped
+
+    return decorate(view) if view is not None else decorate
 
 
 def admin_required(view):

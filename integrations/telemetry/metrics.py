@@ -160,8 +160,22 @@ def child(metric, *labels):
     key = (metric, labels)
     found = _children.get(key)
     if found is None:
-        found = _children[key] = metric.labels(*labels)
+        found = _children[key] = metric.labels(*safe(labels))
     return found
+
+
+def safe(labels) -> list[str]:
+    """Label values as text the exposition can encode: a name with a lone surrogate
+    (saved by someone, or sent by an upstream) would otherwise fail every scrape."""
+    out = []
+    for value in labels:
+        value = str(value)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        out.append(value)
+    return out
 
 
 def observe(row, result=None, upstream_ms: int | None = None, config=None) -> None:
@@ -232,11 +246,11 @@ def _remaining(row, config, remaining: tuple) -> None:
 def cooldown_started(goal, exception_status: int | None) -> None:
     """A route target's failure started (or pushed out) a cooldown."""
     labels = deployment(goal.model.name, goal.model.pk, goal.config)
-    cooled_down.labels(*labels, str(exception_status or "")).inc()
+    child(cooled_down, *labels, str(exception_status or "")).inc()
 
 
 def tested(protocol: str, ok: bool) -> None:
-    tests.labels(protocol, "passed" if ok else "failed").inc()
+    child(tests, protocol, "passed" if ok else "failed").inc()
 
 
 @functools.lru_cache(maxsize=1024)

@@ -45,7 +45,7 @@ class Collector:
             state = OUTAGE if h.cooling(now) else PARTIAL if h.recorded else HEALTHY
             goal = services.target(pk)
             config = goal.config if goal is not None else None
-            family.add_metric(metrics.deployment(name, pk, config), state)
+            family.add_metric(metrics.safe(metrics.deployment(name, pk, config)), state)
         return family
 
     def _keys(self):
@@ -70,7 +70,7 @@ class Collector:
         )
         for key in limited:
             money, calls, units = limits.left(key)
-            ids = [key.digest, key.name]
+            ids = metrics.safe([key.digest, key.name])
             if money is not None:
                 budget.add_metric(ids, float(money))
             if calls is not None:

@@ -119,7 +119,8 @@ def test_a_fallback_and_the_cooldown_it_starts_are_counted(scrape, live_server, 
     assert total(after, state, model_id=str(a.pk), api_base=upstream.url) == 2  # cooling down
     assert total(after, state, model_id=str(b.pk)) == 0
     requests = "litellm_proxy_total_requests_metric_total"
-    assert total(after, requests, requested_model=failover.ROUTE, model=b.name) == 1
+    labels = {"requested_model": failover.ROUTE, "model": b.name}
+    assert total(after, requests, **labels) - total(before, requests, **labels) == 1
 
 
 def test_the_consoles_own_series(scrape, client, make_integration, alice):
@@ -161,3 +162,15 @@ def test_every_metric_is_documented_and_the_dashboard_uses_only_real_ones(scrape
             used |= set(re.findall(r"\b((?:litellm|byo)_[a-z_]+)", expr))
     used = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in used}
     assert used <= served, f"the dashboard queries what is not served: {used - served}"
+
+
+def test_a_model_name_no_encoding_can_write_does_not_break_the_scrape(scrape, client, bob):
+    # JSON may carry a lone surrogate; the refusal's labels keep the name, made writable.
+    name = "litellm_proxy_total_requests_metric_total"
+    before = total(scrape(), name, requested_model="gpt ?")
+    _, raw = keys.create(bob, "app")
+    body = '{"model": "gpt \\ud800", "messages": [{"role": "user", "content": "hi"}]}'
+    answer = client.post("/v1/chat/completions", body, content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Bearer {raw}")  # fmt: skip
+    assert answer.status_code == 400  # text that cannot be sent on is refused
+    assert total(scrape(), name, requested_model="gpt ?") == before + 1
