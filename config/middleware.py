@@ -76,6 +76,30 @@ class Security(SecurityMiddleware):
             response = await self.get_response(request)
         return self.process_response(request, response)
 
+    def process_request(self, request):
+        """Pages over plain HTTP are redirected to HTTPS. An API or gateway call is told
+        why instead (403, JSON): SDKs do not follow a redirect of a POST, and showed only
+        "Connection error"."""
+        redirect = super().process_request(request)
+        if redirect is None:
+            return None
+        path = request.path
+        if not path.startswith(("/v1/", "/api/")):
+            return redirect
+        message = (
+            "This console answers API and gateway calls over HTTPS only: call "
+            f"{redirect['Location']}. Behind a TLS proxy, the proxy must send "
+            "X-Forwarded-Proto: https (README, Production)."
+        )
+        if path.startswith("/v1/messages"):  # Anthropic's error shape
+            body = {"type": "error", "error": {"type": "permission_error", "message": message}}
+        elif path.startswith("/v1/"):
+            body = {"error": {"message": message, "type": "invalid_request_error",
+                              "param": None, "code": "https_required"}}  # fmt: skip
+        else:
+            body = {"detail": message}
+        return JsonResponse(body, status=403)
+
 
 class StaticFiles(WhiteNoiseMiddleware):
     """WhiteNoise in either mode: on the event loop, a request for anything but a static
