@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer
+from ninja.security import APIKeyHeader, HttpBearer
 from pydantic import ValidationError as PydanticValidationError
 
 from integrations.team import tokens
@@ -29,11 +29,20 @@ class TokenAuth(HttpBearer):
         return user
 
 
+class KeyHeaderAuth(APIKeyHeader):
+    """The same token as `x-api-key` (Vectara's and LiveAvatar's header)."""
+
+    param_name = "X-API-Key"
+
+    def authenticate(self, request, key):
+        return TokenAuth().authenticate(request, key) if key else None
+
+
 api = NinjaAPI(
     title="BYO-LLM Console API",
     version="2",
     description="Register custom LLMs (the Vectara /v2/llms shape), store secrets, run prompts.",
-    auth=TokenAuth(),
+    auth=[TokenAuth(), KeyHeaderAuth()],
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
@@ -70,7 +79,10 @@ def schema_error(request, exc: PydanticValidationError):
 
 @api.exception_handler(AuthenticationError)
 def authentication_error(request, exc):
-    message = "A valid API token is required: send Authorization: Bearer byo_… (create one under API tokens)."
+    message = (
+        "A valid API token is required: send Authorization: Bearer byo_… or x-api-key: byo_… "
+        "(create one under API tokens)."
+    )
     return api.create_response(request, {"message": message}, status=401)
 
 

@@ -65,6 +65,42 @@ async def _pulled(iterator):
         yield part
 
 
+# The seed products' own paths, served by the REST API (README, "REST API"): Vectara's
+# https://api.vectara.io/v2/llms, and LiveAvatar's /v1/secrets and /v1/llm_configurations.
+SEED_PATHS = (("/v2/", "/api/v2/"), ("/v1/secrets", "/api/v2/secrets"),
+              ("/v1/llm_configurations", "/api/v2/llm_configurations"))  # fmt: skip
+
+
+@sync_and_async_middleware
+def seed_api_paths(get_response):
+    """Serve a seed product's path as the API's own: scripts written for Vectara or
+    LiveAvatar work unchanged (with the API token as their x-api-key)."""
+
+    def rewrite(request) -> None:
+        path = request.path_info
+        for theirs, ours in SEED_PATHS:
+            if path.startswith(theirs) and (
+                theirs.endswith("/") or path[len(theirs) :][:1] in ("", "/")
+            ):
+                request.path_info = request.path = ours + path[len(theirs) :]
+                request.META["PATH_INFO"] = request.path_info
+                return
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            rewrite(request)
+            return await get_response(request)
+
+    else:
+
+        def middleware(request):
+            rewrite(request)
+            return get_response(request)
+
+    return middleware
+
+
 class Security(SecurityMiddleware):
     """Django's SecurityMiddleware (HTTPS redirect, HSTS, nosniff, referrer policy). Its
     hooks only read settings and set headers, so on the event loop they run in place;

@@ -130,6 +130,7 @@ INSTALLED_APPS = [
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 MIDDLEWARE = [
+    "config.middleware.seed_api_paths",
     "integrations.telemetry.middleware.gateway_requests",
     "config.middleware.gateway_cors",
     "config.middleware.asgi_streams",
@@ -155,6 +156,7 @@ GATEWAY_PREFIX = "/v1/"
 # "*" for any. Off when empty: gateway keys are secrets, meant for servers.
 GATEWAY_CORS_ORIGINS = env_list("GATEWAY_CORS_ORIGINS")
 GATEWAY_MIDDLEWARE = [
+    "config.middleware.seed_api_paths",
     "integrations.telemetry.middleware.gateway_requests",
     "config.middleware.gateway_cors",
     "config.middleware.Security",

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -487,6 +488,18 @@ def delete_integration(request, integration_id: uuid.UUID):
     return Status(204, None)
 
 
+def _provider_root(base_url: str) -> str:
+    """LiveAvatar's base_url names a provider's host (its default is
+    https://api.openai.com): one without a path means the standard root, /v1."""
+    try:
+        parts = urlsplit(base_url.strip())
+    except ValueError:
+        return base_url  # the endpoint's own check says what is wrong
+    if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
+        return f"{parts.scheme}://{parts.netloc}/v1"
+    return base_url
+
+
 @router.post(
     "llm_configurations",
     response={201: dict},
@@ -496,7 +509,7 @@ def create_llm_configuration(request, payload: LiveAvatarIn):
     require_editor(request)
     spec = IntegrationIn(
         name=payload.display_name,
-        endpoint=payload.base_url,
+        endpoint=_provider_root(payload.base_url),
         auth=AuthSpec(type="bearer", secret_id=payload.secret_id),
         models=[ModelIn(name=payload.display_name, model_id=payload.model_name)],
     )
