@@ -169,9 +169,19 @@ def _words(text: str) -> str:
     return " ".join("".join(c for c in text.lower() if c.isalnum() or c == " ").split())
 
 
+# How the common gateways refuse a key with a status other than 401: LiteLLM answers 400
+# "Authentication Error …" (type auth_error), or "No connected db." when its virtual keys
+# cannot be checked; Portkey and OpenRouter say so in the message.
+AUTH_REFUSALS = ("authentication error", "auth_error", "no connected db", "invalid api key",
+                 "invalid_api_key", "incorrect api key", "no auth credentials", "api key not valid",
+                 "missing api key", "invalid x-api-key")  # fmt: skip
+
+
 def classify_status(status: int, body_text: str, upstream_message: str) -> str:
     """Return the error kind for an HTTP error status."""
     if status == 401:
+        return "auth"
+    if status in (400, 403) and _says_auth(upstream_message, body_text):
         return "auth"
     if status == 403:
         return "forbidden"
@@ -190,6 +200,11 @@ def classify_status(status: int, body_text: str, upstream_message: str) -> str:
     if status >= 500:
         return "server_error"
     return "http_error"
+
+
+def _says_auth(upstream_message: str, body_text: str) -> bool:
+    lowered = f"{upstream_message} {body_text[:2000]}".lower()
+    return any(words in lowered for words in AUTH_REFUSALS)
 
 
 # How long an upstream asks callers to wait, most precise first: OpenAI's and Azure's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from django.template.loader import render_to_string
 
 from integrations.llm import client
@@ -58,3 +59,24 @@ def test_refused_credentials_are_said_once(upstream):
 def test_a_message_that_differs_from_its_title_keeps_both():
     error = LLMError("timeout", "No answer within 5 s.")
     assert error.headline == "Timed out: No answer within 5 s."
+
+
+GATEWAY_KEY_REFUSALS = {
+    "LiteLLM, no database for its keys": (400, {"error": {"message": "No connected db.", "type": "no_db_connection", "param": None, "code": "400"}}),
+    "LiteLLM, a wrong key": (400, {"error": {"message": "Authentication Error, Invalid proxy server token passed. Received API Key = sk-...abcd", "type": "auth_error", "param": "None", "code": "400"}}),
+    "Portkey": (403, {"status": "failure", "message": "Invalid API Key"}),
+    "OpenRouter": (401, {"error": {"message": "No auth credentials found", "code": 401}}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("who", list(GATEWAY_KEY_REFUSALS))
+def test_the_common_gateways_refusing_a_key_is_an_auth_failure(upstream, who):
+    status, body = GATEWAY_KEY_REFUSALS[who]
+    upstream.handler = reply_json(body, status=status)
+    assert _call(upstream.url).error.kind == "auth"
+
+
+def test_a_bad_request_about_something_else_stays_a_bad_request(upstream):
+    body = {"error": {"message": "temperature must be at most 2", "type": "invalid_request_error"}}
+    upstream.handler = reply_json(body, status=400)
+    assert _call(upstream.url).error.kind == "bad_request"
