@@ -26,6 +26,11 @@
     });
   }
 
+  // Fields that only describe the model or set its prices: the upstream never sees them
+  // (the test receipt's fingerprint leaves them out), so changing one keeps the test.
+  const INFO = new Set(["integration_name", "description", "model_name", "model_description",
+    "gateway_alias", "new_auth_name", "price_input_per_mtok", "price_output_per_mtok"]);
+
   function invalidateReceipt() {
     const f = form();
     f.querySelectorAll("input[name=test_receipt]").forEach(function (el) { el.remove(); });
@@ -88,11 +93,11 @@
     onReceipt();
     let lastProtocol = value("protocol");
     f.addEventListener("input", function (e) {
-      if (!e.target.closest("#test-result")) invalidateReceipt();
+      if (!e.target.closest("#test-result") && !INFO.has(e.target.name)) invalidateReceipt();
     });
     f.addEventListener("change", function (e) {
       if (e.target.closest("#test-result")) return;
-      invalidateReceipt();
+      if (!INFO.has(e.target.name)) invalidateReceipt();
       if (e.target.name === "preset") applyPreset();
       if (e.target.name === "protocol") { swapTemplate(lastProtocol, value("protocol")); }
       lastProtocol = value("protocol");

@@ -59,8 +59,12 @@ def test_add_test_save_find_edit_delete(page, live_server, upstream, bob, artifa
     expect(save).to_be_enabled()
     assert CANARY not in page.content() and CANARY_HEADER not in page.content()
 
-    # Any change disables Save until the next test.
+    # A field the upstream never sees keeps the test; one it sees disables Save until the
+    # next test.
     page.get_by_label("Description", exact=True).fill("changed")
+    page.get_by_label("Model name").fill("Acme Small v2")
+    expect(save).to_be_enabled()
+    page.get_by_label("Model ID").fill("acme-small-2")
     expect(save).to_be_disabled()
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.locator("#result-panel")).to_contain_text("Test passed")
@@ -74,7 +78,7 @@ def test_add_test_save_find_edit_delete(page, live_server, upstream, bob, artifa
     # Find it in the catalog.
     page.goto("/")
     page.get_by_role("searchbox").fill("acme")
-    expect(page.locator("table.catalog")).to_contain_text("Acme Small")
+    expect(page.locator("table.catalog")).to_contain_text("Acme Small v2")
     expect(page.locator("table.catalog")).to_contain_text("Passing")
 
     # Edit the integration: an unchanged configuration saves without a test, and says so.
@@ -86,7 +90,7 @@ def test_add_test_save_find_edit_delete(page, live_server, upstream, bob, artifa
 
     # Delete it, confirming.
     page.get_by_role("link", name="Delete", exact=True).first.click()
-    expect(page.locator("main")).to_contain_text("Acme Small")
+    expect(page.locator("main")).to_contain_text("Acme Small v2")
     page.get_by_role("button", name="Delete integration").click()
     page.wait_for_url(f"{live_server.url}/")
     assert not Integration.objects.filter(name="Acme LLM").exists()
