@@ -81,10 +81,19 @@ def integration_delete(request, pk):
 @editor_required
 def model_delete(request, pk):
     model = get_object_or_404(CustomModel.objects.select_related("integration"), pk=pk)
+    # Started from the catalog: go back there (a fixed choice, never a URL from the request).
+    from_catalog = (request.POST if request.method == "POST" else request.GET).get(
+        "from"
+    ) == "catalog"
     if request.method == "POST":
         name, integration = model.name, model.integration
         writes.delete_model(model, request)
         messages.success(request, f"Model {name} was deleted.")
-        return go(request, reverse("integration-detail", args=[integration.pk]))
-    ctx = {"model": model, "test_count": model.tests.count()}
+        back = (
+            reverse("home")
+            if from_catalog
+            else reverse("integration-detail", args=[integration.pk])
+        )
+        return go(request, back)
+    ctx = {"model": model, "test_count": model.tests.count(), "from_catalog": from_catalog}
     return render(request, "integrations/model_delete.html", ctx)

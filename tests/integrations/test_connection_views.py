@@ -602,8 +602,19 @@ def test_deleting_an_integration_names_what_goes_then_deletes(editor_client, mak
 
 def test_deleting_a_model_keeps_the_integration(editor_client, make_integration):
     model = make_integration()
-    editor_client.post(reverse("model-delete", args=[model.pk]))
+    answer = editor_client.post(reverse("model-delete", args=[model.pk]))
+    assert answer["Location"] == reverse("integration-detail", args=[model.integration.pk])
     assert not CustomModel.objects.exists() and Integration.objects.exists()
+
+
+def test_a_delete_started_in_the_catalog_returns_to_the_catalog(editor_client, make_integration):
+    model = make_integration()
+    url = reverse("model-delete", args=[model.pk])
+    page = editor_client.get(url, {"from": "catalog"}).content.decode()
+    assert 'name="from" value="catalog"' in page
+    answer = editor_client.post(url, {"from": "catalog"})
+    assert answer["Location"] == reverse("home")
+    assert not CustomModel.objects.exists()
 
 
 def test_an_auth_profile_in_use_cannot_be_deleted(editor_client, make_integration):
@@ -743,3 +754,13 @@ def test_renaming_a_profile_needs_no_test(editor_client, make_integration, upstr
         {"name": "New name", "kind": "bearer", "token": ""},
     )
     assert upstream.requests == []
+
+
+def test_a_models_edit_page_says_where_it_is_called_and_with_which_key(
+    editor_client, make_integration
+):
+    model = make_integration()
+    page = editor_client.get(reverse("model-edit", args=[model.pk])).content.decode()
+    assert f"<code>{model.integration.endpoint}</code>" in page
+    assert "Local key (" in page  # the integration's auth profile, by name and kind
+    assert reverse("integration-edit", args=[model.integration.pk]) in page
