@@ -215,3 +215,16 @@ def test_the_usage_page_draws_its_charts(page, objects, usage):
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
     assert download.value.suggested_filename.startswith("usage-")
+
+
+def test_stacked_cells_carry_their_column_labels_on_a_phone(page, objects, usage):
+    log_in(page, "alice", "pw-alice-123")
+    page.wait_for_url("**/")
+    page.set_viewport_size(PHONE)
+    page.goto("/usage/")
+    by_model = page.locator("section", has=page.get_by_role("heading", name="By model"))
+    cells = by_model.locator("tbody td")
+    labels = [cells.nth(i).get_attribute("data-label") for i in range(cells.count())]
+    assert labels[:2] == ["Name", "Requests"], labels
+    shown = cells.nth(1).evaluate("c => getComputedStyle(c, '::before').content")
+    assert shown == '"Requests: "', shown

@@ -49,6 +49,21 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { initForms(document); initMenu(); });
-  document.addEventListener("htmx:load", function (event) { initForms(event.target); });
+  // On phones a list table stacks its cells (app.css): each cell carries its column's
+  // name, so "2 / 133 / $0.0001" reads "Requests 2, Tokens 133, Cost $0.0001".
+  function labelCells(root) {
+    const tables = root.matches && root.matches("table.list") ? [root] : root.querySelectorAll("table.list");
+    tables.forEach(function (table) {
+      const heads = Array.from(table.querySelectorAll("thead th")).map(function (th) { return th.textContent.trim(); });
+      if (!heads.length) return;
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        Array.from(row.children).forEach(function (cell, i) {
+          if (heads[i] && !cell.dataset.label) cell.dataset.label = heads[i];
+        });
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { initForms(document); initMenu(); labelCells(document); });
+  document.addEventListener("htmx:load", function (event) { initForms(event.target); labelCells(event.target); });
 })();
