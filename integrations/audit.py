@@ -65,11 +65,19 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list]:
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
+        if old is None and _empty(new):  # a new object's blank fields: nothing was set
+            continue
         if isinstance(old, tuple) or isinstance(new, tuple):
             changes[name] = ["changed"]
         else:
             changes[name] = [old, new]
     return changes
+
+
+def _empty(value) -> bool:
+    if isinstance(value, tuple):  # a secret's marker: ("secret", fingerprint or None)
+        return value[1] is None
+    return value in (None, "", [], {})
 
 
 def record(

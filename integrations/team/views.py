@@ -201,11 +201,19 @@ def audit_log(request):
         "page": page,
         "filters": filters,
         "actions": AuditAction.choices,
-        "object_types": AuditEvent.objects.order_by()
-        .values_list("object_type", flat=True)
-        .distinct(),
+        "object_types": _type_names(
+            AuditEvent.objects.order_by().values_list("object_type", flat=True).distinct()
+        ),
     }
     return render(request, "team/audit.html", ctx)
+
+
+def _type_names(types) -> list[tuple[str, str]]:
+    """(stored type, what a person calls it): `custommodel` is a "Custom model"."""
+    from django.apps import apps
+
+    named = {m._meta.model_name: str(m._meta.verbose_name).capitalize() for m in apps.get_models()}
+    return sorted(((t, named.get(t, t)) for t in types if t), key=lambda pair: pair[1])
 
 
 # --- export and import ------------------------------------------------------------------------------

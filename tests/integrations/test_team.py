@@ -233,3 +233,22 @@ def test_admin_changes_are_audited(client, alice, make_integration):
         {"action": "delete_selected", "_selected_action": [str(model.pk)], "post": "yes"},
     )
     assert AuditEvent.objects.filter(action="delete", object_type="custommodel").exists()
+
+
+def test_a_create_entry_lists_what_was_set_and_the_filter_names_objects(
+    client, alice, make_integration
+):
+    model = make_integration()
+    from integrations import audit
+
+    audit.record_created(None, model.integration)
+    event = AuditEvent.objects.filter(action="create", object_type="integration").latest(
+        "created_at"
+    )
+    assert "proxy_url" not in event.changes and "ca_bundle" not in event.changes
+    assert event.changes["name"] == [None, "Local"]
+    assert all(values[-1] not in (None, "", [], {}) for values in event.changes.values())
+    client.force_login(alice)
+    html = client.get(reverse("audit")).content.decode()
+    assert '<option value="integration">Integration</option>' in html
+    assert "∅ →" not in html
