@@ -53,6 +53,17 @@ def max_tokens_sent(config: LLMConfig, prompt: Prompt) -> int | None:
 # --- endpoint normalization -----------------------------------------------------------
 
 
+# Paths of other calls that people paste as an endpoint by mistake.
+OTHER_PATHS = (
+    "/chat/completions",
+    "/completions",
+    "/models",
+    "/messages",
+    "/embeddings",
+    "/responses",
+)
+
+
 def normalize_endpoint(endpoint: str, suffixes: tuple[str, ...]) -> tuple[str, list[str]]:
     """Return the base URL (no trailing slash, no protocol path) and warnings about the input."""
     warnings: list[str] = []
@@ -62,13 +73,18 @@ def normalize_endpoint(endpoint: str, suffixes: tuple[str, ...]) -> tuple[str, l
     if path.endswith("/") and path != "/":
         warnings.append("Trailing slash removed.")
     path = path.rstrip("/")
-    for suffix in suffixes:
-        if path.endswith(suffix):
-            path = path[: -len(suffix)].rstrip("/")
-            warnings.append(
-                f"The endpoint already ended in {suffix}; it was treated as the base URL."
-            )
-            break
+    # The longest known call path the endpoint ends in: this protocol's own is stripped
+    # (however often it was pasted); another call's is named, not guessed at.
+    found = next((p for p in OTHER_PATHS if path.endswith(p)), None)
+    if found is not None and found in suffixes:
+        while path.endswith(found):  # pasted twice: .../chat/completions/chat/completions
+            path = path[: -len(found)].rstrip("/")
+        warnings.append(f"The endpoint already ended in {found}; it was treated as the base URL.")
+    elif found is not None:
+        warnings.append(
+            f"The endpoint ends in {found}, the path of another API call, so requests would go "
+            f"to …{found}{suffixes[0] if suffixes else ''}. Give the base URL (usually ending in /v1)."
+        )
     collapsed = re.sub(r"(/v\d+[a-z0-9]*)(\1)+(?=/|$)", r"\1", path)
     if collapsed != path:
         warnings.append("Doubled version segment (e.g. /v1/v1) collapsed to one.")

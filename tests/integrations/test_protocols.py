@@ -260,6 +260,7 @@ def test_render_template_leaves_unknown_placeholders_visible():
         ("https://api.openai.com/v1/v1/chat/completions", "https://api.openai.com/v1", True),
         ("  http://localhost:11434/v1  ", "http://localhost:11434/v1", False),
         ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1", False),
+        ("https://h.io/v1/chat/completions/chat/completions", "https://h.io/v1", True),
     ],
 )
 def test_it_normalizes_openai_endpoints(given, base, warned):
@@ -267,6 +268,13 @@ def test_it_normalizes_openai_endpoints(given, base, warned):
     assert got == base
     assert bool(warnings) is warned
     assert adapter_for("openai-chat").url(config(endpoint=got)) == base + "/chat/completions"
+
+
+@pytest.mark.parametrize("path", ["/models", "/completions", "/messages"])
+def test_another_calls_path_as_the_chat_endpoint_is_named(path):
+    got, warnings = adapter_for("openai-chat").normalize(f"https://h.io/v1{path}")
+    assert got == f"https://h.io/v1{path}"  # not guessed at: said
+    assert any(f"ends in {path}, the path of another API call" in w for w in warnings)
 
 
 def test_it_warns_when_there_is_no_version_segment():
