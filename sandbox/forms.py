@@ -133,6 +133,8 @@ class ColumnForm(forms.Form):
         if template is None:
             template = model.integration.request_template
         self.fixed = fixed_params(template)
+        if "max_tokens" not in self.fixed:
+            self._blank_max_tokens(model)
         for name, value in self.fixed.items():
             shown = "\n".join(value) if isinstance(value, list) else value
             self.fields[
@@ -141,6 +143,21 @@ class ColumnForm(forms.Form):
                 f"Set by the model's request body to {shown!r}. Type a value to override it."
             )
             self.fields[name].widget.attrs["placeholder"] = f"{shown} (request body)"
+
+    def _blank_max_tokens(self, model) -> None:
+        """Say what a blank Max tokens sends: the model's default, or the protocol's (Anthropic
+        requires one, 1,024), or nothing."""
+        from integrations.llm.protocols import adapter_for
+
+        field = self.fields["max_tokens"]
+        if model.max_tokens:
+            field.widget.attrs["placeholder"] = f"{model.max_tokens:,} (the model's default)"
+            field.help_text = "Blank sends the model's default."
+        elif sent := adapter_for(model.integration.protocol).default_max_tokens:
+            field.widget.attrs["placeholder"] = f"{sent:,} (sent when blank)"
+            field.help_text = f"Blank sends {sent:,}: this protocol requires a value."
+        else:
+            field.help_text = "Blank sends none: the server's own limit applies."
 
     def clean_stop(self) -> list[str]:
         lines = [line for line in self.cleaned_data["stop"].splitlines() if line.strip()]

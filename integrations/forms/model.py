@@ -23,6 +23,17 @@ def _protocol_defaults() -> list:
     return [adapter.default_template() for adapter in ADAPTERS.values()]
 
 
+def _blank_max_tokens() -> str:
+    """What is sent when the field is blank, said for each protocol that sends something."""
+    from integrations.llm.protocols import ADAPTERS
+
+    sent = [
+        f"{a.label}: {a.default_max_tokens:,}" for a in ADAPTERS.values() if a.default_max_tokens
+    ]
+    said = "Blank: none is sent (the server's default applies)"
+    return f"{said}, except {'; '.join(sent)} (the protocol requires one)." if sent else said + "."
+
+
 class ModelFieldsForm(forms.Form):
     """A model's own fields: its ID, defaults, test parameters, request body and prices."""
 
@@ -51,8 +62,9 @@ class ModelFieldsForm(forms.Form):
         "Blank: the model name.",
     )
     max_tokens = forms.IntegerField(
-        label="Default max_tokens", required=False, min_value=1, max_value=inputs.MAX_INT
-    )
+        label="Default max_tokens", required=False, min_value=1, max_value=inputs.MAX_INT,
+        help_text=_blank_max_tokens(),
+    )  # fmt: skip
     temperature = forms.FloatField(
         label="Default temperature", required=False, min_value=0, max_value=2
     )
