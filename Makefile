@@ -28,7 +28,8 @@ run: $(VENV)/.installed-run
 	$(DEV_ENV) $(PY) manage.py check_alerts --schedule
 	@echo "Serving the console at http://127.0.0.1:$(PORT), with one task worker (Ctrl+C stops both)"
 	$(DEV_ENV) $(PY) manage.py db_worker --interval 1 & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(DEV_ENV) $(PY) manage.py bootstrap --test-demo & tester=$$!; \
+	trap 'kill $$worker $$tester 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.installed-test

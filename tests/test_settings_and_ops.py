@@ -249,3 +249,17 @@ def test_the_wsgi_app_without_keys_fails_closed():
         timeout=60,
     )
     assert proc.returncode != 0 and "ImproperlyConfigured" in proc.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_make_runs_demo_models_start_tested_once_the_server_answers(live_server, settings, capsys):
+    from integrations.models import CustomModel, TestStatus
+
+    settings.DEMO_BASE_URL = f"{live_server.url}/demo/v1"
+    call_command("bootstrap")
+    assert set(CustomModel.objects.values_list("last_test_status", flat=True)) == {TestStatus.NEVER}
+    call_command("bootstrap", test_demo=True)
+    assert set(CustomModel.objects.values_list("last_test_status", flat=True)) == {
+        TestStatus.PASSING
+    }
+    assert "Demo model Demo small: its first test passed." in capsys.readouterr().out
