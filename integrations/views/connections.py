@@ -9,7 +9,9 @@ again and accepts only a receipt for exactly this configuration and user.
 from __future__ import annotations
 
 from django.contrib import messages
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -209,7 +211,12 @@ def add_fetched_models(request, pk):
         except LLMError as exc:  # the integration's stored secrets cannot be read
             ctx["error"] = exc
     if request.htmx:
-        return render(request, "integrations/integration_detail.html#fetched-models", ctx)
+        # The outcome where the form was, and the Models table, which now lists them too.
+        ctx |= {"models": integration.models.order_by("name"), "can_edit": True}
+        page = "integrations/integration_detail.html"
+        fetched = render_to_string(f"{page}#fetched-models", ctx, request)
+        table = render_to_string(f"{page}#model-table", ctx, request)
+        return HttpResponse(f'{fetched}<div id="model-table" hx-swap-oob="true">{table}</div>')
     added = [o["id"] for o in ctx.get("outcomes", []) if o["saved"]]
     if added:
         messages.success(request, f"Added and tested: {', '.join(added)}.")

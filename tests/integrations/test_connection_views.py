@@ -558,6 +558,9 @@ def test_fetched_models_are_added_in_one_step_each_tested(
     ).content.decode()
     assert html.count("added: its test passed") == 2
     assert "missing-model</strong> not added: Unknown model" in html
+    # The Models table comes along (htmx swaps it out of band): it lists the new ones.
+    table = html.split('<div id="model-table" hx-swap-oob="true">')[1]
+    assert "<code>bigger-model</code>" in table and "<code>small-model</code>" in table
     added = CustomModel.objects.filter(integration=model.integration).order_by("model_id")
     assert [m.model_id for m in added] == ["bigger-model", "small-model", "test-model"]
     assert all(m.enabled and m.last_test_status == "passing" for m in added[:2])
