@@ -151,6 +151,8 @@ alert_failures = Counter(
 )
 
 
+OTHER = "(other)"  # requested_model of a refusal for a name no model has
+
 _children: dict = {}
 
 
@@ -192,6 +194,10 @@ def observe(row, result=None, upstream_ms: int | None = None, config=None) -> No
     alias, hashed = (key.name, key.digest) if key is not None else ("", "")
     user = row.user.username if row.user_id is not None else ""
     requested = row.route or row.model_name
+    if row.refused and row.model_id is None and not row.route:
+        # A name that matched no model: callers, keyed or not, choose it freely, and each
+        # new one would be a new series for good (and memory here). One bucket for all.
+        requested = OTHER
     model = "" if row.refused else row.model_name
     caller = (model, requested, alias, hashed, user)
     child(requests, *caller, str(row.status_code or (200 if row.ok else 500))).inc()

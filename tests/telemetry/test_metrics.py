@@ -164,13 +164,21 @@ def test_every_metric_is_documented_and_the_dashboard_uses_only_real_ones(scrape
     assert used <= served, f"the dashboard queries what is not served: {used - served}"
 
 
-def test_a_model_name_no_encoding_can_write_does_not_break_the_scrape(scrape, client, bob):
-    # JSON may carry a lone surrogate; the refusal's labels keep the name, made writable.
+def test_a_name_no_model_has_is_one_series_and_never_breaks_the_scrape(scrape, client, bob):
+    # JSON may carry a lone surrogate, or any name at all: refusals for names that match
+    # no model share one series, so callers cannot grow the series without bound.
+    from integrations.telemetry import metrics
+
     name = "litellm_proxy_total_requests_metric_total"
-    before = total(scrape(), name, requested_model="gpt ?")
+    before = total(scrape(), name, requested_model="(other)")
     _, raw = keys.create(bob, "app")
-    body = '{"model": "gpt \\ud800", "messages": [{"role": "user", "content": "hi"}]}'
-    answer = client.post("/v1/chat/completions", body, content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {raw}")  # fmt: skip
-    assert answer.status_code == 400  # text that cannot be sent on is refused
-    assert total(scrape(), name, requested_model="gpt ?") == before + 1
+    for model in ("gpt \\ud800", "made-up-1", "made-up-2"):
+        body = '{"model": "' + model + '", "messages": [{"role": "user", "content": "hi"}]}'
+        answer = client.post("/v1/chat/completions", body, content_type="application/json",
+                             HTTP_AUTHORIZATION=f"Bearer {raw}")  # fmt: skip
+        assert answer.status_code in (400, 404)
+    samples = scrape()
+    assert total(samples, name, requested_model="(other)") == before + 3
+    assert not any("made-up" in dict(ls).get("requested_model", "") for (_, ls) in samples)
+    # A label no encoding can write is still made writable (key and model names are typed).
+    assert metrics.safe(["a \udfff b"]) == ["a ? b"]
