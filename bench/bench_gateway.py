@@ -9,7 +9,9 @@
     workers together afterwards. Each call's first token says how long it waited to be
     admitted and sent on (the upstream sends it 1 s after the request arrives); the
     tokens after it flow at the upstream's pace;
-(d) what metrics and tracing add (bench/observability.py).
+(d) what metrics and tracing add (bench/observability.py);
+(e) throughput and CPU per call with 32 clients on kept connections, and the workers'
+    RSS at idle and after (bench/throughput.py; `PY_SPY=prefix` records a profile).
 Each is measured under both server modes of config/gunicorn.conf.py: `wsgi` (gthread,
 the default) and `asgi` (uvicorn workers; the gateway waits in the event loop).
 The load average is printed beside each figure: on a busy machine the figures say so.
@@ -27,6 +29,7 @@ import time
 
 import httpx
 import observability
+import throughput
 from async_upstream import AsyncUpstreamProcess
 from common import (
     Gunicorn,
@@ -100,6 +103,7 @@ def main() -> dict:
     prepare_database()
     fast = start_upstream(dispatch)
     slow = AsyncUpstreamProcess(latency=1.0, tokens=20, token_rate=20)
+    quick = AsyncUpstreamProcess(latency=0, tokens=20)
     user = make_user()
     make_model("Fast", f"{fast.url}/v1").__class__.objects.filter(name="Fast").update(
         gateway_alias="fast"
@@ -111,6 +115,9 @@ def main() -> dict:
     make_model("Slow", f"{slow.url}/v1", timeout=60).__class__.objects.filter(name="Slow").update(
         gateway_alias="slow"
     )
+    make_model("Quick", f"{quick.url}/v1").__class__.objects.filter(name="Quick").update(
+        gateway_alias="quick"
+    )
     from integrations.gateway import keys
 
     raw = keys.create(user, "bench")[1]
@@ -119,7 +126,7 @@ def main() -> dict:
     modes = os.environ.get("BENCH_SERVERS", "wsgi,asgi").split(",")
     try:
         for mode in modes:
-            if only != "observability":
+            if only not in ("observability", "throughput"):
                 server = Gunicorn({"CONSOLE_SERVER": mode})
                 try:
                     if only != "burst":
@@ -129,6 +136,14 @@ def main() -> dict:
                 finally:
                     server.stop()
                 fast.handler = dispatch
+            if only in ("", "throughput"):
+                server = Gunicorn({"CONSOLE_SERVER": mode})
+                try:
+                    results.setdefault(mode, {})["throughput"] = throughput.measure(
+                        mode, server, quick.port, raw, dict(body(), model="quick")
+                    )
+                finally:
+                    server.stop()
             if only in ("", "observability"):
                 results.setdefault(mode, {})["observability"] = observability.measure(
                     mode, fast, raw, body(), N
@@ -136,6 +151,7 @@ def main() -> dict:
     finally:
         fast.stop()
         slow.stop()
+        quick.stop()
     from integrations.models import UsageRecord
 
     results["usage_rows_written"] = UsageRecord.objects.count()

@@ -32,10 +32,12 @@ import httpx
 from django.conf import settings
 
 from config.loops import loop_local
-from integrations.llm import inputs
+from integrations.llm import http1, inputs
 from integrations.llm.errors import LLMError
 
 USER_AGENT = "byollm-console/0.1"
+# Compressed answers are refused or inflated under the cap (_Body): ask for none.
+_DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -376,8 +378,7 @@ def _client_settings() -> dict:
         "follow_redirects": False,
         "trust_env": False,
         "cookies": CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        # Compressed answers are refused or inflated under the cap (_Body): ask for none.
-        "headers": {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        "headers": _DEFAULT_HEADERS,
     }
 
 
@@ -412,6 +413,64 @@ def _async_client(options: ClientOptions) -> httpx.AsyncClient:
         return shards
 
     return loop_local(("upstream clients", options), make)[next(_turn) % SHARDS]
+
+
+# The parsed form of each upstream URL the event loop has called: a URL is parsed once,
+# not on every call (httpx's parse and merge were a tenth of a gateway call's CPU).
+_urls: dict[str, httpx.URL] = {}
+_URLS_KEPT = 1024
+
+
+def _parsed(url: str) -> httpx.URL:
+    parsed = _urls.get(url)
+    if parsed is None:
+        if len(_urls) >= _URLS_KEPT:
+            _urls.clear()
+        parsed = _urls[url] = httpx.URL(url)
+    return parsed
+
+
+def _with_defaults(headers: dict[str, str]) -> dict[str, str]:
+    """The caller's headers over the client's defaults (names compared as HTTP does)."""
+    given = {name.lower() for name in headers}
+    return {**{k: v for k, v in _DEFAULT_HEADERS.items() if k.lower() not in given}, **headers}
+
+
+async def _send_async(
+    options: ClientOptions, method: str, url: str, headers: dict, content, limits
+):
+    """One request on the event loop: by the lean HTTP/1.1 client (http1.py) on the
+    loop's own kept connections, or through a pooled httpx client's transport when a
+    proxy carries it. Both send the client's defaults under the caller's headers, keep
+    no cookies and follow no redirects."""
+    parsed = _parsed(url)
+    headers = _with_defaults(headers)
+    if not options.proxy_url:
+        context = _http1_context(options) if parsed.scheme == "https" else None
+        return await http1.send(
+            _ASYNC_BACKEND, context, options, method, parsed, headers, content, limits
+        )
+    client = _async_client(options)
+    request = httpx.Request(
+        method, parsed, headers=headers, content=content, extensions={"timeout": limits.as_dict()}
+    )
+    response = await client._transport.handle_async_request(request)
+    response.request = request
+    return response
+
+
+_ASYNC_BACKEND = _AsyncGuardedBackend()
+
+
+def _http1_context(options: ClientOptions) -> ssl.SSLContext:
+    """The options' TLS context for the lean client, which speaks only http/1.1."""
+
+    def make() -> ssl.SSLContext:
+        context = _ssl_context(options)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+    return loop_local(("http/1.1 tls", options), make)
 
 
 def check_url(url: str, what: str = "URL") -> tuple[str, int]:
@@ -566,13 +625,13 @@ async def open_stream_async(
         await anyio.to_thread.run_sync(_check_target, url, options)
     else:
         _check_target(url, options)  # no DNS without a proxy: the backend resolves
-    client = _async_client(options)
     with _guarded(timeout) as limits:
-        async with client.stream(
-            method, url, headers=headers, content=content, timeout=limits
-        ) as r:
+        r = await _send_async(options, method, url, headers, content, limits)
+        try:
             _refuse_redirect(r)
             yield r
+        finally:
+            await r.aclose()
 
 
 # After an answer's end ([DONE]), the rest of its body (the chunked terminator, usually in
