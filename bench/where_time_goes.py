@@ -47,7 +47,8 @@ def part_of(frames: list[dict]) -> str:
 
 
 def shares(path: str) -> tuple[dict[str, float], float]:
-    data = json.load(open(path))
+    with open(path) as f:
+        data = json.load(f)
     frames = data["shared"]["frames"]
     spent: dict[str, float] = collections.Counter()
     for profile in data["profiles"]:
