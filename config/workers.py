@@ -44,15 +44,16 @@ class ConsoleWorker(UvicornWorker):
 
     async def _warm_up(self) -> None:
         """The loop's own connections, before the first burst pays for them: Redis (the
-        gateway's admission reads it on the loop), the upstream client with its TLS
-        context (loading the CA store takes ~30 ms), and anyio's event-loop backend, which
+        gateway's admission reads it on the loop), the upstream clients with their TLS
+        contexts (loading the CA store takes ~30 ms), and anyio's event-loop backend, which
         httpcore's pool imports on its first request (~0.2 s of a first burst's CPU)."""
         import anyio
         from django.core.cache import cache
 
         from integrations.llm import transport
 
-        transport._async_client(transport.ClientOptions())
+        transport._async_client(transport.ClientOptions())  # proxied calls
+        transport._http1_context(transport.ClientOptions())  # the lean client's TLS
         anyio.Event().set()
         async with anyio.Lock():
             with anyio.CancelScope(shield=True):
