@@ -46,8 +46,9 @@ class GatewayHandler(ASGIHandler):
 
     async def handle(self, scope, receive, send):
         """Django's ASGIHandler.handle without its two hops to a thread per call: the
-        request_started and request_finished signals only close database connections,
-        and a gateway call opens none on the loop (a step that needs the database runs
+        request_started and request_finished signals close database connections (and
+        Django's cache connections, which here stay pooled) and reset the query log; a
+        gateway call opens no database connection on the loop (a step that needs the database runs
         on a thread that closes its own: admission.off_loop). The response's closers
         (usage rows handed to the writer, the span's end) run here on the loop when the
         rows are written in the background; inline writes still close on a thread."""
