@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -194,7 +195,8 @@ class AsgiServer:
         sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         # The production application: static files through WhiteNoise, /v1/ on its own chain.
-        config = uvicorn.Config(application, log_level="warning", lifespan="off")
+        self.busy = 0  # requests still being handled, closers included
+        config = uvicorn.Config(self._counted(application), log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True
@@ -207,16 +209,40 @@ class AsgiServer:
         else:
             raise RuntimeError("uvicorn did not start")
 
+    def _counted(self, app):
+        async def counted(scope, receive, send):
+            self.busy += 1
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.busy -= 1
+
+        return counted
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """A response's closers (usage rows, spans) run after its last byte went out:
+        a test that ends at once must not flush the database under them."""
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
 
 
 @pytest.fixture(scope="session")
-def asgi_server():
+def _asgi_server_process():
     server = AsgiServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def asgi_server(_asgi_server_process):
+    """The session's uvicorn, waited on after each test until its calls have closed."""
+    yield _asgi_server_process
+    _asgi_server_process.wait_idle()
 
 
 @pytest.fixture(params=["wsgi", "asgi"])
