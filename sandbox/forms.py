@@ -119,6 +119,7 @@ class ColumnForm(forms.Form):
                     "hx-get": reverse("sandbox-column"),
                     "hx-trigger": "change",
                     "hx-target": f"#column-params-{self.column}",
+                    "hx-swap": "innerHTML",  # not the form's "none"
                     "hx-include": "this",
                     "hx-vals": f'{{"column": "{self.column}"}}',
                     "data-model-picker": "",
@@ -270,7 +271,17 @@ class SandboxForm(forms.Form):
             raise forms.ValidationError(f"Fill in the variables: {listed}.")
         cleaned["values"] = values
         cleaned["turns"] = [t | {"content": fill(t["content"], values)} for t in turns]
+        cleaned["template"] = (
+            {"system": cleaned.get("system_prompt", ""), "turns": turns, "variables": values}
+            if names
+            else {}
+        )
         return cleaned
+
+    def template(self) -> dict:
+        """The prompts as typed, with the variables' values, when they used any: a run
+        keeps them so that it reopens with its {{variables}} to edit, not filled in."""
+        return self.cleaned_data.get("template", {})
 
     def _tools(self, cleaned: dict) -> None:
         """Tools and the response format, each checked next to its field."""

@@ -25,6 +25,7 @@ def new_run(
     streamed: bool = False,
     group=None,
     column: int = 0,
+    template: dict | None = None,
 ) -> SandboxRun:
     return SandboxRun(
         user=user,
@@ -36,6 +37,7 @@ def new_run(
         system_prompt=prompt.system,
         user_prompt=prompt.user,
         turns=tools.turns_of(prompt.messages) if len(prompt.messages) > 1 else [],
+        template=template or {},
         parameters=prompt.params | {"overrides": sorted(prompt.overrides)}
         if prompt.overrides
         else prompt.params,
@@ -151,13 +153,15 @@ def _via(goal):
     return goal if isinstance(goal, routed.Routed) else None
 
 
-def run_once(request, goal, prompt: Prompt) -> SandboxRun:
+def run_once(request, goal, prompt: Prompt, template: dict | None = None) -> SandboxRun:
     result = called(goal, prompt)
-    run = new_run(request.user, first_model(goal), prompt)
+    run = new_run(request.user, first_model(goal), prompt, template=template)
     return finish(run, result, request, via=_via(goal))
 
 
-def compare(request, columns: list[tuple[Target, Prompt]]) -> list[SandboxRun]:
+def compare(
+    request, columns: list[tuple[Target, Prompt]], template: dict | None = None
+) -> list[SandboxRun]:
     """Run each column (a model with its own parameters) at once; one failure hides
     nothing. The runs share a compare group: History shows them as one entry."""
     group = uuid.uuid4()
@@ -165,7 +169,7 @@ def compare(request, columns: list[tuple[Target, Prompt]]) -> list[SandboxRun]:
     with ThreadPoolExecutor(max_workers=len(columns)) as pool:
         results = list(pool.map(lambda column: called(*column), columns))
     return [
-        finish(new_run(request.user, first_model(g), p, group=group, column=i), r, request,
-               via=_via(g))
+        finish(new_run(request.user, first_model(g), p, group=group, column=i, template=template),
+               r, request, via=_via(g))
         for i, ((g, p), r) in enumerate(zip(columns, results, strict=True))
     ]  # fmt: skip

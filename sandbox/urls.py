@@ -7,6 +7,7 @@ urlpatterns = [
     path("column", views.column, name="sandbox-column"),
     path("run", views.run, name="sandbox-run-now"),
     path("stream", views.stream, name="sandbox-stream"),
+    path("stop", views.stop, name="sandbox-stop"),
     path("embeddings", embeddings.embeddings, name="sandbox-embeddings"),
     path("history/", views.history, name="sandbox-history"),
     path("runs/<uuid:pk>/", views.run_detail, name="sandbox-run"),

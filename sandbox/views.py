@@ -9,7 +9,7 @@ import uuid
 
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -23,7 +23,7 @@ from integrations.llm.redact import curl_from_redacted
 from integrations.models import CustomModel
 from integrations.team.roles import can_edit
 from integrations.views.helpers import go, page_or_part
-from sandbox import prompts, ratelimit, services, tools
+from sandbox import prompts, ratelimit, services, stops, tools
 from sandbox.forms import ROUTE, ColumnForm, SandboxForm, is_pick, is_uuid, model_choices
 from sandbox.models import SandboxRun
 
@@ -84,14 +84,7 @@ def _opened(request) -> SandboxForm:
         if run is not None:
             runs = _visible_runs(request.user).filter(pk__in=run.siblings).order_by("column")
             runs = list(runs) or [run]
-            turns = run.turns[:-1] if run.turns else []
-            return SandboxForm(
-                initial={"system_prompt": run.system_prompt, "user_prompt": run.user_prompt}
-                | {"stream": run.streamed}
-                | tools.initial_of(run.options or {}),
-                columns=[_column(_picked(r), r.parameters) for r in runs],
-                turns=turns,
-            )
+            return _reopened(run, runs, request.GET.get("continue") == "1")
     if is_uuid(prompt_id):
         saved = prompts.visible(request.user).filter(pk=prompt_id).first()
         if saved is not None:
@@ -107,6 +100,34 @@ def _opened(request) -> SandboxForm:
                 variables=source.variables,
             )
     return SandboxForm(initial={"stream": True}, columns=[_column(request.GET.get("model"))])
+
+
+def _reopened(run: SandboxRun, runs: list, carry_on: bool) -> SandboxForm:
+    """A run's page as it was sent: its prompts as typed (with their {{variables}}) and
+    each column's model and parameters. `carry_on` (Continue from this reply): the reply
+    joins the conversation, with a blank result per tool call, and the message is empty."""
+    typed = run.template or {}
+    system = typed.get("system", run.system_prompt)
+    turns = [dict(t) for t in typed.get("turns") or run.turns or []]
+    if not turns:
+        turns = [{"role": "user", "content": run.user_prompt}]
+    draft = ""
+    if carry_on:
+        reply = {"role": "assistant", "content": run.reply}
+        if run.tool_calls:
+            reply["tool_calls"] = run.tool_calls
+        turns.append(reply)
+        turns += [{"role": "tool", "content": "", "tool_call_id": c["id"]} for c in run.tool_calls]
+    elif turns[-1]["role"] == "user":
+        draft = turns.pop()["content"]
+    return SandboxForm(
+        initial={"system_prompt": system, "user_prompt": draft}
+        | {"stream": run.streamed}
+        | tools.initial_of(run.options or {}),
+        columns=[_column(_picked(r), r.parameters) for r in runs],
+        turns=turns,
+        variables=typed.get("variables"),
+    )
 
 
 def _ctx(request, form, **extra) -> dict:
@@ -173,17 +194,25 @@ def run(request):
         form.add_error(None, f"Too many runs: try again in {wait} s.")
         return _form_again(request, form)
     if len(columns) == 1:
-        runs = [services.run_once(request, *columns[0])]
+        runs = [services.run_once(request, *columns[0], template=form.template())]
     else:
-        runs = services.compare(request, columns)
+        runs = services.compare(request, columns, template=form.template())
     results = [_result(r) for r in runs]
-    if request.htmx:  # the results alone: no model picker to build
-        return render(request, f"{PAGE}#results", {"results": results})
-    return render(request, PAGE, _ctx(request, form, results=results))
+    for column, result in zip(form.columns, results, strict=True):
+        result["slot"] = column.column  # each result shows in its column, under its settings
+        column.result = result
+    if request.htmx:  # the results alone, each swapped into its column's slot
+        return render(request, f"{PAGE}#column-results", {"results": results})
+    return render(request, PAGE, _ctx(request, form))
 
 
 def _sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _done(run: SandboxRun, request) -> dict:
+    html = render_to_string(f"{PAGE}#result", _result(run), request)
+    return {"html": html, "run": str(run.pk)}
 
 
 def _refuse(event: str, data) -> StreamingHttpResponse:
@@ -210,49 +239,73 @@ def stream(request):
     group = uuid.UUID(group) if is_uuid(group) and len(positions) > 1 else None
     user, position = request.user, positions.index(index)
 
+    watch = stops.Watch(user.pk, request.POST.get("stream", ""))
+    template = form.template()
+
     def events():
-        run = services.new_run(user, services.first_model(goal), prompt, True, group, position)
+        run = services.new_run(
+            user, services.first_model(goal), prompt, True, group, position, template
+        )
         via = goal if isinstance(goal, routed.Routed) else None
         started = time.perf_counter()
         progress: dict = {}
         parts: list[str] = []
         finished = False
         generator = services.streamed(goal, prompt, progress)
+
+        def stop() -> SandboxRun:
+            # Close the upstream and keep what came: the text sent to the browser, the
+            # time it took and any usage already reported.
+            if hasattr(generator, "close"):
+                generator.close()
+            usage = progress.get("usage")
+            stopped = CallResult(
+                ok=False,
+                content="".join(parts),
+                streamed=True,
+                usage=usage if isinstance(usage, Usage) else Usage(),
+                latency_ms=round((time.perf_counter() - started) * 1000),
+                ttft_ms=progress.get("ttft_ms"),
+                request=progress.get("request") or {},
+                error=LLMError("connection", "Stopped by the user."),
+            )
+            return services.finish(run, stopped, request, stopped=True, via=via)
+
         try:
             yield _sse("start", {"model": via.route.name if via else run.model_name,
                                  "column": position})  # fmt: skip
             for item in generator:
                 if isinstance(item, BlockDelta) and item.kind == "text" and item.text:
+                    token = {"t": item.text}
+                    if not parts:  # the one first-token figure, as the run keeps it
+                        token["ttft"] = progress.get("ttft_ms")
                     parts.append(item.text)
-                    yield _sse("token", {"t": item.text})
+                    yield _sse("token", token)
+                    if watch.stopped():
+                        finished = True
+                        stop()
+                        yield _sse("done", _done(run, request))
+                        return
                 elif isinstance(item, CallResult):
                     finished = True
                     services.finish(run, item, request, via=via)
-                    html = render_to_string(f"{PAGE}#result", _result(run), request)
-                    yield _sse("done", {"html": html, "run": str(run.pk)})
+                    yield _sse("done", _done(run, request))
         finally:
-            if not finished:
-                # The browser pressed Stop or went away: close the upstream, and keep what
-                # came: the partial text, the time it took and any usage already reported.
-                if hasattr(generator, "close"):
-                    generator.close()
-                usage = progress.get("usage")
-                stopped = CallResult(
-                    ok=False,
-                    content="".join(parts),
-                    streamed=True,
-                    usage=usage if isinstance(usage, Usage) else Usage(),
-                    latency_ms=round((time.perf_counter() - started) * 1000),
-                    ttft_ms=progress.get("ttft_ms"),
-                    request=progress.get("request") or {},
-                    error=LLMError("connection", "Stopped by the user."),
-                )
-                services.finish(run, stopped, request, stopped=True, via=via)
+            if not finished:  # the browser went away (or gave up waiting for the stop)
+                stop()
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let proxies pass tokens through at once
     return response
+
+
+@require_POST
+def stop(request):
+    """Stop the person's streaming columns named in `stream` (one per column): each
+    stream then ends with the run as the browser saw it."""
+    taken = stops.request(request.user.pk, request.POST.getlist("stream"))
+    return JsonResponse({"stopping": taken})
 
 
 @require_GET
@@ -334,7 +387,7 @@ def rerun(request, pk):
     if error:
         ctx = {"run": old, "results": [_result(old)], "rerun_error": error}
         return render(request, "sandbox/run_detail.html", ctx)
-    new = services.run_once(request, goal, prompt)
+    new = services.run_once(request, goal, prompt, template=old.template)
     return go(request, reverse("sandbox-run", args=[new.pk]))
 
 

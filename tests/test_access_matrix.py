@@ -33,6 +33,7 @@ PAGES = {
     "sandbox": ("get", LOGIN),
     "sandbox-run-now": ("post", LOGIN),
     "sandbox-stream": ("post", LOGIN),
+    "sandbox-stop": ("post", LOGIN),
     "sandbox-history": ("get", LOGIN),
     "sandbox-embeddings": ("get", LOGIN),
     "sandbox-run": ("get", LOGIN),

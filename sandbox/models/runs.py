@@ -43,6 +43,9 @@ class SandboxRun(models.Model):
     # The last user turn (what lists show) and, for a conversation, every turn sent.
     user_prompt = models.TextField()
     turns = models.JSONField(default=list, blank=True)
+    # The prompts as typed, when they used {{variables}}: {"system", "turns" (the last is
+    # the message sent), "variables"}, so that a run reopens with its variables to edit.
+    template = models.JSONField(default=dict, blank=True)
     parameters = models.JSONField(default=dict)
     # Tools offered, tool choice and response format ({"tools", "tool_choice", "response_format"}).
     options = models.JSONField(default=dict, blank=True)

@@ -1,11 +1,14 @@
 // Sandbox: the conversation (add, edit, delete, continue, clear), {{variables}}, compare
-// columns, and streaming every column at once (fetch + server-sent events) with Stop.
-// Without JavaScript the form still posts and the page renders the results.
+// columns, and streaming every column at once (fetch + server-sent events), each result in
+// its column with its own Stop. Stop asks the server to end the stream, so that the run
+// it keeps holds the text shown. Without JavaScript the form still posts and the page
+// renders the results in their columns.
 (function () {
   "use strict";
 
   const VARIABLE = /\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,39})\s*\}\}/g;
-  let controllers = [];
+  let streams = []; // {id, controller, stop()} per running column
+  const STOP_GRACE_MS = 3000; // a stalled upstream sends nothing to end on: then hang up
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -42,6 +45,7 @@
     const template = document.getElementById("turn-template");
     const turn = template.content.firstElementChild.cloneNode(true);
     turn.querySelector("select").value = role;
+    roleChanged(turn.querySelector("select"));
     turn.querySelector("textarea").value = content || "";
     if (extra && extra.calls) {
       turn.querySelector("[name=turn_tool_calls]").value = JSON.stringify(extra.calls);
@@ -64,9 +68,13 @@
     return turn;
   }
 
-  function sendToolResults(panel) {
+  function sendToolResults(panel, button) {
     // The message sent, the reply with its tool calls, then one result per call; run again.
     const f = form();
+    if (!f) { // a run's own page: carry on in the Sandbox
+      window.location.href = button.dataset.elsewhere;
+      return;
+    }
     const draft = f.elements["user_prompt"];
     if (draft.value.trim()) addTurn("user", draft.value);
     draft.value = "";
@@ -133,6 +141,14 @@
     document.querySelector("[data-no-variables]").hidden = names.length > 0;
   }
 
+  function roleChanged(select) {
+    const turn = select.closest("[data-turn]");
+    ["user", "assistant", "tool"].forEach(function (role) {
+      turn.classList.toggle("role-" + role, select.value === role);
+    });
+    turn.classList.toggle("tool-turn", select.value === "tool");
+  }
+
   // --- compare columns -------------------------------------------------------------------
 
   function columnIndexes() {
@@ -154,7 +170,35 @@
     columns.insertBefore(column, after || null);
     if (window.htmx) htmx.process(column);
     button.hidden = columnIndexes().length >= 4;
+    columnsChanged();
     column.querySelector("select").focus();
+  }
+
+  function columnsChanged() {
+    const columns = document.getElementById("columns");
+    columns.className = "columns cols-" + columnIndexes().length;
+    columns.querySelectorAll("[data-column]").forEach(describeSettings);
+  }
+
+  function describeSettings(column) {
+    // The folded settings say what they hold: what is sent without opening them.
+    const parts = [];
+    column.querySelectorAll(".column-params input").forEach(function (input) {
+      if (!input.value.trim()) return;
+      const label = column.querySelector('label[for="' + input.id + '"]');
+      const name = label ? label.firstChild.textContent.trim().toLowerCase() : input.name;
+      parts.push(name + " " + input.value.trim().replace(/\n/g, ", "));
+    });
+    const summary = column.querySelector("[data-settings-summary]");
+    if (summary) summary.textContent = parts.length ? "· " + parts.join(" · ") : "· the model's defaults";
+  }
+
+  function slotOf(column) {
+    return document.getElementById("result-" + column);
+  }
+
+  function clearSlots() {
+    document.querySelectorAll("[data-result-slot]").forEach(function (slot) { slot.replaceChildren(); });
   }
 
   // --- streaming -------------------------------------------------------------------------
@@ -186,25 +230,57 @@
     return buffer;
   }
 
-  function livePanel(slot, name) {
+  function livePanel(slot, name, stream) {
     const panel = el("article", "result run-result live");
     const header = el("header");
     header.appendChild(el("strong", "", name));
     const status = el("span", "muted", "waiting for the first token…");
     status.setAttribute("role", "status");
     header.appendChild(status);
+    const stop = el("button", "small", "Stop");
+    stop.type = "button";
+    stop.setAttribute("aria-label", "Stop " + name);
+    stop.addEventListener("click", function () { stream.stop(); });
+    header.appendChild(stop);
     panel.appendChild(header);
     const pre = el("pre", "reply");
     panel.appendChild(pre);
     slot.replaceChildren(panel);
-    return { pre: pre, status: status };
+    return { pre: pre, status: status, stop: stop };
+  }
+
+  function stopStreams(which) {
+    // Ask the server to end these streams where the browser is; each then sends its run.
+    const f = form();
+    const live = which.filter(function (s) { return !s.stopping; });
+    if (!live.length) return;
+    const body = new FormData();
+    live.forEach(function (s) {
+      s.stopping = true;
+      body.append("stream", s.id);
+      if (s.live) {
+        s.live.status.textContent = "stopping…";
+        s.live.stop.disabled = true;
+      }
+      s.timer = setTimeout(function () { s.controller.abort(); }, STOP_GRACE_MS);
+    });
+    fetch(f.dataset.stopUrl, {
+      method: "POST",
+      body: body,
+      headers: { "X-CSRFToken": f.elements["csrfmiddlewaretoken"].value },
+    }).catch(function () {
+      live.forEach(function (s) { s.controller.abort(); });
+    });
   }
 
   async function streamColumn(f, column, slot, group) {
-    const controller = new AbortController();
-    controllers.push(controller);
+    const stream = { id: groupId(), controller: new AbortController(), live: null };
+    stream.stop = function () { stopStreams([stream]); };
+    streams.push(stream);
+    const controller = stream.controller;
     const body = new FormData(f);
     body.set("column", String(column));
+    body.set("stream", stream.id);
     if (group) body.set("group", group);
     const started = performance.now();
     let live = null;
@@ -222,16 +298,18 @@
         const { value, done } = await reader.read();
         if (done) break;
         buffer = parseEvents(buffer + decoder.decode(value, { stream: true }), function (event, data) {
-          if (event === "start") live = livePanel(slot, data.model);
+          if (event === "start") live = stream.live = livePanel(slot, data.model, stream);
           else if (event === "token" && live) {
-            if (!live.pre.textContent) {
-              live.status.textContent = "first token after " + Math.round(performance.now() - started) + " ms";
+            if (data.ttft !== undefined && !stream.stopping) {
+              // The server's figure, the one the finished run shows.
+              live.status.textContent = "first token after " + data.ttft + " ms";
             }
             live.pre.textContent += data.t;
           } else if (event === "done") {
+            clearTimeout(stream.timer);
             slot.innerHTML = data.html;
           } else if (event === "invalid") {
-            stopAll();
+            abortAll();
             const current = form();
             if (current) {
               current.outerHTML = data.html;
@@ -244,16 +322,20 @@
         });
       }
     } catch (err) {
-      if (live) live.status.textContent = err.name === "AbortError" ? "stopped" : "connection lost";
+      if (live) {
+        const took = Math.round(performance.now() - started);
+        live.status.textContent = (err.name === "AbortError" ? "stopped" : "connection lost") +
+          " after " + took + " ms; the run is kept in History";
+        live.stop.remove();
+      }
     }
   }
 
   async function runStreams(f) {
     const columns = columnIndexes();
     const group = columns.length > 1 ? groupId() : "";
-    const grid = el("div", "results-grid cols-" + columns.length);
-    const slots = columns.map(function () { return grid.appendChild(el("div", "result-slot")); });
-    document.getElementById("results").replaceChildren(grid);
+    clearSlots();
+    const slots = columns.map(slotOf);
     document.getElementById("run-errors").replaceChildren();
     const runButton = document.getElementById("run-button");
     const stopButton = document.getElementById("stop-button");
@@ -262,7 +344,7 @@
     try {
       await Promise.all(columns.map(function (c, i) { return streamColumn(f, c, slots[i], group); }));
     } finally {
-      controllers = [];
+      streams = [];
       const run = document.getElementById("run-button");
       const stop = document.getElementById("stop-button");
       if (run) run.disabled = false;
@@ -271,7 +353,11 @@
   }
 
   function stopAll() {
-    controllers.forEach(function (c) { c.abort(); });
+    stopStreams(streams);
+  }
+
+  function abortAll() {
+    streams.forEach(function (s) { s.controller.abort(); });
   }
 
   // --- wiring ----------------------------------------------------------------------------
@@ -288,7 +374,16 @@
     });
     f.addEventListener("input", function (e) {
       if (e.target.tagName === "TEXTAREA") syncVariables();
+      const column = e.target.closest(".column-params") && e.target.closest("[data-column]");
+      if (column) describeSettings(column);
     });
+    f.addEventListener("change", function (e) {
+      if (e.target.name === "turn_role") roleChanged(e.target);
+    });
+    f.addEventListener("htmx:beforeRequest", function (e) {
+      if (e.detail.elt === f) clearSlots(); // a run without streaming: results land in columns
+    });
+    columnsChanged();
   }
 
   // Capture phase: decide before htmx sees the submit whether this run streams.
@@ -302,6 +397,12 @@
   }, true);
 
   document.addEventListener("click", function (e) {
+    const link = e.target.closest("a[data-continue]");
+    if (link && form()) { // on a run's own page the link opens it in the Sandbox
+      e.preventDefault();
+      continueFrom(link.closest("article"));
+      return;
+    }
     const target = e.target.closest("button");
     if (!target) return;
     if (target.id === "stop-button") stopAll();
@@ -315,15 +416,14 @@
       document.getElementById("turns").replaceChildren();
       form().elements["user_prompt"].value = "";
       syncVariables();
-    } else if (target.matches("[data-continue]")) {
-      continueFrom(target.closest("article"));
     } else if (target.matches("[data-send-tool-results]")) {
-      sendToolResults(target.closest("[data-tool-calls]"));
+      sendToolResults(target.closest("[data-tool-calls]"), target);
     } else if (target.matches("[data-add-column]")) {
       addColumn(target);
     } else if (target.matches("[data-remove-column]")) {
       target.closest("[data-column]").remove();
       document.querySelector("[data-add-column]").hidden = false;
+      columnsChanged();
     } else if (target.matches("[data-raw-toggle]")) {
       const views = target.closest(".reply-views");
       const raw = target.getAttribute("aria-pressed") !== "true";
@@ -334,5 +434,9 @@
   });
 
   document.addEventListener("DOMContentLoaded", init);
-  document.addEventListener("htmx:afterSettle", init);
+  document.addEventListener("htmx:afterSettle", function (e) {
+    init();
+    const column = e.target.closest && e.target.closest("[data-column]");
+    if (column) describeSettings(column); // a picked model's parameters were loaded
+  });
 })();

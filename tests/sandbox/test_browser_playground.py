@@ -39,7 +39,7 @@ def test_a_multi_turn_conversation_sends_exactly_the_messages_shown(
     ]
 
     # Continue from the reply: the sent message and the reply become turns.
-    page.get_by_role("button", name="Continue from this reply").click()
+    page.get_by_role("link", name="Continue from this reply").click()
     expect(page.get_by_label("Message 1", exact=True)).to_have_value("Greet {{name}}")
     expect(page.get_by_label("Message 2", exact=True)).to_have_value("Hello Ada.")
     expect(page.get_by_label("Role of message 2")).to_have_value("assistant")
@@ -96,11 +96,12 @@ def test_four_columns_stream_at_once_each_with_its_own_parameters(
         with page.expect_response(lambda r: "/sandbox/column" in r.url and "model" in r.url):
             picker.select_option(str(models[i].pk))  # loads the model's parameters
         page.wait_for_timeout(100)  # htmx swaps them in just after the response
+        page.locator(f"#column-{i} .column-settings summary").click()  # folded by default
         page.locator(f"#column-params-{i} input[name='c{i}-temperature']").fill(f"0.{i}")
     expect(page.get_by_role("button", name="Add a model to compare")).to_be_hidden()
     page.get_by_label("User message").fill("Count")
     page.get_by_role("button", name="Run").click()
-    expect(page.locator(".results-grid.cols-4 .result-slot")).to_have_count(4)
+    expect(page.locator(".columns.cols-4 .column .result-slot")).to_have_count(4)
     expect(page.locator(".run-result:not(.live)")).to_have_count(4, timeout=15_000)
     columns = page.locator(".run-result:not(.live) header strong")
     expect(columns).to_have_text([m.name for m in models])
@@ -174,9 +175,52 @@ def test_picking_a_model_loads_its_parameters_and_its_fixed_body_values(
     body = upstream.requests[-1].json()
     assert body["temperature"] == 0 and body["stop"] == ["END"] and body["max_tokens"] == 55
     # Overriding explicitly: what the field shows is what is sent.
+    settings = page.locator("#column-0 .column-settings summary")
+    expect(settings).to_contain_text("max tokens 55")  # folded, it says what it holds
+    settings.click()
     page.get_by_label("Temperature").fill("0.9")
     page.get_by_role("button", name="Run").click()
     expect(page.locator(".run-result:not(.live) .markdown")).to_have_text("ok")
     page.wait_for_timeout(200)
     body = upstream.requests[-1].json()
     assert body["temperature"] == 0.9 and body["stop"] == ["END"]
+
+
+def test_compared_results_sit_in_their_columns_and_a_run_reopens_with_its_variables(
+    page, upstream, make_integration, charlie
+):
+    models = [make_integration(name=f"Local {i}", name_suffix=i) for i in range(3)]
+    upstream.handler = reply_sse(["Hi ", "Ada."])
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    log_in(page, "charlie", "pw-charlie-123")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/sandbox/?model={models[0].pk}")
+    for i in range(1, 3):
+        page.get_by_role("button", name="Add a model to compare").click()
+        page.locator(f"select[name='c{i}-model']").select_option(str(models[i].pk))
+    expect(page.get_by_role("button", name="Run")).to_be_in_viewport()  # three models, in view
+    page.get_by_label("User message").fill("Greet {{name}}")
+    page.get_by_label("name", exact=True).fill("Ada")
+    page.get_by_role("button", name="Run").click()
+    for i in range(3):  # each result under its own column's settings
+        card = page.locator(f"#column-{i} #result-{i} .run-result:not(.live)")
+        expect(card.locator("header strong")).to_have_text(f"Model {i}", timeout=15_000)
+    expect(page.get_by_role("button", name="Run")).to_be_in_viewport()
+    _wait_for_runs(page, 3)
+    run = SandboxRun.objects.get(column=0)
+    assert run.user_prompt == "Greet Ada" and run.template["variables"] == {"name": "Ada"}
+
+    # From the run's own page, Continue opens the Sandbox with the reply as a turn.
+    page.goto(f"/sandbox/runs/{run.pk}/")
+    page.get_by_role("link", name="Continue from this reply").first.click()
+    expect(page.get_by_label("Message 1", exact=True)).to_have_value("Greet {{name}}")
+    expect(page.get_by_label("Message 2", exact=True)).to_have_value("Hi Ada.")
+    expect(page.get_by_label("name", exact=True)).to_have_value("Ada")
+    expect(page.get_by_label("User message")).to_have_value("")
+    # Reopened from History: the message keeps its {{variable}} and the variable its value.
+    page.goto(f"/sandbox/?run={run.pk}")
+    expect(page.get_by_label("User message")).to_have_value("Greet {{name}}")
+    expect(page.get_by_label("name", exact=True)).to_have_value("Ada")
+    expect(page.locator("select[name='c2-model']")).to_have_value(str(models[2].pk))
+    assert errors == []

@@ -60,7 +60,9 @@ def test_try_in_sandbox_run_and_stream(page, upstream, make_integration, charlie
     assert SandboxRun.objects.filter(streamed=True, status="ok").count() == 1
 
 
-def test_stop_cancels_a_running_stream(page, upstream, make_integration, charlie):
+def test_stop_ends_the_stream_with_the_text_shown_and_its_figures(
+    page, upstream, make_integration, charlie
+):
     make_integration()
     upstream.handler = reply_sse([f"w{i} " for i in range(200)], delay=0.05)
     log_in(page, "charlie", "pw-charlie-123")
@@ -68,14 +70,45 @@ def test_stop_cancels_a_running_stream(page, upstream, make_integration, charlie
     page.locator("select[name=model]").select_option(label="Model A")
     page.get_by_label("User message").fill("long answer please")
     page.get_by_role("button", name="Run").click()
-    expect(page.locator(".run-result.live pre.reply")).to_contain_text("w1")
-    page.get_by_role("button", name="Stop").click()
-    expect(page.locator(".run-result.live")).to_contain_text("stopped")
+    live = page.locator(".run-result.live")
+    expect(live.locator("pre.reply")).to_contain_text("w1")
+    expect(live).to_contain_text("first token after")
+    shown_ttft = live.get_by_role("status").text_content()
+    live.get_by_role("button", name="Stop Model A").click()
+    # The server ends the stream where the browser is, and sends the run's card.
+    final = page.locator(".run-result:not(.live)")
+    expect(final).to_contain_text("Stopped")
+    expect(final).to_contain_text("ms")
+    expect(final.get_by_role("link", name="open the run of Model A")).to_be_visible()
+    expect(final).to_contain_text("Completion tokens")
     expect(page.get_by_role("button", name="Run")).to_be_enabled()
-    # The server notices the closed connection and records the run as stopped.
+    run = SandboxRun.objects.get()
+    assert run.status == "stopped"
+    shown = final.locator("pre.reply").text_content()
+    assert run.reply == shown and run.reply.startswith("w0 w1 ")
+    assert "w199" not in shown
+    # One first-token figure: the live one is the run's.
+    assert f"first token after {run.ttft_ms} ms" in shown_ttft
+    expect(final).to_contain_text(f"first token {run.ttft_ms} ms")
+
+
+def test_one_stop_per_column_stops_only_its_column(page, upstream, make_integration, charlie):
+    a = make_integration(name="Slow A")
+    b = make_integration(name="Slow B", name_suffix="B")
+    upstream.handler = reply_sse([f"t{i} " for i in range(30)], delay=0.05)
+    log_in(page, "charlie", "pw-charlie-123")
+    page.goto(f"/sandbox/?model={a.pk}")
+    page.get_by_role("button", name="Add a model to compare").click()
+    page.locator("select[name='c1-model']").select_option(str(b.pk))
+    page.get_by_label("User message").fill("count")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("#result-0 .run-result.live pre.reply")).to_contain_text("t1")
+    page.get_by_role("button", name="Stop Model A").click()
+    expect(page.locator("#result-0 .run-result:not(.live)")).to_contain_text("Stopped")
+    expect(page.locator("#result-1 .run-result:not(.live)")).to_contain_text("OK", timeout=15_000)
+    expect(page.locator("#result-1 pre.reply")).to_contain_text("t29")
     for _ in range(50):
-        run = SandboxRun.objects.first()
-        if run and run.status == "stopped":
+        if SandboxRun.objects.exclude(status="running").count() == 2:
             break
         page.wait_for_timeout(100)
-    assert run is not None and run.status == "stopped" and run.reply.startswith("w0")
+    assert sorted(SandboxRun.objects.values_list("status", flat=True)) == ["ok", "stopped"]

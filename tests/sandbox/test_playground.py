@@ -108,7 +108,9 @@ def test_columns_run_at_once_with_their_own_parameters(client, charlie, make_int
     client.force_login(charlie)
     data = payload(a, temperature="0.1") | {"c1-model": str(b.pk), "c1-temperature": "0.9"}
     html = post(client, data, headers=HX).content.decode()
-    assert "results-grid cols-2" in html
+    # Each result is swapped into its own column, under that column's settings.
+    assert 'id="result-0" data-result-slot hx-swap-oob' in html
+    assert 'id="result-1" data-result-slot hx-swap-oob' in html
     temperatures = sorted(r.json()["temperature"] for r in upstream.requests)
     assert temperatures == [0.1, 0.9]
     runs = SandboxRun.objects.order_by("column")

@@ -359,3 +359,15 @@ def test_a_run_uses_a_couple_of_queries(
     # first run inserts the totals row: one more, in a savepoint).
     with django_assert_max_num_queries(10 + 4):
         client.post(reverse("sandbox-run-now"), payload(model), headers=HX)
+
+
+def test_a_stop_reaches_only_the_stream_of_the_person_who_sent_it(client, charlie, bob):
+    from sandbox import stops
+
+    client.force_login(charlie)
+    answer = client.post(reverse("sandbox-stop"), {"stream": ["s-1"]})
+    assert answer.json() == {"stopping": 1}
+    mine, theirs = stops.Watch(charlie.pk, "s-1"), stops.Watch(bob.pk, "s-1")
+    mine.checked = theirs.checked = 0  # past the read interval
+    assert mine.stopped() and not theirs.stopped()
+    assert not stops.Watch(charlie.pk, "").stopped()
