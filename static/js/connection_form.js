@@ -129,7 +129,9 @@
   // result is gone); the answer then replaces it and is scrolled into view, since the
   // buttons stick to the bottom of a long form.
   let timer = null;
+  let cancelled = false;
   function testing(panel) {
+    cancelled = false;
     const started = performance.now();
     const box = document.createElement("div");
     box.className = "result running";
@@ -139,7 +141,16 @@
     spinner.setAttribute("aria-hidden", "true");
     const elapsed = document.createElement("span");
     elapsed.className = "elapsed";
-    box.append(spinner, " Testing… ", elapsed);
+    // A slow model (a small local one can take half a minute) must not hold the page.
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "small";
+    cancel.textContent = "Cancel the test";
+    cancel.addEventListener("click", function () {
+      cancelled = true;
+      htmx.trigger(document.getElementById("test-button"), "htmx:abort");
+    });
+    box.append(spinner, " Testing… ", elapsed, " ", cancel);
     panel.replaceChildren(box);
     const tick = function () {
       elapsed.textContent = ((performance.now() - started) / 1000).toFixed(1) + " s";
@@ -169,7 +180,9 @@
     clearInterval(timer);
     timer = null;
     const panel = document.getElementById("test-result");
-    panel.textContent = "The console did not answer. Check your connection and test again.";
+    panel.textContent = cancelled
+      ? "Test cancelled. Save stays off until a test passes; change what you need and test again."
+      : "The console did not answer. Check your connection and test again.";
   });
 
   document.addEventListener("DOMContentLoaded", init);

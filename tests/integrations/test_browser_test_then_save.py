@@ -131,3 +131,28 @@ def test_the_test_result_is_in_view_and_a_retest_shows_only_progress(page, upstr
     expect(page.locator("#test-result .spinner")).to_be_visible()
     expect(panel).to_contain_text("Second answer")
     expect(panel).to_be_in_viewport()
+
+
+def test_a_slow_first_test_can_be_cancelled(page, upstream, bob):
+    log_in(page, "bob", "pw-bob-123")
+    fill_add_form(page, upstream)
+    upstream.handler = reply_json(openai_reply("Too late"), delay=3)
+    page.get_by_role("button", name="Test", exact=True).click()
+    running = page.locator("#test-result .result.running")
+    expect(running).to_contain_text("Testing…")
+    running.get_by_role("button", name="Cancel the test").click()
+    expect(page.locator("#test-result")).to_contain_text("Test cancelled")
+    expect(page.get_by_role("button", name="Test", exact=True)).to_be_enabled()
+    expect(page.get_by_role("button", name="Save", exact=True)).to_be_disabled()
+    # Testing again works at once, without waiting for the cancelled call.
+    upstream.handler = reply_json(openai_reply("Quick now"))
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.locator("#result-panel")).to_contain_text("Quick now")
+    expect(page.get_by_role("button", name="Save", exact=True)).to_be_enabled()
+    assert not Integration.objects.exists()
+    # The cancelled call ends on the server's side too before the database is reset.
+    for _ in range(60):
+        if all(r.finished for r in upstream.requests):
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(300)
