@@ -44,6 +44,10 @@ def snapshot(obj: models.Model, secret_fields: tuple[str, ...] = ()) -> dict[str
         if field.primary_key or field.name in ("created_at", "updated_at", "created_by"):
             continue
         value = getattr(obj, field.attname)
+        if field.is_relation and value is not None:
+            # What a person knows it by (an integration's name), not its id.
+            related = getattr(obj, field.name, None)
+            value = str(related) if related is not None else str(value)
         if (
             field.name in secret_fields
             or field.name in SECRET_NAMES

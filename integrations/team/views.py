@@ -197,13 +197,17 @@ def audit_log(request):
     if filters["action"]:
         events = events.filter(action=filters["action"])
     page = Paginator(events, 50).get_page(request.GET.get("page"))
+    object_types = _type_names(
+        AuditEvent.objects.order_by().values_list("object_type", flat=True).distinct()
+    )
+    named = dict(object_types)
+    for event in page.object_list:  # "Custom model", not `custommodel`
+        event.type_name = named.get(event.object_type, event.object_type)
     ctx = {
         "page": page,
         "filters": filters,
         "actions": AuditAction.choices,
-        "object_types": _type_names(
-            AuditEvent.objects.order_by().values_list("object_type", flat=True).distinct()
-        ),
+        "object_types": object_types,
     }
     return render(request, "team/audit.html", ctx)
 

@@ -252,3 +252,18 @@ def test_a_create_entry_lists_what_was_set_and_the_filter_names_objects(
     html = client.get(reverse("audit")).content.decode()
     assert '<option value="integration">Integration</option>' in html
     assert "∅ →" not in html
+
+
+def test_the_audit_trail_names_objects_and_linked_records_as_people_know_them(
+    client, alice, make_integration
+):
+    from integrations import audit
+
+    model = make_integration(name="Acme")
+    audit.record_created(None, model)
+    client.force_login(alice)
+    page = client.get(reverse("audit")).content.decode()
+    event = AuditEvent.objects.filter(object_type="custommodel").latest("created_at")
+    assert event.changes["integration"] == [None, "Acme"]  # its name, not its id
+    assert str(model.integration_id) not in page
+    assert "Custom model</small>" in page and ">custommodel<" not in page
