@@ -228,3 +228,30 @@ def test_stacked_cells_carry_their_column_labels_on_a_phone(page, objects, usage
     assert labels[:2] == ["Name", "Requests"], labels
     shown = cells.nth(1).evaluate("c => getComputedStyle(c, '::before').content")
     assert shown == '"Requests: "', shown
+
+
+def test_an_audit_entry_for_a_create_says_what_was_set_in_words(page, alice, make_integration):
+    from integrations import audit
+
+    model = make_integration(name="Acme", name_suffix="Small")
+    audit.record_created(None, model.integration)
+    audit.record_created(None, model)
+    log_in(page, "alice", "pw-alice-123")
+    page.wait_for_url("**/")
+    page.set_viewport_size(DESKTOP)
+    page.goto("/team/audit/")
+    created = page.locator("table.audit tbody tr", has_text="Model Small").first
+    changes = created.locator("td").nth(4)
+    assert "∅" not in changes.text_content() and "→" not in changes.text_content()
+    assert "Acme" in changes.text_content()  # the integration by its name
+    assert str(model.integration_id) not in page.content()
+    expect_type = created.locator("td").nth(3).locator("small")
+    assert expect_type.text_content() == "Custom model"
+    integration = page.locator("table.audit tbody tr", has_text="Acme").last
+    assert "proxy_url" not in integration.text_content()  # no proxy was set
+    for column in (1, 5):  # Who and IP keep their words whole
+        cell = created.locator("td").nth(column)
+        assert page.evaluate("c => getComputedStyle(c).whiteSpace", cell.element_handle()) in (
+            "nowrap",
+            "pre",
+        )
