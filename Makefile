@@ -53,6 +53,7 @@ bench: $(VENV)/.installed-test
 	cd bench && ../$(PY) bench_postgres.py 256
 	cd bench && ../$(PY) bench_gateway.py 500
 	cd bench && ../$(PY) bench_failover.py 300
+	cd bench && ../$(PY) bench_pages.py 300
 	cd bench && ../$(PY) bench_resume.py 20
 	cd bench && ../$(PY) bench_evaluation.py 1000
 	cd bench && ../$(PY) bench_scrubber.py

@@ -1,8 +1,9 @@
 """The ASGI application that production serves (config/gunicorn.conf.py).
 
 Two Django handlers share one process:
-- the console (pages, the REST API, the Sandbox) with settings.MIDDLEWARE; its views are
-  synchronous and each request gets a thread of its own, as asgiref arranges;
+- the console (pages, the REST API, the Sandbox) with settings.MIDDLEWARE: Django's WSGI
+  handler, the whole request on one pool thread (config/asgi_pages.py), as fast as under
+  `wsgi`;
 - the gateway (/v1/) with settings.GATEWAY_MIDDLEWARE, which has no session, user, CSRF
   or messages to load, and whose calls wait on their upstream in the event loop. It skips
   the thread per request: under Django's full chain every call paid for a new thread and
@@ -11,10 +12,8 @@ Two Django handlers share one process:
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
-import tempfile
 
 from django.core.asgi import get_asgi_application
 
@@ -26,6 +25,8 @@ from django.conf import settings  # noqa: E402  (after Django is set up)
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
+
+from config.asgi_pages import pages, read_body  # noqa: E402
 
 
 class GatewayHandler(ASGIHandler):
@@ -93,26 +94,7 @@ class GatewayHandler(ASGIHandler):
         body_file.close()
 
     async def read_body(self, receive):
-        """The body in memory when it came in one message (a gateway call's usually
-        does), else spooled as Django does: a temporary file per call cost more than
-        reading it."""
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise RequestAborted()
-        if not message.get("more_body", False):
-            return io.BytesIO(message.get("body", b""))
-        body_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115  (closed by handle)
-            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
-        )
-        body_file.write(message.get("body", b""))
-        while message.get("more_body", False):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                body_file.close()
-                raise RequestAborted()
-            body_file.write(message.get("body", b""))
-        body_file.seek(0)
-        return body_file
+        return await read_body(receive)
 
 
 async def _closed(response) -> None:
@@ -135,7 +117,9 @@ gateway = GatewayHandler()
 
 
 async def application(scope, receive, send):
-    if scope["type"] == "http" and scope["path"].startswith(settings.GATEWAY_PREFIX):
+    if scope["type"] != "http":
+        await console(scope, receive, send)  # Django's handler declines what is not HTTP
+    elif scope["path"].startswith(settings.GATEWAY_PREFIX):
         await gateway(scope, receive, send)
     else:
-        await console(scope, receive, send)
+        await pages(scope, receive, send)

@@ -1,19 +1,16 @@
 """Production server: `gunicorn -c config/gunicorn.conf.py` (the app is named below).
 
 Two ways to serve, chosen by CONSOLE_SERVER (README, "Sizing the server"):
-- `wsgi` (the default): gthread workers, a few processes (about one per core) with many
-  threads each. An LLM call holds its thread while the upstream thinks and uses almost
-  no CPU, so a slow upstream ties up only its own thread. Give EACH worker as many threads
-  as the peak number of calls in flight plus headroom for page views: the kernel does not
-  spread connections evenly over the workers. Pages and the REST API are fastest here.
-- `asgi`: uvicorn workers (config/workers.py), one event loop per process. The gateway's
-  calls (/v1) wait on their upstream in the loop with async httpx, through the same
-  guarded transport, and hold no thread; every other view still runs, on a thread per
-  request. Measured with bench/bench_gateway.py: a 256-stream burst is a little faster
-  and takes less memory, a single gateway call adds less, but pages and the REST API add
-  about 5 ms more per request (Django's async request path). So a host that mostly serves
-  the gateway runs `asgi`; one that serves both runs two instances and routes /v1/ to
-  the `asgi` one (README).
+- `asgi` (the default): uvicorn workers (config/workers.py), one event loop per process.
+  The gateway's calls (/v1) wait on their upstream in the loop, through the same guarded
+  transport, and hold no thread. Pages, the REST API and the Sandbox run on Django's WSGI
+  handler on a pool thread per request (config/asgi_pages.py), as fast as under `wsgi`
+  (bench/bench_pages.py). A worker serves about three times the gateway calls per second
+  of a gthread worker, and a 256-stream burst is faster and takes less memory.
+- `wsgi`: gthread workers, a few processes (about one per core) with many threads each.
+  An LLM call holds its thread while the upstream thinks. Give EACH worker as many
+  threads as the peak number of calls in flight plus headroom for page views: the kernel
+  does not spread connections evenly over the workers.
 """
 
 import multiprocessing
@@ -22,7 +19,7 @@ import shutil
 import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-if os.environ.get("CONSOLE_SERVER", "wsgi") == "wsgi":
+if os.environ.get("CONSOLE_SERVER", "asgi") == "wsgi":
     wsgi_app = "config.wsgi:application"
     worker_class = "gthread"
     threads = int(os.environ.get("GUNICORN_THREADS", 256))
@@ -68,12 +65,6 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-if worker_class != "gthread":
-    # A request's database connection belongs to its thread, which ends with the request:
-    # a persistent one would only linger. (PostgreSQL uses its pool either way.)
-    os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 
 
 def _recover_usage(worker):

@@ -188,8 +188,13 @@ class AsgiServer:
         import threading
 
         import uvicorn
+        from django.urls import get_resolver
 
         from config.asgi import application
+
+        # The URLconf loads as a test's first request would load it, outside any test's
+        # warnings filter (one test turns every warning into an error).
+        get_resolver().url_patterns
 
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))

@@ -64,7 +64,7 @@ class ProductionServer:
     """A migrated database with one model and a gateway key (`raw`), and gunicorn serving
     it: `start()` and `stop()`; `url`; `process` is gunicorn's master."""
 
-    def __init__(self, tmp_path: Path, endpoint: str, mode: str = "wsgi", **env: str):
+    def __init__(self, tmp_path: Path, endpoint: str, mode: str = "asgi", **env: str):
         self.database = tmp_path / "prod.sqlite3"
         self.env = {
             **PROD_ENV,

@@ -152,3 +152,52 @@ def test_gateway_calls_give_every_database_connection_back(
             break
         time.sleep(0.1)
     assert stats["pool_size"] - stats["pool_available"] <= 1  # only the test's own
+
+
+def test_a_body_in_many_messages_a_unicode_path_and_the_callers_address_reach_the_view(
+    asgi_server, charlie, make_integration, upstream
+):
+    from integrations.models import AuditEvent
+    from tests.upstream import openai_reply, reply_json
+
+    upstream.handler = reply_json(openai_reply("read it all"))
+    model = make_integration()
+    browser = signed_in(asgi_server, charlie)
+    long = "é" * 90_000  # 180 KB as UTF-8: uvicorn hands it over in several messages
+    answer = browser.post("/sandbox/run", data={"model": str(model.pk), "user_prompt": long})
+    assert answer.status_code == 200 and "read it all" in answer.text
+    assert upstream.requests[-1].json()["messages"][-1]["content"] == long
+    assert SandboxRun.objects.get().user_prompt == long
+    found = browser.get("/sandbox/history/", params={"model": "Modèl ✓"})
+    assert found.status_code == 200 and "Modèl ✓" in found.text
+    assert browser.get("/nö-such-päge/").status_code == 404
+    head = browser.head("/static/css/app.css")
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"])
+    event = AuditEvent.objects.filter(action="sandbox_run").latest("created_at")
+    assert event.ip == "127.0.0.1"
+
+
+def test_stop_ends_a_sandbox_stream_with_its_run_under_asgi(
+    asgi_server, charlie, make_integration, upstream
+):
+    upstream.handler = reply_sse([f"w{i} " for i in range(200)], delay=0.05)
+    model = make_integration()
+    browser = signed_in(asgi_server, charlie)
+    shown, events = "", []
+    form = stream_form(model) | {"stream": "s-asgi"}
+    with browser.stream("POST", "/sandbox/stream", data=form) as response:
+        event = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+                events.append(event)
+            elif line.startswith("data: ") and event == "token":
+                shown += json.loads(line[6:])["t"]
+                if len(shown) > 10 and "stop" not in events:
+                    events.append("stop")
+                    assert browser.post("/sandbox/stop", data={"stream": "s-asgi"}).json() == {
+                        "stopping": 1
+                    }
+    assert events[-1] == "done"
+    run = SandboxRun.objects.get()
+    assert run.status == "stopped" and run.reply == shown and "w199" not in shown
