@@ -171,12 +171,15 @@ class Gunicorn:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **ENV, **(extra_env or {}), "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         env.pop("DJANGO_SETTINGS_MODULE", None)
+        # The error log goes to a file: a pipe nobody reads fills up, and a worker that
+        # blocks writing to it stops answering.
+        self.log = WORKDIR / f"gunicorn-{self.port}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log.open("wb"),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -187,9 +190,7 @@ class Gunicorn:
                 time.sleep(0.2)
         else:
             self.stop()
-            raise RuntimeError(
-                "gunicorn did not start: " + (self.proc.stderr.read() or b"").decode()[-2000:]
-            )
+            raise RuntimeError("gunicorn did not start: " + self.log.read_text()[-2000:])
         # Let every worker finish booting, so the first timings are not imports.
         time.sleep(2)
 
