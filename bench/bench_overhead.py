@@ -15,14 +15,11 @@ import httpx
 from common import (
     Gunicorn,
     chat_payload,
+    fast_setup,
     logged_in_client,
-    make_model,
-    make_user,
     percentiles,
-    prepare_database,
     sandbox_form,
     save,
-    start_upstream,
     table,
 )
 
@@ -34,13 +31,7 @@ WARMUP = 30
 
 
 def main() -> dict:
-    prepare_database()
-    upstream = start_upstream(reply_load(latency=0.0, tokens=20))
-    user = make_user()
-    model = make_model("Fast", f"{upstream.url}/v1")
-    from integrations.team import tokens
-
-    token = tokens.create(user, "bench")[1]
+    upstream, model, token = fast_setup()
     server = Gunicorn()
     try:
         return measure(server, upstream, model, token)

@@ -13,32 +13,21 @@ import time
 
 from common import (
     Gunicorn,
+    fast_setup,
     load_average,
     logged_in_client,
-    make_model,
-    make_user,
     percentiles,
-    prepare_database,
     sandbox_form,
     save,
-    start_upstream,
     table,
 )
-
-from tests.upstream import reply_load
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 WARMUP = 20
 
 
 def main() -> dict:
-    prepare_database()
-    upstream = start_upstream(reply_load(latency=0.0, tokens=20))
-    user = make_user()
-    model = make_model("Fast", f"{upstream.url}/v1")
-    from integrations.team import tokens
-
-    token = tokens.create(user, "bench")[1]
+    upstream, model, token = fast_setup()
     modes = os.environ.get("BENCH_SERVERS", "wsgi,asgi").split(",")
     servers = {mode: Gunicorn({"CONSOLE_SERVER": mode, "WEB_CONCURRENCY": "1"}) for mode in modes}
     try:

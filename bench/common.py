@@ -126,6 +126,20 @@ def make_model(name: str, endpoint: str, model_id: str = "bench-model", timeout:
     return CustomModel.objects.create(integration=integration, name=name, model_id=model_id)
 
 
+def fast_setup() -> tuple:
+    """A migrated database, a local upstream that answers at once, a user with a model on
+    it, and an API token: (upstream, model, token)."""
+    from tests.upstream import reply_load
+
+    prepare_database()
+    upstream = start_upstream(reply_load(latency=0.0, tokens=20))
+    user = make_user()
+    model = make_model("Fast", f"{upstream.url}/v1")
+    from integrations.team import tokens
+
+    return upstream, model, tokens.create(user, "bench")[1]
+
+
 def start_upstream(handler) -> Upstream:
     server = Upstream(record=False).start()
     server.handler = handler
