@@ -1,13 +1,20 @@
 from django.urls import path
 
-from sandbox import dataset_views, embeddings, experiment_views, prompt_views, views
+from sandbox import (
+    dataset_views,
+    embeddings,
+    experiment_views,
+    prompt_views,
+    stream_views,
+    views,
+)
 
 urlpatterns = [
     path("", views.sandbox, name="sandbox"),
     path("column", views.column, name="sandbox-column"),
     path("run", views.run, name="sandbox-run-now"),
-    path("stream", views.stream, name="sandbox-stream"),
-    path("stop", views.stop, name="sandbox-stop"),
+    path("stream", stream_views.stream, name="sandbox-stream"),
+    path("stop", stream_views.stop, name="sandbox-stop"),
     path("embeddings", embeddings.embeddings, name="sandbox-embeddings"),
     path("history/", views.history, name="sandbox-history"),
     path("runs/<uuid:pk>/", views.run_detail, name="sandbox-run"),
