@@ -221,6 +221,19 @@ class Gunicorn:
             sizes.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
         return sizes
 
+    def server_mb(self) -> dict:
+        """The whole server's memory (master and workers): `rss`, each process's resident
+        set added up, counts every page they share once per process (with preload, the
+        console the master loaded and forked is in all three); `pss`, each shared page
+        split between the processes that share it, adds up to what the server takes."""
+        totals = {"rss": 0.0, "pss": 0.0}
+        for pid in [self.proc.pid, *self.worker_pids()]:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            for name in totals:
+                kb = re.search(rf"^{name.capitalize()}:\s+(\d+) kB", text, re.M).group(1)
+                totals[name] += int(kb) / 1024
+        return {name: round(mb, 1) for name, mb in totals.items()}
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

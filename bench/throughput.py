@@ -91,7 +91,9 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
     asyncio.run(_load(server.port, gateway, 2))  # warm every worker's caches
     time.sleep(1)
     idle_rss = round(sum(server.worker_rss_mb()), 1)
-    out: dict = {"clients": CLIENTS, "seconds": SECONDS, "rss_mb_idle": idle_rss}
+    idle = server.server_mb()
+    out: dict = {"clients": CLIENTS, "seconds": SECONDS, "rss_mb_idle": idle_rss,
+                 "server_mb_idle": idle}  # fmt: skip
     rows = []
     for name, port, request in (
         ("direct", upstream_port, direct),
@@ -121,10 +123,13 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
                      figures["latency_ms"]["p99"], figures["worker_cpu_s_per_1000"] or "",
                      figures["load"]])  # fmt: skip
     out["rss_mb_after"] = round(sum(server.worker_rss_mb()), 1)
+    after = out["server_mb_after"] = server.server_mb()
     table(
         f"[{mode}] {CLIENTS} clients on kept connections, {SECONDS:g} s each (targets: >= 1,000 "
         f"calls/s, <= 1.2 CPU s per 1,000 calls); RSS of all workers {idle_rss} MB idle, "
-        f"{out['rss_mb_after']} MB after",
+        f"{out['rss_mb_after']} MB after; the whole server (master and workers) PSS "
+        f"{idle['pss']} MB idle, {after['pss']} MB after (RSS added up {idle['rss']}, "
+        f"{after['rss']})",
         rows,
         ["path", "calls", "calls/s", "p50 ms", "p99 ms", "CPU s / 1,000", "load 1/5/15 min"],
     )

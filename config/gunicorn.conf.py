@@ -13,6 +13,7 @@ Two ways to serve, chosen by CONSOLE_SERVER (README, "Sizing the server"):
   does not spread connections evenly over the workers.
 """
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -43,6 +44,11 @@ max_requests = int(
     os.environ.get("GUNICORN_MAX_REQUESTS", 5000 if worker_class == "gthread" else 200_000)
 )
 max_requests_jitter = max_requests // 10
+# The master imports the console once and forks its workers from it: the code of every
+# module (about half of what a worker holds at boot) is then shared between the workers
+# rather than loaded into each (README, "Memory"). GUNICORN_PRELOAD=0 loads it in each
+# worker, as a code reload (`kill -HUP`) then needs.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "1") != "0"
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -63,6 +69,53 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 def on_starting(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def when_ready(server):
+    """With preload, finish in the master what every worker would otherwise repeat: the
+    URLconf with its views and the REST API's schemas. Then close what a fork must not
+    share (database and cache connections) and freeze what boot made, so the collector
+    never writes to those pages and they stay shared."""
+    if not server.cfg.preload_app:
+        return
+    from django.db import connections
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018
+    _import_what_workers_use()
+    connections.close_all()
+    _close_caches()
+    gc.collect()
+    gc.freeze()
+
+
+def _import_what_workers_use():
+    """What a worker imports as it starts serving, imported in the master instead: the
+    cache's Redis client (which loads the OpenTelemetry metrics SDK when it is installed),
+    the upstream clients' TLS contexts, and under asgi the event loop and anyio's backend
+    (config/workers.py warms them)."""
+    import contextlib
+    import importlib
+
+    from django.core.cache import caches
+
+    from integrations.llm import transport
+
+    transport._ssl_context(transport.ClientOptions())  # httpx's (proxied calls)
+    transport._http1_context(transport.ClientOptions())  # the lean client's
+
+    for alias in caches:
+        caches.create_connection(alias)  # imports the backend's module; opens no socket
+    for name in ("redis.asyncio", "anyio._backends._asyncio", "uvloop", "uvicorn.loops.auto"):
+        with contextlib.suppress(ImportError):  # an optional speed-up that is not installed
+            importlib.import_module(name)
+
+
+def _close_caches():
+    from django.core.cache import caches
+
+    for cache in caches.all(initialized_only=True):
+        cache.close()
 
 
 def child_exit(server, worker):
@@ -96,7 +149,6 @@ def post_worker_init(worker):
     the URLconf (the REST API builds its schemas on import: half a second of a first
     burst), and under gthread every thread with its cache connection (bench_gateway.py).
     Under asgi the worker warms its event loop's side itself (config/workers.py)."""
-    import gc
     import threading
 
     from django.urls import get_resolver

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -177,14 +179,15 @@ def test_make_run_takes_a_port():
     assert "DEMO_BASE_URL=http://127.0.0.1:$(PORT)/demo/v1" in makefile
 
 
-@pytest.mark.parametrize("mode", ["wsgi", "asgi"])
-def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, mode):
+@pytest.mark.parametrize("mode, preload", [("wsgi", "1"), ("asgi", "1"), ("asgi", "0")])
+def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, mode, preload):
     """`gunicorn -c config/gunicorn.conf.py` as the README says, production settings and
-    all, in both server modes: pages, the API and real gateway calls, streamed and not,
-    with their usage rows written by the background writer. Outside the test process,
-    Django's guard against queries on an event loop is on, as in production."""
+    all, in both server modes (and with each worker loading the console itself):
+    pages, the API and real gateway calls, streamed and not, with their usage rows
+    written by the background writer. Outside the test process, Django's guard against
+    queries on an event loop is on, as in production."""
     upstream.handler = reply_load(tokens=3)  # streams when asked, JSON when not
-    env = {}
+    env = {"GUNICORN_PRELOAD": preload}
     if redis_up():  # the shared cache: after the first call, admission asks only Redis
         env["REDIS_URL"] = f"redis://127.0.0.1:6379/{_redis_db()}"
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
@@ -214,6 +217,34 @@ def test_the_production_server_serves_pages_and_the_gateway(tmp_path, upstream, 
     with sqlite3.connect(server.database) as db:
         rows = db.execute("select ok, streamed from integrations_usagerecord").fetchall()
     assert sorted(rows) == [(0, 0), (1, 0), (1, 0), (1, 1)], (rows, stderr)  # the 404 too
+
+
+def _memory_kb(pid: int) -> dict[str, int]:
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return {name: int(kb) for name, kb in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+
+
+def test_workers_share_the_console_the_master_loaded(tmp_path, upstream):
+    """With preload (the default) the master imports the console once and forks its
+    workers: most of what a worker holds, after serving calls too, is shared with the
+    master (test_usage_rows.py kills a worker: its replacement is forked the same way)."""
+    upstream.handler = reply_load(tokens=3)
+    server = ProductionServer(tmp_path, f"{upstream.url}/v1", "asgi", WEB_CONCURRENCY="2")
+    server.start()
+    try:
+        with server.gateway() as gateway:
+            for _ in range(20):
+                answer = gateway.post("/chat/completions", json={"model": "Model A",
+                                      "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+                assert answer.status_code == 200, answer.text
+        master = _memory_kb(server.process.pid)
+        assert master["Rss"] > 50_000  # Django, the views and the API are loaded there
+        for pid in server.workers():
+            worker = _memory_kb(pid)
+            private = worker["Private_Clean"] + worker["Private_Dirty"]
+            assert private < worker["Rss"] / 2, worker
+    finally:
+        server.stop()
 
 
 def test_production_prints_no_mail_and_pools_postgresql_connections():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import itertools
 import socket
@@ -347,8 +348,16 @@ SHARD_CONNECTIONS = 128  # a call past this many in one pool waits for a free on
 SHARD_KEEPALIVE = SHARD_CONNECTIONS // 8
 
 
-def _ssl_context(options: ClientOptions) -> ssl.SSLContext:
+@functools.lru_cache(maxsize=64)
+def _ssl_context(options: ClientOptions, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """The TLS context for these options, made once per process: loading the CA store
+    takes ~30 ms and ~1 MB, and a context serves any thread and loop (the server's
+    master makes the default ones before it forks, so its workers share them). httpcore
+    sets the ALPN of a context httpx is given, so the lean client's, `alpn` set, is
+    another."""
     context = ssl.create_default_context()
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     if options.ca_bundle.strip():
         try:
             context.load_verify_locations(cadata=options.ca_bundle)
@@ -464,13 +473,7 @@ _ASYNC_BACKEND = _AsyncGuardedBackend()
 
 def _http1_context(options: ClientOptions) -> ssl.SSLContext:
     """The options' TLS context for the lean client, which speaks only http/1.1."""
-
-    def make() -> ssl.SSLContext:
-        context = _ssl_context(options)
-        context.set_alpn_protocols(["http/1.1"])
-        return context
-
-    return loop_local(("http/1.1 tls", options), make)
+    return _ssl_context(options, ("http/1.1",))
 
 
 def check_url(url: str, what: str = "URL") -> tuple[str, int]:
