@@ -97,6 +97,7 @@ def _import_what_workers_use():
     import contextlib
     import importlib
 
+    from django.conf import settings
     from django.core.cache import caches
 
     from integrations.llm import transport
@@ -106,7 +107,19 @@ def _import_what_workers_use():
 
     for alias in caches:
         caches.create_connection(alias)  # imports the backend's module; opens no socket
-    for name in ("redis.asyncio", "anyio._backends._asyncio", "uvloop", "uvicorn.loops.auto"):
+    for name in (
+        "redis.asyncio",
+        "anyio._backends._asyncio",
+        "uvloop",
+        "uvicorn.loops.uvloop",
+        "uvicorn.protocols.http.httptools_impl",
+        "uvicorn.protocols.http.h11_impl",
+        "uvicorn.lifespan.off",
+        "psycopg_pool",  # PostgreSQL's connection pool
+        "encodings.idna",  # host names in TLS and URLs
+        settings.MESSAGE_STORAGE.rpartition(".")[0],
+        settings.SESSION_SERIALIZER.rpartition(".")[0],
+    ):
         with contextlib.suppress(ImportError):  # an optional speed-up that is not installed
             importlib.import_module(name)
 

@@ -20,7 +20,8 @@ class ConsoleWorker(UvicornWorker):
     503 at once, where a thread pool would queue calls behind slow ones.
     """
 
-    CONFIG_KWARGS = {"loop": "auto", "http": "auto", "lifespan": "off"}
+    # No WebSockets: the console serves none, and uvicorn's default loads a library for them.
+    CONFIG_KWARGS = {"loop": "auto", "http": "auto", "ws": "none", "lifespan": "off"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
