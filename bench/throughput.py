@@ -75,13 +75,14 @@ async def _load(port: int, request: bytes, seconds: float) -> tuple[int, list, l
     return len(latencies), latencies, errors
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def _cpu_seconds(pids: list[int]) -> list[float]:
+    """Each process's CPU seconds so far (user + system)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    each = []
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+        each.append((int(fields[11]) + int(fields[12])) / tick)  # utime, stime
+    return each
 
 
 def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> dict:
@@ -107,7 +108,8 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
         started = time.perf_counter()
         calls, latencies, errors = asyncio.run(_load(port, request, SECONDS))
         wall = time.perf_counter() - started
-        cpu = _cpu_seconds(pids) - before
+        each = [after - first for after, first in zip(_cpu_seconds(pids), before, strict=True)]
+        cpu = sum(each)
         if spy is not None:
             spy.wait()
         assert not errors, errors[:3]
@@ -117,10 +119,15 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
             "latency_ms": percentiles(latencies),
             "worker_cpu_s_per_1000": round(cpu / calls * 1000, 3) if name == "gateway" else None,
             "load": load_average(),
+            # How the work fell on the workers: the kernel hands each kept connection to
+            # whichever worker accepts it first, and a run where one worker took most of
+            # them is bound by that worker's core.
+            "worker_cpu_split": [round(c / cpu, 2) if cpu else 0 for c in each],
         }
         out[name] = figures
         rows.append([name, calls, figures["calls_per_s"], figures["latency_ms"]["p50"],
                      figures["latency_ms"]["p99"], figures["worker_cpu_s_per_1000"] or "",
+                     "/".join(f"{c:.2f}" for c in figures["worker_cpu_split"]) if name == "gateway" else "",
                      figures["load"]])  # fmt: skip
     out["rss_mb_after"] = round(sum(server.worker_rss_mb()), 1)
     after = out["server_mb_after"] = server.server_mb()
@@ -131,7 +138,7 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
         f"{idle['pss']} MB idle, {after['pss']} MB after (RSS added up {idle['rss']}, "
         f"{after['rss']})",
         rows,
-        ["path", "calls", "calls/s", "p50 ms", "p99 ms", "CPU s / 1,000", "load 1/5/15 min"],
+        ["path", "calls", "calls/s", "p50 ms", "p99 ms", "CPU s / 1,000", "CPU split", "load 1/5/15 min"],
     )
     return out
 
