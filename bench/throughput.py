@@ -138,7 +138,16 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
         f"{idle['pss']} MB idle, {after['pss']} MB after (RSS added up {idle['rss']}, "
         f"{after['rss']})",
         rows,
-        ["path", "calls", "calls/s", "p50 ms", "p99 ms", "CPU s / 1,000", "CPU split", "load 1/5/15 min"],
+        [
+            "path",
+            "calls",
+            "calls/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU s / 1,000",
+            "CPU split",
+            "load 1/5/15 min",
+        ],
     )
     return out
 

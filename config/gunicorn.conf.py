@@ -30,6 +30,9 @@ else:
     worker_class = "config.workers.ConsoleWorker"
     # Requests one worker takes at once; past it the worker answers 503 at once.
     worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 2000))
+    # Each worker also listens on a socket of its own on the same port, and the kernel
+    # deals connections between them (config/workers.py, ConsoleWorker._own_listeners).
+    reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") != "0"
     # A uvicorn worker tells the master it is alive from its loop: this is how long a
     # blocked loop may stay silent before the worker is restarted; no request is cut by it.
     timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -243,6 +245,60 @@ def test_workers_share_the_console_the_master_loaded(tmp_path, upstream):
             worker = _memory_kb(pid)
             private = worker["Private_Clean"] + worker["Private_Dirty"]
             assert private < worker["Rss"] / 2, worker
+    finally:
+        server.stop()
+
+
+def _connections_by_worker(port: int, workers: list[int]) -> list[int]:
+    """How many established connections to `port` each worker holds (as `ss -p` finds
+    them: the sockets in /proc/net/tcp, matched to the workers' file descriptors)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+            inodes.add(f"socket:[{fields[9]}]")
+    counts = []
+    for pid in workers:
+        fds = Path(f"/proc/{pid}/fd")
+        counts.append(sum(1 for fd in fds.iterdir() if _link(fd) in inodes))
+    return counts
+
+
+def _link(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:  # closed meanwhile
+        return ""
+
+
+def test_connections_opened_at_once_are_dealt_between_the_workers(tmp_path, upstream):
+    """Under asgi each worker listens on a socket of its own (SO_REUSEPORT) beside the
+    shared one. On the shared socket alone, the worker that woke first took every
+    connection of a burst (32 to 0), and the other worker's core stood idle."""
+    server = ProductionServer(tmp_path, f"{upstream.url}/v1", "asgi", WEB_CONCURRENCY="2")
+    server.start()
+    request = (
+        b"GET /healthz HTTP/1.1\r\nHost: console.example.com\r\nX-Forwarded-Proto: https\r\n\r\n"
+    )
+
+    async def burst() -> list[int]:
+        opened = await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", server.port) for _ in range(32))
+        )
+        for _, writer in opened:
+            writer.write(request)
+        await asyncio.gather(*(reader.readuntil(b"\r\n\r\n") for reader, _ in opened))
+        counts = _connections_by_worker(server.port, server.workers())
+        for _, writer in opened:
+            writer.close()
+        return counts
+
+    try:
+        time.sleep(1)  # both workers listening
+        for _ in range(5):
+            counts = asyncio.run(asyncio.wait_for(burst(), 10))
+            assert sum(counts) == 32 and min(counts) >= 4, counts
+            time.sleep(0.2)
     finally:
         server.stop()
 

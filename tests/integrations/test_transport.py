@@ -377,3 +377,18 @@ def test_an_https_upstream_is_trusted_through_its_ca_bundle_only(tls_upstream):
     assert trusted.ok and trusted.content == "pong"
     assert call(cfg(tls_upstream, verify_tls=False), PROMPT).ok
     assert tls_upstream.requests[0].headers["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_a_tls_context_is_made_once_per_process_and_options():
+    """Loading the CA store costs ~30 ms and ~1 MB: each options' context is made once
+    (gunicorn's master makes the default ones before it forks). httpcore sets the ALPN of
+    the context httpx is given, so the lean client (HTTP/1.1 only) has a context of its own."""
+    options = transport.ClientOptions()
+    assert transport._ssl_context(options) is transport._ssl_context(options)
+    lean = transport._http1_context(options)
+    assert lean is transport._http1_context(options)
+    assert lean is not transport._ssl_context(options)
+    unchecked = transport.ClientOptions(verify_tls=False)
+    assert transport._ssl_context(unchecked) is not transport._ssl_context(options)
+    assert transport._ssl_context(unchecked).check_hostname is False
+    assert transport._ssl_context(options).check_hostname is True
