@@ -66,6 +66,7 @@ class ProductionServer:
 
     def __init__(self, tmp_path: Path, endpoint: str, mode: str = "asgi", **env: str):
         self.database = tmp_path / "prod.sqlite3"
+        self.log = tmp_path / "gunicorn.log"
         self.env = {
             **PROD_ENV,
             "DATABASE_URL": f"sqlite:///{self.database}",
@@ -85,6 +86,7 @@ class ProductionServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
             cwd=ROOT,
@@ -98,7 +100,9 @@ class ProductionServer:
                 **self.env,
             },
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: a pipe nobody reads until stop() fills with the first
+            # few logged tracebacks, and a worker blocked writing to it stops answering.
+            stderr=self._log_file,
         )
         for _ in range(150):
             try:
@@ -122,5 +126,6 @@ class ProductionServer:
     def stop(self) -> str:
         """Stop gunicorn (SIGTERM, as a deploy does); return what it wrote to stderr."""
         self.process.terminate()
-        _, stderr = self.process.communicate(timeout=30)
-        return stderr.decode()[-3000:]
+        self.process.wait(timeout=30)
+        self._log_file.close()
+        return self.log.read_text(errors="replace")[-3000:]
