@@ -91,11 +91,17 @@ def test_a_stream_whose_settlement_fails_still_ends_whole(
             json=BODY | {"stream": True},
             timeout=20,
         ) as response:
-            lines.extend(line for line in response.iter_lines() if line)
+            for line in response.iter_lines():
+                if line:
+                    lines.append(line)
 
     reader = threading.Thread(target=read)
     reader.start()
-    time.sleep(0.4)  # admitted, reserved and streaming
+    # Admitted, reserved and streaming once the first token is here (a fixed sleep lost
+    # the race on a busy machine: Redis went before admission, and the call got a 503).
+    deadline = time.monotonic() + 10
+    while not any(line.startswith("data: ") for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.01)
     private_redis.stop()  # settling the budget at the end will fail
     reader.join(20)
     events = [line[6:] for line in lines if line.startswith("data: ")]
