@@ -16,7 +16,7 @@ class ConsoleWorker(UvicornWorker):
 
     The gateway's calls wait on their upstream in the loop and hold no thread. Pages, the
     Sandbox and the REST API are synchronous Django views: each request runs on a thread
-    of its own (asgiref makes one per request) for as long as it takes.
+    of config/asgi_pages.py's pool (ASGI_PAGE_THREADS) for as long as it takes.
     `worker_connections` caps what one worker takes at once: past it the worker answers
     503 at once, where a thread pool would queue calls behind slow ones.
     """
