@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-import socket
 import sys
 
 from uvicorn_worker import UvicornWorker
@@ -42,38 +41,7 @@ class ConsoleWorker(UvicornWorker):
 
     async def _serve(self) -> None:
         await self._warm_up()
-        self.sockets = [*self._own_listeners(), *self.sockets]
         await super()._serve()
-
-    def _own_listeners(self) -> list[socket.socket]:
-        """A listening socket of this worker's own on each TCP address gunicorn bound
-        (SO_REUSEPORT, which the master's socket has too: config/gunicorn.conf.py).
-
-        On the one socket all workers share, the worker whose loop wakes first accepts
-        every connection waiting: 32 clients connecting at once landed 32 to 0 on one
-        worker in 6 bursts of 20, and that worker's core was the whole server's
-        throughput. The kernel deals connections between the sockets of one port by
-        their address, so each worker gets its share. The workers go on accepting on the
-        shared socket too (its share of connections must be served, and a socket closed
-        with connections waiting resets them)."""
-        own = []
-        for listener in self.sockets:
-            family = listener.family
-            if family not in (socket.AF_INET, socket.AF_INET6) or not self.cfg.reuse_port:
-                continue
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind(listener.getsockname())
-                sock.listen(self.cfg.backlog)
-            except OSError as exc:  # the shared socket still serves
-                self.log.warning("No listening socket of this worker's own: %s", exc)
-                sock.close()
-                continue
-            sock.setblocking(False)
-            own.append(sock)
-        return own
 
     async def _warm_up(self) -> None:
         """The loop's own connections, before the first burst pays for them: Redis (the

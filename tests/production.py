@@ -86,6 +86,17 @@ class ProductionServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self.launch()
+        for _ in range(150):
+            try:
+                httpx.get(f"{self.url}/healthz", headers=SECURE, timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("gunicorn did not start")
+
+    def launch(self) -> None:
+        """Start gunicorn without waiting for it to answer."""
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
@@ -104,13 +115,6 @@ class ProductionServer:
             # few logged tracebacks, and a worker blocked writing to it stops answering.
             stderr=self._log_file,
         )
-        for _ in range(150):
-            try:
-                httpx.get(f"{self.url}/healthz", headers=SECURE, timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError("gunicorn did not start")
 
     def gateway(self, timeout: float = 20) -> httpx.Client:
         headers = {**SECURE, "Authorization": f"Bearer {self.raw}"}

@@ -272,9 +272,9 @@ def _link(fd: Path) -> str:
 
 
 def test_connections_opened_at_once_are_dealt_between_the_workers(tmp_path, upstream):
-    """Under asgi each worker listens on a socket of its own (SO_REUSEPORT) beside the
-    shared one. On the shared socket alone, the worker that woke first took every
-    connection of a burst (32 to 0), and the other worker's core stood idle."""
+    """Under asgi each worker listens on a socket of its own (SO_REUSEPORT). On one
+    shared socket, the worker that woke first took every connection of a burst (32 to
+    0), and the other worker's core stood idle."""
     server = ProductionServer(tmp_path, f"{upstream.url}/v1", "asgi", WEB_CONCURRENCY="2")
     server.start()
     request = (
@@ -301,6 +301,32 @@ def test_connections_opened_at_once_are_dealt_between_the_workers(tmp_path, upst
             time.sleep(0.2)
     finally:
         server.stop()
+
+
+def test_a_second_server_on_an_address_in_use_stops_rather_than_joining_it(tmp_path, upstream):
+    """Under reuse_port the kernel would let a second server bind the port and deal it a
+    share of the first one's connections. It must fail as any server does on an
+    address in use, and start once the address is free again."""
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    first = ProductionServer(tmp_path / "first", f"{upstream.url}/v1", "asgi")
+    second = ProductionServer(tmp_path / "second", f"{upstream.url}/v1", "asgi")
+    second.port, second.url = first.port, first.url
+    first.start()
+    try:
+        second.launch()
+        assert second.process.wait(timeout=30) == 1
+        assert "Another server is listening on 127.0.0.1" in second.stop()
+        with first.gateway() as client:
+            assert client.get("/models").status_code == 200
+    finally:
+        first.stop()
+    second.start()  # the address is free: a restart in its place starts at once
+    try:
+        with second.gateway() as client:
+            assert client.get("/models").status_code == 200
+    finally:
+        second.stop()
 
 
 def test_production_prints_no_mail_and_pools_postgresql_connections():
