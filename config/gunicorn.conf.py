@@ -96,7 +96,7 @@ def _refuse_an_address_in_use(server, attempts: int = 5):
 
     for address in server.cfg.address:
         if not isinstance(address, tuple):
-            continue  # a Unix socket: binding one that exists fails without the option
+            continue  # a Unix socket: SO_REUSEPORT does not share one
         family = socket.AF_INET6 if is_ipv6(address[0]) else socket.AF_INET
         for _ in range(attempts):
             probe = socket.socket(family, socket.SOCK_STREAM)
