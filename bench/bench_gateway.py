@@ -10,10 +10,12 @@
     admitted and sent on (the upstream sends it 1 s after the request arrives); the
     tokens after it flow at the upstream's pace;
 (d) what metrics and tracing add (bench/observability.py);
-(e) throughput and CPU per call with 32 clients on kept connections, and the workers'
-    RSS at idle and after (bench/throughput.py; `PY_SPY=prefix` records a profile).
-Each is measured under both server modes of config/gunicorn.conf.py: `wsgi` (gthread,
-the default) and `asgi` (uvicorn workers; the gateway waits in the event loop).
+(e) throughput and CPU per call with 32 clients on kept connections, and the whole
+    server's memory before and after, and under `asgi` once the workers that served the
+    load have idled and been replaced (bench/throughput.py; `PY_SPY=prefix` records a
+    profile).
+Each is measured under both server modes of config/gunicorn.conf.py: `wsgi` (gthread)
+and `asgi` (uvicorn workers, the default; the gateway waits in the event loop).
 The load average is printed beside each figure: on a busy machine the figures say so.
 
 Usage: python bench_gateway.py [calls] (default 500)
@@ -137,7 +139,10 @@ def main() -> dict:
                     server.stop()
                 fast.handler = dispatch
             if only in ("", "throughput"):
-                server = Gunicorn({"CONSOLE_SERVER": mode})
+                # Idle workers are replaced only once the load is over: the gateway idles
+                # while the direct calls run.
+                idle = str(throughput.SECONDS + 8)
+                server = Gunicorn({"CONSOLE_SERVER": mode, "GUNICORN_IDLE_REPLACE": idle})
                 try:
                     results.setdefault(mode, {})["throughput"] = throughput.measure(
                         mode, server, quick.port, raw, dict(body(), model="quick")

@@ -183,7 +183,8 @@ class Gunicorn:
     def __init__(self, extra_env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **ENV, **(extra_env or {}), "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
+        self.env = extra_env or {}
+        env = {**os.environ, **ENV, **self.env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         # The error log goes to a file: a pipe nobody reads fills up, and a worker that
         # blocks writing to it stops answering.

@@ -3,7 +3,8 @@
 32 clients each keep one HTTP/1.1 connection open and send non-streamed calls one after
 another for a fixed time, first straight to the upstream, then through the gateway. The
 figures: calls a second, the workers' CPU seconds per 1,000 calls (user + system, read
-from /proc before and after), and the RSS of all workers at idle and after the load.
+from /proc before and after), and the memory of all workers and of the whole server
+before and after the load, and (under `asgi`) once its idle workers were replaced.
 
 The upstream is bench/async_upstream.py (one asyncio process, answers at once), so it is
 not the bottleneck; the clients share the machine with the console, as they would with
@@ -131,12 +132,14 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
                      figures["load"]])  # fmt: skip
     out["rss_mb_after"] = round(sum(server.worker_rss_mb()), 1)
     after = out["server_mb_after"] = server.server_mb()
+    replaced = out["server_mb_replaced"] = _after_idle_replacement(server, pids)
     table(
         f"[{mode}] {CLIENTS} clients on kept connections, {SECONDS:g} s each (targets: >= 1,000 "
         f"calls/s, <= 1.2 CPU s per 1,000 calls); RSS of all workers {idle_rss} MB idle, "
         f"{out['rss_mb_after']} MB after; the whole server (master and workers) PSS "
-        f"{idle['pss']} MB idle, {after['pss']} MB after (RSS added up {idle['rss']}, "
-        f"{after['rss']})",
+        f"{idle['pss']} MB idle, {after['pss']} MB after, {replaced.get('pss', '-')} MB once "
+        f"its idle workers were replaced (RSS added up {idle['rss']}, {after['rss']}, "
+        f"{replaced.get('rss', '-')})",
         rows,
         [
             "path",
@@ -150,6 +153,19 @@ def measure(mode: str, server, upstream_port: int, raw: str, payload: dict) -> d
         ],
     )
     return out
+
+
+def _after_idle_replacement(server, pids: list[int]) -> dict:
+    """The whole server's memory once every worker that served the load has idled past
+    GUNICORN_IDLE_REPLACE and been replaced by a fresh fork (asgi only: {} otherwise)."""
+    idle = float(server.env.get("GUNICORN_IDLE_REPLACE", 0))
+    if server.env.get("CONSOLE_SERVER") != "asgi" or idle <= 0:
+        return {}
+    deadline = time.monotonic() + idle + 60
+    while set(server.worker_pids()) & set(pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # the fresh workers' warm-up
+    return server.server_mb() if not set(server.worker_pids()) & set(pids) else {}
 
 
 def _record(pids: list[int], target: str):
