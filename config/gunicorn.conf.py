@@ -184,10 +184,13 @@ def _close_caches():
 
 def child_exit(server, worker):
     """A worker that ended stops counting towards the live gauges (calls in flight, the
-    usage queue); its counters stay in the sums."""
-    from prometheus_client import multiprocess
+    usage queue); its counters stay in the sums, folded into one archive file."""
+    from integrations.telemetry import files
 
-    multiprocess.mark_process_dead(worker.pid)
+    try:
+        files.worker_ended(worker.pid, _metrics_dir)
+    except OSError as exc:  # a full disk, say: the master must go on replacing workers
+        server.log.warning("Metrics of worker %s not folded in: %s", worker.pid, exc)
 
 
 def _recover_usage(worker):

@@ -5,5 +5,6 @@ metrics.py  Prometheus series (LiteLLM's names where the meaning is the same), s
 scrape.py   the series read fresh at each scrape: target health, budgets left, the
             configuration generation, experiments
 views.py    /metrics, behind a bearer token
+files.py    the workers' count files: an ended worker's folded into one archive
 tracing.py  the gateway's server span (the client spans live with the one LLM client)
 """

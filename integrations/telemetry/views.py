@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from integrations.telemetry import files
 from integrations.telemetry.scrape import Collector
 
 
@@ -41,14 +42,23 @@ def metrics(request):
 def _registry() -> CollectorRegistry:
     """Every worker's counts (from their files) under gunicorn, this process's otherwise;
     and the series read at the scrape."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-    else:
-        registry = CollectorRegistry()
-        registry.register(_Process())
+    registry = CollectorRegistry()
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    registry.register(_Workers(path) if path else _Process())
     registry.register(Collector())
     return registry
+
+
+class _Workers:
+    """Every worker's counts, read from their files while no ended worker's counts are
+    being folded into the archive (files.py)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def collect(self):
+        with files.locked(self.path):
+            return MultiProcessCollector(None, self.path).collect()
 
 
 class _Process:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,50 @@ def test_prometheus_counts_every_call_across_both_workers(tmp_path, upstream, mo
         assert sum(workers) == 43
         # Without the token there is nothing to read.
         assert httpx.get(f"{server.url}/metrics", headers=SECURE).status_code == 401
+    finally:
+        prometheus.stop()
+        server.stop()
+
+
+def test_counts_outlive_workers_replaced_for_idling_and_never_read_as_a_reset(tmp_path, upstream):
+    """Under asgi, workers that served calls and then idle are replaced (GUNICORN_IDLE_
+    REPLACE): what they counted is folded into one archive file as each ends, so the
+    totals hold while Prometheus scrapes every second, and the old files are gone."""
+    upstream.handler = reply_load(tokens=3)
+    metrics_dir = tmp_path / "metrics"
+    server = ProductionServer(
+        tmp_path, f"{upstream.url}/v1", "asgi",
+        WEB_CONCURRENCY="2", METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        ALLOWED_HOSTS="console.example.com,127.0.0.1", GUNICORN_IDLE_REPLACE="2",
+    )  # fmt: skip
+    server.start()
+    prometheus = Prometheus(tmp_path, f"127.0.0.1:{server.port}")
+    total = 'sum(litellm_proxy_total_requests_metric_total{job="console"})'
+    try:
+        time.sleep(1)  # both workers serving
+        first = set(server.workers())
+
+        def call(_):
+            with server.gateway() as gateway:
+                body = {"model": "Model A", "messages": [{"role": "user", "content": "hi"}]}
+                return gateway.post("/chat/completions", json=body).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            assert list(pool.map(call, range(16))) == [200] * 16
+        assert prometheus.wait_for(total, 16) == 16
+        deadline = time.monotonic() + 30
+        while set(server.workers()) & first and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not set(server.workers()) & first, "the workers were not replaced"
+        time.sleep(3)  # scrapes after the replacements
+        assert prometheus.value(total) == 16
+        resets = 'sum(resets(litellm_proxy_total_requests_metric_total{job="console"}[5m]))'
+        assert prometheus.value(resets) == 0
+        ended = [
+            p.name for p in metrics_dir.glob("*.db") if any(str(pid) in p.name for pid in first)
+        ]
+        assert ended == [], ended
+        assert (metrics_dir / "counter_archive.db").exists()
     finally:
         prometheus.stop()
         server.stop()
