@@ -87,7 +87,7 @@ class ConsoleWorker(UvicornWorker):
     async def _replace_when_idle(self, server: Server) -> None:
         """Give back what serving made private. A worker that has served calls holds its
         own copy of every page of the master's it wrote to (reference counts, warmed-up
-        bytecode: 15-20 MB a worker), and keeps it while it idles. Once it has served no
+        bytecode: about 20 MB a worker), and keeps it while it idles. Once it has served no
         call for GUNICORN_IDLE_REPLACE seconds, it ends, as a max_requests recycle does,
         and the master forks a fresh one that shares those pages again. One worker at a
         time, and never the only one: the others keep the port while it is replaced."""
