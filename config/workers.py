@@ -15,7 +15,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 # Requests that say nothing of use: a load balancer's health checks and Prometheus'
-# scrapes come every few seconds and would keep every worker "busy" for ever.
+# scrapes (config/urls.py) come every few seconds and would keep every worker "busy".
 MONITORING = frozenset({"/healthz", "/metrics"})
 # Read when the master loads this class, so a value that is not a number stops the start.
 IDLE_REPLACE = float(os.environ.get("GUNICORN_IDLE_REPLACE", 300))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -119,6 +120,19 @@ class ProductionServer:
     def gateway(self, timeout: float = 20) -> httpx.Client:
         headers = {**SECURE, "Authorization": f"Bearer {self.raw}"}
         return httpx.Client(base_url=f"{self.url}/v1", headers=headers, timeout=timeout)
+
+    def calls_at_once(self, count: int = 16) -> list[httpx.Response]:
+        """`count` chat calls at once, each on a fresh connection: the kernel deals them
+        between the workers' sockets, and every worker's last call ends at about the
+        same moment."""
+        body = {"model": "Model A", "messages": [{"role": "user", "content": "hi"}]}
+
+        def call(_):
+            with self.gateway() as gateway:
+                return gateway.post("/chat/completions", json=body)
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(call, range(count)))
 
     def workers(self) -> list[int]:
         """The pids of gunicorn's workers (the master's children)."""

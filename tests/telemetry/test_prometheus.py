@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -151,13 +150,7 @@ def test_counts_outlive_workers_replaced_for_idling_and_never_read_as_a_reset(tm
         time.sleep(1)  # both workers serving
         first = set(server.workers())
 
-        def call(_):
-            with server.gateway() as gateway:
-                body = {"model": "Model A", "messages": [{"role": "user", "content": "hi"}]}
-                return gateway.post("/chat/completions", json=body).status_code
-
-        with ThreadPoolExecutor(16) as pool:
-            assert list(pool.map(call, range(16))) == [200] * 16
+        assert [a.status_code for a in server.calls_at_once(16)] == [200] * 16
         assert prometheus.wait_for(total, 16) == 16
         deadline = time.monotonic() + 30
         while set(server.workers()) & first and time.monotonic() < deadline:
